@@ -1,0 +1,71 @@
+"""The model protocol: next-token logits for a batch of hypotheses, with a KV cache that can be reordered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["CausalLM", "ModelInfo", "TokenizerLike"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Plain facts about a model that a trace records.
+
+    ``eos_token_ids`` end a hypothesis; ``pad_token_id`` fills finished rows (the reference uses eos).
+    """
+
+    name: str
+    vocab_size: int
+    eos_token_ids: tuple[int, ...]
+    pad_token_id: int
+    max_context: int
+    dtype: str = "float32"
+
+
+@runtime_checkable
+class TokenizerLike(Protocol):
+    """What the engine needs from a tokenizer."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` as written: no special tokens added."""
+        ...
+
+    def chat(self, text: str) -> list[int]:
+        """Token ids of ``text`` as one user message in the chat template, with the generation prompt."""
+        ...
+
+    def decode(self, token_ids: list[int]) -> str:
+        """Text of a sequence of token ids, special tokens left out, multi-byte characters whole."""
+        ...
+
+    def token_text(self, token_id: int) -> str:
+        """Display text of one token on its own; bytes that are not whole UTF-8 shown as ``\\xNN``."""
+        ...
+
+
+@runtime_checkable
+class CausalLM(Protocol):
+    """A causal language model seen one token at a time.
+
+    The cache is opaque to callers: ``start`` makes one for a single row, ``step`` extends it by one token per
+    row, and ``select`` gathers rows (reorder after a beam step, copy for a fork, shrink when rows finish).
+    ``select`` returns a new cache and leaves its argument usable.
+    """
+
+    info: ModelInfo
+    tokenizer: TokenizerLike
+
+    def start(self, prompt_ids: list[int]) -> tuple[torch.Tensor, object]:
+        """Run the prompt; return float32 logits ``[1, vocab]`` for the next token and the cache (1 row)."""
+        ...
+
+    def step(self, tokens: torch.Tensor, cache: object) -> tuple[torch.Tensor, object]:
+        """Feed one token per row (``tokens``: ``[rows]`` int64); return logits ``[rows, vocab]`` and the cache."""
+        ...
+
+    def select(self, cache: object, rows: torch.Tensor) -> object:
+        """Gather cache rows by index (``rows``: ``[new_rows]`` int64)."""
+        ...
