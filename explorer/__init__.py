@@ -1,1 +1,49 @@
 """decoding-explorer: record and explore every step of how a language model decodes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from explorer.api import decode, parse_constraints, tokenize_prompt
+from explorer.constraints import AnyOf, Phrase
+from explorer.errors import ExplorerError, ModelNotFoundError, ParameterError, TraceFormatError
+from explorer.models.base import CausalLM, ModelInfo
+from explorer.params import STRATEGY_NAMES, DecodeParams
+from explorer.trace import Candidate, Finished, Hypothesis, Result, Step, Trace
+
+if TYPE_CHECKING:
+    from explorer.models.registry import available_models, load_model
+
+__all__ = [
+    "STRATEGY_NAMES",
+    "AnyOf",
+    "Candidate",
+    "CausalLM",
+    "DecodeParams",
+    "ExplorerError",
+    "Finished",
+    "Hypothesis",
+    "ModelInfo",
+    "ModelNotFoundError",
+    "ParameterError",
+    "Phrase",
+    "Result",
+    "Step",
+    "Trace",
+    "TraceFormatError",
+    "available_models",
+    "decode",
+    "load_model",
+    "parse_constraints",
+    "tokenize_prompt",
+]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``load_model`` and ``available_models`` import transformers' loaders on first use only."""
+    if name in ("load_model", "available_models"):
+        from explorer.models import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'explorer' has no attribute {name!r}")

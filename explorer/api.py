@@ -1,0 +1,186 @@
+"""The Python API: ``decode(model, prompt, strategy, **params) -> Trace``."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from explorer.constraints import AnyOf, Constraint, Phrase
+from explorer.engine import run
+from explorer.errors import ParameterError
+from explorer.models.base import CausalLM
+from explorer.params import SAMPLING, DecodeParams, make_params
+from explorer.processors import build_processors
+from explorer.strategies import STRATEGIES, Setup
+from explorer.trace import Step, Trace
+
+__all__ = ["ConstraintSpec", "decode", "parse_constraints", "tokenize_prompt"]
+
+#: A constraint as the API takes it: a phrase (text or token ids), a list of alternatives, or a built constraint.
+ConstraintSpec = str | Sequence[int] | Sequence[str] | Sequence[Sequence[int]] | Constraint
+
+
+def tokenize_prompt(model: CausalLM, prompt: str | Sequence[int], *, chat: bool = False) -> tuple[int, ...]:
+    """Prompt token ids: text as written (no special tokens added), or wrapped in the chat template.
+
+    Token ids are taken as given. An empty prompt, or one that tokenizes to nothing, raises ``ParameterError``.
+    """
+    if isinstance(prompt, str):
+        if not prompt.strip() and not chat:
+            raise ParameterError("prompt", prompt, "non-empty text")
+        ids = tuple(model.tokenizer.chat(prompt) if chat else model.tokenizer.encode(prompt))
+    else:
+        ids = tuple(int(t) for t in prompt)
+        if not ids:
+            raise ParameterError("prompt", list(prompt), "a non-empty list of token ids")
+        if chat:
+            raise ParameterError("chat", chat, "False when the prompt is given as token ids")
+        bad = [t for t in ids if not 0 <= t < model.info.vocab_size]
+        if bad:
+            raise ParameterError("prompt", bad[0], f"token ids in [0, {model.info.vocab_size})")
+    if not ids:
+        raise ParameterError("prompt", prompt, "text that tokenizes to at least one token")
+    return ids
+
+
+def _phrase_ids(model: CausalLM, item: str | Sequence[int], name: str) -> tuple[tuple[int, ...], str | None]:
+    """Token ids of one phrase given as text (tokenized as written) or ids."""
+    if isinstance(item, str):
+        if not item:
+            raise ParameterError(name, item, "a non-empty phrase")
+        ids = tuple(model.tokenizer.encode(item))
+        if not ids:
+            raise ParameterError(name, item, "a phrase that tokenizes to at least one token")
+        return ids, item
+    ids = tuple(int(t) for t in item)
+    if not ids:
+        raise ParameterError(name, list(item), "a non-empty list of token ids")
+    bad = [t for t in ids if not 0 <= t < model.info.vocab_size]
+    if bad:
+        raise ParameterError(name, bad[0], f"token ids in [0, {model.info.vocab_size})")
+    return ids, None
+
+
+def parse_constraints(model: CausalLM, specs: Sequence[ConstraintSpec]) -> tuple[Constraint, ...]:
+    """Turn API constraint specs into :class:`Phrase` / :class:`AnyOf` values.
+
+    ``" flour"`` and ``[1234, 56]`` are phrases; ``[" cake", " pie"]`` and ``[[1, 2], [3]]`` are "any of".
+    """
+    out: list[Constraint] = []
+    for spec in specs:
+        if isinstance(spec, Phrase | AnyOf):
+            out.append(spec)
+        elif isinstance(spec, str) or (isinstance(spec, Sequence) and spec and isinstance(spec[0], int)):
+            ids, text = _phrase_ids(model, spec, "constraint")  # type: ignore[arg-type]
+            out.append(Phrase(ids, text))
+        elif isinstance(spec, Sequence) and spec:
+            pairs = [_phrase_ids(model, option, "constraint option") for option in spec]  # type: ignore[arg-type]
+            texts = tuple(t for _, t in pairs if t is not None)
+            out.append(AnyOf(tuple(ids for ids, _ in pairs), texts if len(texts) == len(pairs) else None))
+        else:
+            raise ParameterError("constraint", spec, "a phrase, token ids, or a non-empty list of alternatives")
+    eos = set(model.info.eos_token_ids)
+    for c in out:
+        if any(t in eos for option in (c.options if isinstance(c, AnyOf) else (c.token_ids,)) for t in option):
+            raise ParameterError("constraint", c.text if isinstance(c, Phrase) and c.text else c,
+                                 "token sequences without the eos token (a hypothesis ends at eos)")
+    return tuple(out)
+
+
+def _bad_words(model: CausalLM, bad_words: Sequence[str]) -> tuple[tuple[int, ...], ...]:
+    """Token ids of banned phrases given as text."""
+    return tuple(_phrase_ids(model, word, "bad_words")[0] for word in bad_words)
+
+
+def decode(
+    model: CausalLM,
+    prompt: str | Sequence[int],
+    strategy: str = "beam",
+    *,
+    chat: bool = False,
+    constraints: Sequence[ConstraintSpec] = (),
+    bad_words: Sequence[str] = (),
+    on_step: Callable[[Step], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **params: Any,
+) -> Trace:
+    """Decode ``prompt`` with ``strategy`` and record every step.
+
+    ``params`` use the reference's names (``num_beams``, ``num_beam_groups``, ``diversity_penalty``,
+    ``length_penalty``, ``early_stopping``, ``num_return_sequences``, ``max_new_tokens``, ``min_new_tokens``,
+    ``no_repeat_ngram_size``, ``repetition_penalty``, ``bad_words_ids``, ``temperature``, ``top_k``, ``top_p``,
+    ``min_p``, ``typical_p``, ``seed``) plus ``record_top_k`` (candidates recorded per hypothesis, default 10).
+
+    >>> import explorer
+    >>> model = explorer.load_model("tiny-random")
+    >>> trace = explorer.decode(model, [5, 6, 7], strategy="beam", num_beams=2, max_new_tokens=4)
+    >>> len(trace.results[0].token_ids) <= 4
+    True
+    """
+    if strategy in SAMPLING and params.get("seed") is None:
+        params["seed"] = random.SystemRandom().randrange(2**31)
+    if bad_words:
+        params["bad_words_ids"] = tuple(params.get("bad_words_ids") or ()) + _bad_words(model, bad_words)
+    p = make_params(strategy, **params)
+    prompt_ids = tokenize_prompt(model, prompt, chat=chat)
+    _check_context(model, prompt_ids, p)
+    parsed = parse_constraints(model, constraints)
+    if strategy == "constrained" and not parsed:
+        raise ParameterError("constraints", [], "at least one constraint for strategy 'constrained'")
+    if strategy != "constrained" and parsed:
+        raise ParameterError("constraints", list(constraints), "none unless strategy is 'constrained'")
+    setup = _setup(model, prompt_ids, p, parsed)
+    outcome = run(model, STRATEGIES[strategy], setup, on_step=on_step, should_stop=should_stop)
+    return Trace(
+        model=model.info.name,
+        strategy=strategy,
+        prompt=prompt if isinstance(prompt, str) else None,
+        prompt_token_ids=prompt_ids,
+        params={**p.to_dict(), "chat": chat},
+        constraints=tuple(_constraint_dict(c) for c in parsed),
+        processors=tuple(proc.name for proc in setup.processors),
+        eos_token_ids=model.info.eos_token_ids,
+        steps=outcome.steps,
+        results=outcome.results,
+        stop_reason=outcome.stop_reason,
+        total_ms=outcome.total_ms,
+    )
+
+
+def _check_context(model: CausalLM, prompt_ids: tuple[int, ...], p: DecodeParams) -> None:
+    """The prompt plus the new tokens must fit the model's context."""
+    limit = model.info.max_context
+    if len(prompt_ids) >= limit:
+        raise ParameterError("prompt", f"<{len(prompt_ids)} tokens>", f"fewer than {limit} tokens (model context)")
+    if len(prompt_ids) + p.max_new_tokens > limit:
+        room = limit - len(prompt_ids)
+        raise ParameterError("max_new_tokens", p.max_new_tokens,
+                             f"at most {room} (prompt of {len(prompt_ids)} tokens, context of {limit})")
+
+
+def _setup(model: CausalLM, prompt_ids: tuple[int, ...], p: DecodeParams, parsed: tuple[Constraint, ...]) -> Setup:
+    """Fix everything a strategy needs for this run."""
+    info = model.info
+    generator = torch.Generator().manual_seed(p.seed) if p.seed is not None else None
+    return Setup(
+        prompt_ids=prompt_ids,
+        params=p,
+        processors=build_processors(p, info.eos_token_ids),
+        constraints=parsed,
+        eos_token_ids=info.eos_token_ids,
+        pad_token_id=info.pad_token_id,
+        vocab_size=info.vocab_size,
+        token_text=model.tokenizer.token_text,
+        decode=model.tokenizer.decode,
+        generator=generator,
+    )
+
+
+def _constraint_dict(c: Constraint) -> dict[str, Any]:
+    """A constraint as plain values for the trace."""
+    if isinstance(c, Phrase):
+        return {"kind": "phrase", "token_ids": list(c.token_ids), "text": c.text}
+    return {"kind": "any", "options": [list(o) for o in c.options], "texts": list(c.texts) if c.texts else None}

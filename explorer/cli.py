@@ -1,0 +1,138 @@
+"""The command line: ``decoding-explorer trace`` prints a readable summary of a run and can save its trace."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from explorer.errors import ExplorerError
+from explorer.params import STRATEGY_NAMES
+from explorer.trace import Trace
+
+__all__ = ["build_parser", "main", "summarize"]
+
+_PARAMS: tuple[tuple[str, type, str], ...] = (
+    ("num_beams", int, "beams (beam strategies)"),
+    ("num_beam_groups", int, "groups (diverse)"),
+    ("diversity_penalty", float, "Hamming penalty between groups (diverse)"),
+    ("length_penalty", float, "finished score = sum / length ** X (beam strategies)"),
+    ("num_return_sequences", int, "results to return"),
+    ("max_new_tokens", int, "new-token budget (default 20)"),
+    ("min_new_tokens", int, "forbid eos before this many tokens"),
+    ("no_repeat_ngram_size", int, "forbid repeating n-grams of this size"),
+    ("repetition_penalty", float, "penalty on tokens already seen (> 1 discourages)"),
+    ("temperature", float, "sampling temperature"),
+    ("top_k", int, "keep the k best tokens (sampling)"),
+    ("top_p", float, "nucleus mass (sampling)"),
+    ("min_p", float, "min-p filter (sampling)"),
+    ("typical_p", float, "typical-p mass (sampling)"),
+    ("seed", int, "random seed (sampling): same seed, same trace"),
+    ("record_top_k", int, "candidates recorded per hypothesis (default 10)"),
+)
+
+
+def _early_stopping(text: str) -> bool | str:
+    """``true`` / ``false`` / ``never``."""
+    choices: dict[str, bool | str] = {"true": True, "false": False, "never": "never"}
+    value = choices.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from true, false, never)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and documentation)."""
+    parser = argparse.ArgumentParser(prog="decoding-explorer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    trace = sub.add_parser("trace", help="decode a prompt and summarise (or save) every step")
+    trace.add_argument("--model", default="smollm2-135m", help="model name or local folder (default smollm2-135m)")
+    trace.add_argument("--prompt", required=True, help="prompt text, tokenized as written")
+    trace.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    trace.add_argument("--strategy", choices=STRATEGY_NAMES, default="beam")
+    trace.add_argument("--early-stopping", type=_early_stopping, default=None, metavar="{true,false,never}")
+    for name, kind, text in _PARAMS:
+        trace.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
+    trace.add_argument("--constraint-phrase", action="append", default=[], metavar="TEXT",
+                       help="a phrase that must appear, tokenized as written (repeatable)")
+    trace.add_argument("--constraint-any", action="append", default=[], metavar="TEXT|TEXT",
+                       help="one of several phrases must appear (repeatable)")
+    trace.add_argument("--json", metavar="PATH", help="write the trace as JSON")
+    sub.add_parser("models", help="list the built-in models")
+    sub.add_parser("prepare", help="prepare the default model's cache (SmolLM2 from its GGUF)")
+    return parser
+
+
+def _decode(args: argparse.Namespace) -> Trace:
+    """Run the decode the arguments describe."""
+    import explorer
+
+    params: dict[str, Any] = {name: getattr(args, name) for name, _, _ in _PARAMS}
+    params["early_stopping"] = args.early_stopping
+    constraints: list[Any] = list(args.constraint_phrase)
+    for alternatives in args.constraint_any:
+        options = alternatives.split("|")
+        if len(options) < 2 or any(not o for o in options):
+            raise explorer.ParameterError("--constraint-any", alternatives, "two or more non-empty phrases: A|B")
+        constraints.append(options)
+    model = explorer.load_model(args.model)
+    return explorer.decode(model, args.prompt, args.strategy, chat=args.chat, constraints=constraints,
+                           **{k: v for k, v in params.items() if v is not None})
+
+
+def summarize(trace: Trace) -> str:
+    """A readable summary: the run, the search in numbers, and the results best first."""
+    hyps = sum(len(s.hypotheses) for s in trace.steps)
+    cands = sum(len(h.candidates) for s in trace.steps for h in s.hypotheses)
+    finished = sum(len(s.finished) for s in trace.steps)
+    lines = [
+        f"model {trace.model} | strategy {trace.strategy} | prompt {len(trace.prompt_token_ids)} tokens",
+        f"{len(trace.steps)} steps, {hyps} hypotheses, {cands} candidates recorded, {finished} finished entries;"
+        f" stopped: {trace.stop_reason}; {trace.total_ms / 1000:.2f} s",
+    ]
+    if trace.processors:
+        lines.append("processors: " + ", ".join(trace.processors))
+    lines.append(f"{'rank':>4}  {'score':>9}  {'tokens':>6}  {'step':>4}  {'eos':>3}  {'constraints':>11}  text")
+    for r in trace.results:
+        sat = "-" if r.constraints_satisfied is None else ("met" if r.constraints_satisfied else "NOT met")
+        text = r.text.replace("\n", "\\n")
+        lines.append(f"{r.rank:>4}  {r.score:>9.4f}  {len(r.token_ids):>6}  {r.finished_step:>4}  "
+                     f"{'yes' if r.ended_with_eos else 'no':>3}  {sat:>11}  {text}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; bad input prints one line and exits 2, never a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "models":
+            from explorer.models import available_models
+
+            for name, text in available_models().items():
+                print(f"{name:<16} {text}")
+            return 0
+        if args.command == "prepare":
+            from explorer.models.smollm2 import prepare_smollm2
+
+            print(prepare_smollm2(verbose=True))
+            return 0
+        trace = _decode(args)
+        print(summarize(trace))
+        if args.json:
+            trace.to_json(args.json)
+            print(f"trace written to {args.json}")
+        return 0
+    except ExplorerError as error:
+        print(f"decoding-explorer: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"decoding-explorer: error: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("decoding-explorer: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Invariants every trace keeps; ``check_trace`` lists the broken ones (tests, graders and loaders use it)."""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+
+from explorer.trace import Hypothesis, Trace
+
+__all__ = ["check_trace"]
+
+TOLERANCE = 1e-4  # relative: float32 sums over many steps
+
+
+def _close(a: float, b: float) -> bool:
+    """Equal up to float32 accumulation error (relative for large magnitudes)."""
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return abs(a - b) <= TOLERANCE * max(1.0, abs(a), abs(b))
+
+
+def _contains(tokens: tuple[int, ...], needle: tuple[int, ...]) -> bool:
+    """Whether ``needle`` occurs contiguously in ``tokens``."""
+    return any(tokens[i : i + len(needle)] == needle for i in range(len(tokens) - len(needle) + 1))
+
+
+def check_trace(trace: Trace) -> list[str]:
+    """Every broken invariant, as a readable line; an empty list means the trace is consistent.
+
+    - each hypothesis after the first step, and each finished entry, comes from a recorded candidate of its
+      parent with the same token (the selected token is among the recorded candidates);
+    - a hypothesis's score is its parent's score plus that candidate's score (cumulative sums);
+    - each candidate's ``logprob`` plus its processors' adjustments gives its ``score``;
+    - beams within a step (and group) are sorted by score, except in constrained search (sorted by bank);
+    - results are sorted best first, hold generated tokens only, end with eos exactly when they say so;
+    - a result marked as satisfying its constraints contains each of them.
+
+    >>> import explorer
+    >>> check_trace(explorer.decode(explorer.load_model("tiny-random"), [5, 6], "beam", max_new_tokens=4))
+    []
+    """
+    problems: list[str] = []
+    by_id: dict[int, Hypothesis] = {}
+    for step in trace.steps:
+        for hyp in step.hypotheses:
+            by_id[hyp.id] = hyp
+    for step in trace.steps:
+        for hyp in step.hypotheses:
+            problems += _check_parent(hyp, by_id, step.index)
+            problems += _check_candidates(hyp, step.index)
+        for fin in step.finished:
+            source = by_id.get(fin.hypothesis)
+            if source is None or not any(c.child == fin.id and c.token_id == fin.token_ids[-1]
+                                         for c in source.candidates):
+                problems.append(f"step {step.index}: finished entry {fin.id} has no matching recorded candidate")
+        problems += _check_order(trace, step.hypotheses, step.index)
+    problems += _check_results(trace)
+    return problems
+
+
+def _check_parent(hyp: Hypothesis, by_id: dict[int, Hypothesis], index: int) -> list[str]:
+    """The hypothesis extends a recorded candidate of its parent, and its score adds up."""
+    if hyp.parent is None:
+        return [] if index == 0 else [f"step {index}: hypothesis {hyp.id} has no parent"]
+    parent = by_id.get(hyp.parent)
+    if parent is None:
+        return [f"step {index}: hypothesis {hyp.id} names a missing parent {hyp.parent}"]
+    match = [c for c in parent.candidates if c.child == hyp.id]
+    if not match or match[0].token_id != hyp.token_ids[-1] or parent.token_ids != hyp.token_ids[:-1]:
+        return [f"step {index}: hypothesis {hyp.id} is not a recorded candidate of {parent.id}"]
+    if not _close(parent.score + match[0].score, hyp.score):
+        return [f"step {index}: hypothesis {hyp.id} scores {hyp.score}, parent + token = "
+                f"{parent.score + match[0].score}"]
+    return []
+
+
+def _check_candidates(hyp: Hypothesis, index: int) -> list[str]:
+    """Each candidate's adjustments explain its score."""
+    problems = []
+    for c in hyp.candidates:
+        adjusted = c.logprob + sum(change for _, change in c.adjustments)
+        if c.score > -math.inf and not _close(adjusted, c.score):
+            problems.append(f"step {index}: hypothesis {hyp.id} token {c.token_id}: logprob + adjustments = "
+                            f"{adjusted}, score = {c.score}")
+    return problems
+
+
+def _check_order(trace: Trace, hyps: tuple[Hypothesis, ...], index: int) -> list[str]:
+    """Beams come sorted by score within their group (not in constrained search, which sorts by bank)."""
+    if trace.strategy not in ("beam", "diverse"):
+        return []
+    groups: dict[int, list[float]] = {}
+    for hyp in hyps:
+        groups.setdefault(hyp.group, []).append(hyp.score)
+    for group, scores in groups.items():
+        if any(a < b for a, b in pairwise(scores)):
+            return [f"step {index}: beams of group {group} are not sorted by score: {scores}"]
+    return []
+
+
+def _check_results(trace: Trace) -> list[str]:
+    """Results: sorted, generated tokens only, eos where claimed, constraints where claimed."""
+    problems = []
+    scores = [r.score for r in trace.results]
+    if any(a < b for a, b in pairwise(scores)):
+        problems.append(f"results are not sorted best first: {scores}")
+    eos = set(trace.eos_token_ids)
+    for r in trace.results:
+        ends = bool(r.token_ids) and r.token_ids[-1] in eos
+        if ends != r.ended_with_eos or any(t in eos for t in r.token_ids[:-1]):
+            problems.append(f"result {r.rank}: eos placement does not match ended_with_eos={r.ended_with_eos}")
+        if len(r.token_ids) > int(trace.params.get("max_new_tokens", len(r.token_ids))):
+            problems.append(f"result {r.rank}: more tokens than max_new_tokens")
+        if r.constraints_satisfied:
+            for c in trace.constraints:
+                options = [tuple(c["token_ids"])] if c["kind"] == "phrase" else [tuple(o) for o in c["options"]]
+                if not any(_contains(r.token_ids, o) for o in options):
+                    problems.append(f"result {r.rank}: marked as satisfying its constraints but misses {c}")
+    return problems

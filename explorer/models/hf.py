@@ -1,0 +1,168 @@
+"""A transformers causal LM behind the engine's ``CausalLM`` protocol: prompt, one token per row, row gathering."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from explorer.errors import ExplorerError
+from explorer.models.base import ModelInfo
+from explorer.models.tokenizer import Tokenizer
+
+__all__ = ["HFCausalLM", "align_weights", "model_info"]
+
+
+def _as_ids(value: object) -> tuple[int, ...]:
+    """Token ids from a config field that may be ``None``, an int or a list."""
+    if value is None:
+        return ()
+    if isinstance(value, int):
+        return (value,)
+    if isinstance(value, list | tuple):
+        return tuple(int(v) for v in value)
+    return ()
+
+
+def model_info(name: str, model: PreTrainedModel, tokenizer: Tokenizer) -> ModelInfo:
+    """The facts a trace records about ``model``: eos from the generation config, else the config, else the tokenizer.
+
+    ``pad_token_id`` is the generation config's pad, else the first eos id (as ``generate()`` does).
+    """
+    config = model.config.get_text_config(decoder=True)
+    generation = getattr(model, "generation_config", None)
+    eos = _as_ids(getattr(generation, "eos_token_id", None)) or _as_ids(getattr(config, "eos_token_id", None))
+    if not eos and tokenizer.eos_token_id is not None:
+        eos = (tokenizer.eos_token_id,)
+    pads = _as_ids(getattr(generation, "pad_token_id", None)) or _as_ids(getattr(config, "pad_token_id", None))
+    pad = pads[0] if pads else (eos[0] if eos else 0)
+    return ModelInfo(
+        name=name,
+        vocab_size=int(config.vocab_size),
+        eos_token_ids=eos,
+        pad_token_id=pad,
+        max_context=int(getattr(config, "max_position_embeddings", 0) or 0),
+        dtype=str(model.dtype).removeprefix("torch."),
+    )
+
+
+def align_weights(model: torch.nn.Module, alignment: int = 64) -> int:
+    """Copy every parameter and buffer whose memory is not ``alignment``-byte aligned into a fresh (aligned)
+    tensor, in place; return how many were copied.
+
+    Weights memory-mapped from safetensors start wherever the file puts them, and CPU matrix-vector kernels
+    round differently on unaligned rows: the same weights gave last-bit different logits loaded from the
+    cache than loaded from the GGUF. Aligned copies make logits independent of how the weights were loaded.
+    Tied weights stay tied (a shared parameter is copied once).
+    """
+    copied = 0
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.numel() and tensor.data_ptr() % alignment:
+                tensor.data = tensor.data.clone(memory_format=torch.contiguous_format)
+                copied += 1
+    return copied
+
+
+def _gather_layer(layer: object, rows: torch.Tensor) -> object:
+    """A shallow copy of one cache layer whose key/value tensors hold only ``rows`` (new tensors, never views)."""
+    picked = copy.copy(layer)
+    keys = getattr(layer, "keys", None)
+    if isinstance(keys, torch.Tensor) and keys.dim() > 0:
+        values: torch.Tensor = getattr(layer, "values")  # noqa: B009 - `values` is a tensor, not dict.values
+        picked.keys = keys.index_select(0, rows)  # type: ignore[attr-defined]
+        picked.values = values.index_select(0, rows)  # type: ignore[attr-defined]
+    return picked
+
+
+class HFCausalLM:
+    """A transformers causal LM seen one token at a time, with a ``DynamicCache`` as the opaque cache.
+
+    The forward calls match what transformers ``generate()`` passes (no attention mask when it is all ones,
+    positions counted from the cache, ``logits_to_keep=1``), so logits agree with it bit for bit.
+
+    >>> lm = load_model("tiny-random")  # doctest: +SKIP
+    >>> logits, cache = lm.start([1, 2, 3])  # doctest: +SKIP
+    >>> logits, cache = lm.step(logits.argmax(-1), cache)  # doctest: +SKIP
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, name: str) -> None:
+        align_weights(model)
+        self.hf = model.eval()
+        self.tokenizer = tokenizer
+        self.info = model_info(name, model, tokenizer)
+        self._cache_config = model.config.get_text_config(decoder=True)
+        self._device = model.device
+
+    def __repr__(self) -> str:
+        return f"HFCausalLM({self.info.name!r}, vocab_size={self.info.vocab_size})"
+
+    def start(self, prompt_ids: list[int], rows: int = 1) -> tuple[torch.Tensor, object]:
+        """Run the prompt; return float32 logits ``[rows, vocab]`` for the next token and the cache (``rows`` rows).
+
+        ``rows > 1`` runs the prompt as ``rows`` identical rows in one batch, as ``generate()`` does for beam
+        search. On CPU a row's logits depend (in the last bits) on the batch size, so this is what makes the
+        first beam step bit-identical to ``generate()``; ``select`` on a 1-row cache gives values ~1e-6 apart.
+        """
+        self._check_prompt(prompt_ids)
+        if rows < 1:
+            raise ExplorerError(f"rows={rows!r} is invalid: expected an integer >= 1")
+        input_ids = torch.tensor([prompt_ids] * rows, dtype=torch.long, device=self._device)
+        cache = DynamicCache(config=self._cache_config)
+        with torch.inference_mode():
+            out = self.hf(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return self._last_logits(out.logits), out.past_key_values
+
+    def step(self, tokens: torch.Tensor, cache: object) -> tuple[torch.Tensor, object]:
+        """Feed one token per row (``tokens``: ``[rows]`` int64); return logits ``[rows, vocab]`` and the cache.
+
+        The cache is extended in place and returned.
+        """
+        past = self._check_cache(cache)
+        rows = tokens.reshape(-1, 1).to(device=self._device, dtype=torch.long)
+        if rows.shape[0] != _cache_rows(past):
+            raise ExplorerError(f"step got {rows.shape[0]} tokens for a cache of {_cache_rows(past)} rows")
+        with torch.inference_mode():
+            out = self.hf(input_ids=rows, past_key_values=past, use_cache=True, logits_to_keep=1)
+        return self._last_logits(out.logits), out.past_key_values
+
+    def select(self, cache: object, rows: torch.Tensor) -> object:
+        """Gather cache rows by index (``rows``: ``[new_rows]`` int64) into a new cache; ``cache`` is untouched."""
+        past = self._check_cache(cache)
+        index = rows.reshape(-1).to(device=self._device, dtype=torch.long)
+        with torch.inference_mode():
+            picked = copy.copy(past)
+            picked.layers = [_gather_layer(layer, index) for layer in past.layers]
+        return picked
+
+    def _last_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Float32 logits of the last position, as an ordinary tensor the caller owns (made outside inference mode)."""
+        return logits[:, -1, :].to(dtype=torch.float32, copy=True)
+
+    def _check_prompt(self, prompt_ids: list[int]) -> None:
+        """Refuse an empty prompt, ids outside the vocabulary, or a prompt longer than the context."""
+        if len(prompt_ids) == 0:
+            raise ExplorerError("prompt_ids is empty: expected at least one token id")
+        low, high = min(prompt_ids), max(prompt_ids)
+        if low < 0 or high >= self.info.vocab_size:
+            bad = low if low < 0 else high
+            raise ExplorerError(f"prompt token id {bad} is invalid: expected 0 <= id < {self.info.vocab_size}")
+        if self.info.max_context and len(prompt_ids) > self.info.max_context:
+            raise ExplorerError(f"prompt has {len(prompt_ids)} tokens: the model takes at most {self.info.max_context}")
+
+    @staticmethod
+    def _check_cache(cache: object) -> DynamicCache:
+        """The cache as a ``DynamicCache``, or a clear error for anything else."""
+        if not isinstance(cache, DynamicCache):
+            raise ExplorerError(f"cache is a {type(cache).__name__}: expected the cache returned by start/step/select")
+        return cache
+
+
+def _cache_rows(cache: DynamicCache) -> int:
+    """Number of rows (batch size) held by a filled cache."""
+    for layer in cache.layers:
+        keys = getattr(layer, "keys", None)
+        if isinstance(keys, torch.Tensor) and keys.dim() > 0:
+            return int(keys.shape[0])
+    return 0

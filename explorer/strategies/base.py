@@ -1,0 +1,132 @@
+"""The strategy contract: a small step function over a search state, and the registry that names them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from explorer.constraints import Constraint
+from explorer.params import DecodeParams
+from explorer.processors.base import Context, Processor, run_processors
+from explorer.strategies._record import Scored
+from explorer.trace import Fate, Result, Step
+
+__all__ = [
+    "STRATEGIES", "FateInfo", "Fates", "Outcome", "Setup", "Strategy", "register", "score_log_probs", "score_logits",
+    "unpicked",
+]
+
+
+#: A candidate's fate, the reason in words, and the id of what it became (new hypothesis or finished entry).
+FateInfo = tuple[Fate, str, int | None]
+#: Fates of the candidates a step picked, by (row, token).
+Fates = dict[tuple[int, int], FateInfo]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything fixed for one run that a strategy needs besides its state and the logits."""
+
+    prompt_ids: tuple[int, ...]
+    params: DecodeParams
+    processors: tuple[Processor, ...]
+    constraints: tuple[Constraint, ...]
+    eos_token_ids: tuple[int, ...]
+    pad_token_id: int
+    vocab_size: int
+    token_text: Callable[[int], str]
+    decode: Callable[[list[int]], str]
+    generator: torch.Generator | None = None
+
+    @property
+    def prompt_length(self) -> int:
+        """Number of prompt tokens."""
+        return len(self.prompt_ids)
+
+    @property
+    def max_length(self) -> int:
+        """Prompt plus the new-token budget: the reference's ``max_length``."""
+        return len(self.prompt_ids) + self.params.max_new_tokens
+
+    @property
+    def eos(self) -> torch.Tensor:
+        """The eos ids as a tensor, for ``torch.isin``."""
+        return torch.tensor(self.eos_token_ids, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one strategy step returns: the next state, the step's record and what to feed the model next.
+
+    ``parents[i]`` is the cache row that row ``i`` continues (``None``: rows unchanged); ``tokens[i]`` the token
+    it is fed. ``done`` ends the search (no further forward pass).
+    """
+
+    state: Any
+    step: Step
+    tokens: torch.Tensor | None
+    parents: torch.Tensor | None
+    done: bool
+
+
+class Strategy(Protocol):
+    """A decoding strategy: an initial state, a pure step, and the results of a final state."""
+
+    @property
+    def name(self) -> str:
+        """The registry name (``"beam"``, ...)."""
+        ...
+
+    def initial(self, setup: Setup) -> tuple[Any, int]:
+        """The first state and how many rows the prompt's cache is copied into."""
+        ...
+
+    def step(self, state: Any, logits: torch.Tensor, index: int, setup: Setup) -> Outcome:
+        """One decoding step from the logits of every row."""
+        ...
+
+    def results(self, state: Any, setup: Setup) -> tuple[Result, ...]:
+        """The returned sequences, best first."""
+        ...
+
+    def stop_reason(self, state: Any) -> str:
+        """Why the search ended (or would end now)."""
+        ...
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register(strategy: Strategy) -> Strategy:
+    """Add a strategy to the registry under its name."""
+    STRATEGIES[strategy.name] = strategy
+    return strategy
+
+
+def score_log_probs(logits: torch.Tensor, ids: torch.Tensor, setup: Setup, context: Context) -> Scored:
+    """Beam family: log-softmax first, then every processor (the reference's order)."""
+    stages = run_processors(setup.processors, ids, torch.log_softmax(logits, dim=-1), context)
+    return Scored(tuple(stages), tuple(p.name for p in setup.processors))
+
+
+def score_logits(
+    logits: torch.Tensor, ids: torch.Tensor, setup: Setup, context: Context
+) -> tuple[Scored, torch.Tensor]:
+    """Greedy and sampling: processors on raw logits (the reference's order), each stage read as log-probs.
+
+    Returns the stages in log-prob space and the processed logits themselves, which the strategy picks from
+    (argmax or sampling), exactly as the reference does.
+    """
+    stages = run_processors(setup.processors, ids, logits, context)
+    names = tuple(p.name for p in setup.processors)
+    return Scored(tuple(torch.log_softmax(s, dim=-1) for s in stages), names), stages[-1]
+
+
+def unpicked(masked_by: str | None, why: str) -> FateInfo:
+    """Fate of a recorded candidate that the step did not pick: masked by a processor, or pruned for ``why``."""
+    if masked_by is not None:
+        return ("masked", f"masked by {masked_by}", None)
+    return ("pruned", why, None)

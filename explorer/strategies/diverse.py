@@ -1,0 +1,241 @@
+"""Diverse (group) beam search, as the reference's ``_group_beam_search`` with its ``BeamSearchScorer``.
+
+The beams are split into ``num_beam_groups`` groups stepped one after another; a group's scores are lowered by
+``diversity_penalty`` for every beam of an earlier group that chose the same token at this step (Hamming
+diversity, Vijayakumar et al. 2016). Each group keeps its own pool of ``num_beams / num_beam_groups`` finished
+hypotheses; a group whose pool can no longer improve is done and feeds padding from then on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from explorer.processors.base import Context, run_processors
+from explorer.strategies._pool import Pool, best_of
+from explorer.strategies._record import Scored, read_candidates
+from explorer.strategies.base import Fates, Outcome, Setup, register, unpicked
+from explorer.trace import Candidate, Finished, Hypothesis, Result, Step
+
+__all__ = ["DIVERSE", "Diverse", "GroupState"]
+
+NEG = -1.0e9
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """Rows of all groups side by side (group g owns rows ``g*size .. (g+1)*size - 1``) and one pool per group."""
+
+    sequences: torch.Tensor
+    scores: torch.Tensor  # [num_beams] cumulative
+    hyp_ids: tuple[int | None, ...]
+    parent_ids: tuple[int | None, ...]
+    pools: tuple[Pool, ...]
+    done: tuple[bool, ...]
+    next_id: int
+    stop: str = "running"
+
+
+@dataclass(frozen=True)
+class _GroupStep:
+    """What one group decided at one step."""
+
+    scores: list[float]
+    tokens: list[int]
+    rows: list[int]  # group-local parent index of each new beam
+    pool: Pool
+    done: bool
+    finished: list[Finished]
+    hypotheses: list[Hypothesis]
+    first_child: int
+    next_id: int
+
+
+@dataclass(frozen=True)
+class Diverse:
+    """Group beam search with a Hamming diversity penalty between groups."""
+
+    name: str = "diverse"
+
+    def initial(self, setup: Setup) -> tuple[GroupState, int]:
+        """The first beam of every group starts from the prompt; the others are -1e9 placeholders."""
+        p = setup.params
+        size = p.num_beams // p.num_beam_groups
+        scores = torch.full((p.num_beams,), NEG, dtype=torch.float)
+        scores[::size] = 0
+        ids = tuple(r // size if r % size == 0 else None for r in range(p.num_beams))
+        pools = tuple(Pool(size) for _ in range(p.num_beam_groups))
+        prompt = torch.tensor([setup.prompt_ids] * p.num_beams, dtype=torch.long)
+        return GroupState(prompt, scores, ids, (None,) * p.num_beams, pools, (False,) * p.num_beam_groups,
+                          p.num_beam_groups), p.num_beams
+
+    def step(self, state: GroupState, logits: torch.Tensor, index: int, setup: Setup) -> Outcome:
+        """Step every group in turn, each penalised by the tokens the earlier groups just chose."""
+        p = setup.params
+        size = p.num_beams // p.num_beam_groups
+        current = torch.zeros(p.num_beams, dtype=torch.long)
+        parents = torch.zeros(p.num_beams, dtype=torch.long)
+        scores = state.scores.clone()
+        hyp_ids, parent_ids = list(state.hyp_ids), list(state.parent_ids)
+        pools, done, next_id = list(state.pools), list(state.done), state.next_id
+        hyps: list[Hypothesis] = []
+        finished: list[Finished] = []
+        for g in range(p.num_beam_groups):
+            rows = list(range(g * size, (g + 1) * size))
+            context = Context(setup.prompt_length, previous_group_tokens=current[: g * size])
+            gs = self._group_step(state, logits, rows, g, context, index, setup, next_id)
+            next_id = gs.next_id
+            scores[rows] = torch.tensor(gs.scores, dtype=torch.float)
+            current[rows] = torch.tensor(gs.tokens, dtype=torch.long)
+            parents[rows] = torch.tensor([g * size + r for r in gs.rows], dtype=torch.long)
+            if not state.done[g]:
+                for slot, r in enumerate(rows):
+                    parent_ids[r] = state.hyp_ids[g * size + gs.rows[slot]]
+                    hyp_ids[r] = gs.first_child + slot
+            pools[g], done[g] = gs.pool, gs.done
+            hyps += gs.hypotheses
+            finished += gs.finished
+        sequences = torch.cat([state.sequences[parents], current[:, None]], dim=1)
+        at_limit = index + 1 >= p.max_new_tokens
+        all_done = all(done)
+        stop = "running" if not (all_done or at_limit) else ("early_stopping" if all_done else "max_new_tokens")
+        new_state = GroupState(sequences, scores, tuple(hyp_ids), tuple(parent_ids), tuple(pools), tuple(done),
+                               next_id, stop)
+        pool_ids = tuple(e.id for e in best_of(tuple(pools), sum(len(pl.entries) for pl in pools)))
+        step = Step(index, tuple(hyps), tuple(finished), pool_ids,
+                    tuple(g for g, d in enumerate(state.done) if d))
+        finished_now = all_done or at_limit
+        return Outcome(new_state, step, None if finished_now else current, None if finished_now else parents,
+                       finished_now)
+
+    def _group_step(
+        self, state: GroupState, logits: torch.Tensor, rows: list[int], g: int, context: Context, index: int,
+        setup: Setup, next_id: int,
+    ) -> _GroupStep:
+        """One group: score, take the top ``2 * size``, send eos among the first ``size`` to the pool."""
+        p = setup.params
+        size, vocab = len(rows), logits.shape[-1]
+        ids = state.sequences[rows]
+        stages = run_processors(setup.processors, ids, torch.log_softmax(logits[rows], dim=-1), context)
+        scored = Scored(tuple(stages), tuple(proc.name for proc in setup.processors))
+        if state.done[g]:
+            return _GroupStep([0.0] * size, [setup.pad_token_id] * size, [0] * size, state.pools[g], True, [],
+                              [], next_id, next_id)
+        total = (scored.final + state.scores[rows][:, None]).view(1, size * vocab)
+        k = max(2, 1 + len(setup.eos_token_ids)) * size
+        top, flat = torch.topk(total, k, dim=1, largest=True, sorted=True)
+        top_scores, beams, tokens = top[0].tolist(), torch.div(flat, vocab, rounding_mode="floor")[0].tolist(), \
+            (flat % vocab)[0].tolist()
+        cur_len = ids.shape[1] + 1
+        pool = state.pools[g]
+        kept: list[int] = []
+        fates: Fates = {}
+        fins: list[Finished] = []
+        first_child = next_id
+        next_id += size
+        for rank in range(k):
+            key = (beams[rank], tokens[rank])
+            if tokens[rank] in setup.eos_token_ids:
+                if rank >= size:
+                    fates.setdefault(key, ("pruned", f"eos ranked {rank + 1} of {k}: only the first {size} may "
+                                           "finish", None))
+                    continue
+                fin, pool = self._finish(state, rows, beams[rank], tokens[rank], top_scores[rank], cur_len, pool,
+                                         index, g, setup, next_id)
+                next_id += 1
+                fins.append(fin)
+                verdict = "entered the group's pool" if fin.accepted else "below the group's pool"
+                fates.setdefault(key, ("finished", f"eos, ranked {rank + 1} of {k}: {verdict}", fin.id))
+            else:
+                fates.setdefault(key, ("kept", f"ranked {rank + 1} of {k}: continues as beam {len(kept)} of "
+                                       f"group {g}", first_child + len(kept)))
+                kept.append(rank)
+            if len(kept) == size:
+                break
+        for rank in range(k):
+            fates.setdefault((beams[rank], tokens[rank]),
+                             ("pruned", f"ranked {rank + 1} of {k}: the group's {size} beams were already filled",
+                              None))
+        done = pool.is_done(max(top_scores), cur_len, setup.prompt_length, setup.max_length, p.early_stopping,
+                            p.length_penalty)
+        hyps = self._record(state, scored, rows, g, fates, beams, tokens, setup)
+        return _GroupStep([top_scores[r] for r in kept], [tokens[r] for r in kept], [beams[r] for r in kept],
+                          pool, done, fins, hyps, first_child, next_id)
+
+    def _finish(
+        self, state: GroupState, rows: list[int], beam: int, token: int, score: float, cur_len: int, pool: Pool,
+        index: int, g: int, setup: Setup, entry_id: int,
+    ) -> tuple[Finished, Pool]:
+        """Offer a hypothesis that chose eos to the group's pool."""
+        row = rows[beam]
+        length = cur_len - setup.prompt_length
+        generated = (*state.sequences[row, setup.prompt_length :].tolist(), token)
+        normalized = score / (length**setup.params.length_penalty)
+        source = state.hyp_ids[row]
+        fin = Finished(entry_id, source if source is not None else -1, index, g, tuple(generated), score,
+                       normalized, length, "eos", True)
+        new_pool = pool.add(fin)
+        if new_pool is pool:
+            fin = replace(fin, accepted=False, note="its length-penalised score is below the group's pool")
+        return fin, new_pool
+
+    def _record(
+        self, state: GroupState, scored: Scored, rows: list[int], g: int,
+        fates: Fates, beams: list[int], tokens: list[int],
+        setup: Setup,
+    ) -> list[Hypothesis]:
+        """The group's real beams with their top candidates and fates."""
+        local = [i for i, r in enumerate(rows) if state.hyp_ids[r] is not None]
+        extra = {i: [t for b, t in zip(beams, tokens, strict=True) if b == i] for i in local}
+        required = {key for key, fate in fates.items() if fate[0] in ("kept", "finished")}
+        values = read_candidates(scored, local, setup.params.record_top_k, extra, required)
+        size = len(rows)
+        hyps = []
+        for i in local:
+            r = rows[i]
+            parent_score = float(state.scores[r])
+            cands = []
+            for v in values[i]:
+                default = unpicked(v.masked_by, f"below the group's top {2 * size} continuations")
+                fate, why, child = fates.get((i, v.token_id), default)
+                cands.append(Candidate(v.token_id, setup.token_text(v.token_id), v.logprob, v.score,
+                                       parent_score + v.score, v.rank, v.adjustments, fate, why, child))
+            hyp_id = state.hyp_ids[r]
+            assert hyp_id is not None
+            hyps.append(Hypothesis(hyp_id, state.parent_ids[r], r, g,
+                                   tuple(state.sequences[r, setup.prompt_length :].tolist()), parent_score,
+                                   tuple(cands)))
+        return hyps
+
+    def results(self, state: GroupState, setup: Setup) -> tuple[Result, ...]:
+        """Running beams of groups not done join their pools; then the best over all groups, best first."""
+        p = setup.params
+        size = p.num_beams // p.num_beam_groups
+        pools = list(state.pools)
+        next_id = state.next_id
+        step = state.sequences.shape[1] - setup.prompt_length - 1
+        for g in range(p.num_beam_groups):
+            if state.done[g]:
+                continue
+            for r in range(g * size, (g + 1) * size):
+                generated = tuple(state.sequences[r, setup.prompt_length :].tolist())
+                score = float(state.scores[r])
+                source = state.hyp_ids[r]
+                fin = Finished(next_id, -1 if source is None else source, step, g, generated, score,
+                               score / (len(generated) ** p.length_penalty), len(generated), "end_of_search", True)
+                next_id += 1
+                pools[g] = pools[g].add(fin)
+        best = best_of(tuple(pools), p.num_return_sequences)
+        return tuple(
+            Result(rank, e.token_ids, setup.decode(list(e.token_ids)), e.normalized_score, e.step,
+                   e.reason == "eos", group=e.group, source=e.id)
+            for rank, e in enumerate(best)
+        )
+
+    def stop_reason(self, state: GroupState) -> str:
+        """Why the search stopped."""
+        return state.stop
+
+
+DIVERSE = register(Diverse())

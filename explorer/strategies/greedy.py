@@ -1,0 +1,126 @@
+"""Greedy and sampling: each row picks one token per step (the argmax, or a seeded draw) until eos."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+
+from explorer.processors.base import Context
+from explorer.strategies._record import Values, read_candidates
+from explorer.strategies.base import Outcome, Setup, register, score_logits
+from explorer.trace import Candidate, Fate, Finished, Hypothesis, Result, Step
+
+__all__ = ["GREEDY", "SAMPLE", "Greedy", "RowsState"]
+
+
+@dataclass(frozen=True)
+class RowsState:
+    """Independent rows: tokens (prompt included), cumulative scores, node ids, and which rows still run."""
+
+    sequences: torch.Tensor
+    scores: tuple[float, ...]
+    hyp_ids: tuple[int, ...]
+    parent_ids: tuple[int | None, ...]
+    finished: tuple[Finished | None, ...]
+    next_id: int
+    stop: str = "running"
+
+    @property
+    def alive(self) -> tuple[bool, ...]:
+        """Rows that have not finished."""
+        return tuple(f is None for f in self.finished)
+
+
+@dataclass(frozen=True)
+class Greedy:
+    """Take the best-scoring token at every step (``sample``: draw it from the processed distribution)."""
+
+    name: str = "greedy"
+    sampling: bool = False
+
+    def initial(self, setup: Setup) -> tuple[RowsState, int]:
+        """One row (``num_return_sequences`` rows when sampling), all starting from the prompt."""
+        rows = setup.params.num_return_sequences if self.sampling else 1
+        prompt = torch.tensor([setup.prompt_ids] * rows, dtype=torch.long)
+        return RowsState(prompt, (0.0,) * rows, tuple(range(rows)), (None,) * rows, (None,) * rows, rows), rows
+
+    def step(self, state: RowsState, logits: torch.Tensor, index: int, setup: Setup) -> Outcome:
+        """Pick one token per live row; rows that hit eos (or the length limit) finish."""
+        scored, processed = score_logits(logits, state.sequences, setup, Context(setup.prompt_length))
+        if self.sampling:
+            picked = torch.multinomial(torch.softmax(processed, dim=-1), 1, generator=setup.generator).squeeze(1)
+        else:
+            picked = torch.argmax(processed, dim=-1)
+        chosen = picked.tolist()
+        live = [r for r, alive in enumerate(state.alive) if alive]
+        extra = {r: [chosen[r]] for r in live}
+        values = read_candidates(scored, live, setup.params.record_top_k, extra, {(r, chosen[r]) for r in live})
+        last = index + 1 >= setup.params.max_new_tokens
+        scores, finished = list(state.scores), list(state.finished)
+        hyp_ids, parent_ids = list(state.hyp_ids), list(state.parent_ids)
+        hyps: list[Hypothesis] = []
+        new_finished: list[Finished] = []
+        next_id = state.next_id
+        for r in live:
+            generated = tuple(state.sequences[r, setup.prompt_length :].tolist())
+            tok, child = chosen[r], next_id
+            next_id += 1
+            mine = next(v for v in values[r] if v.token_id == tok)
+            scores[r] = state.scores[r] + mine.score
+            ends = tok in setup.eos_token_ids or last
+            if ends:
+                reason: Literal["eos", "max_length"] = "eos" if tok in setup.eos_token_ids else "max_length"
+                fin = Finished(child, state.hyp_ids[r], index, 0, (*generated, tok), scores[r], scores[r],
+                               len(generated) + 1, reason, True)
+                finished[r] = fin
+                new_finished.append(fin)
+            else:
+                hyp_ids[r], parent_ids[r] = child, state.hyp_ids[r]
+            cands = tuple(self._candidate(v, tok, ends, child, state.scores[r], setup) for v in values[r])
+            hyps.append(Hypothesis(state.hyp_ids[r], state.parent_ids[r], r, 0, generated, state.scores[r], cands))
+        fed = torch.where(torch.tensor(state.alive), picked, setup.pad_token_id)
+        done = all(f is not None for f in finished)
+        stop = ("max_new_tokens" if last else "eos") if done else "running"
+        new_state = RowsState(torch.cat([state.sequences, fed[:, None]], dim=1), tuple(scores), tuple(hyp_ids),
+                              tuple(parent_ids), tuple(finished), next_id, stop)
+        step = Step(index, tuple(hyps), tuple(new_finished), tuple(f.id for f in finished if f is not None))
+        return Outcome(new_state, step, None if done else fed, None, done)
+
+    def _candidate(
+        self, v: Values, chosen: int, ends: bool, child: int, parent_score: float, setup: Setup
+    ) -> Candidate:
+        """A recorded candidate with its fate: the picked token is kept (or finished), the rest lose."""
+        text = setup.token_text(v.token_id)
+        total = parent_score + v.score
+        if v.token_id == chosen:
+            fate: Fate = "finished" if ends else "kept"
+            why = "ends the sequence" if ends else ("sampled" if self.sampling else "highest score")
+            return Candidate(v.token_id, text, v.logprob, v.score, total, v.rank, v.adjustments, fate, why, child)
+        if v.score == -math.inf:
+            return Candidate(v.token_id, text, v.logprob, v.score, total, v.rank, v.adjustments, "masked",
+                             f"masked by {v.masked_by}")
+        why = "not drawn" if self.sampling else "not the highest score"
+        return Candidate(v.token_id, text, v.logprob, v.score, total, v.rank, v.adjustments, "pruned", why)
+
+    def results(self, state: RowsState, setup: Setup) -> tuple[Result, ...]:
+        """Every row's sequence (a row stopped early stands as it is), best score first."""
+        rows = []
+        for r, fin in enumerate(state.finished):
+            tokens = fin.token_ids if fin else tuple(state.sequences[r, setup.prompt_length :].tolist())
+            step = fin.step if fin else len(tokens) - 1
+            source = fin.id if fin else state.hyp_ids[r]
+            rows.append(Result(0, tokens, setup.decode(list(tokens)), state.scores[r], step,
+                               bool(tokens) and tokens[-1] in setup.eos_token_ids, source=source))
+        rows.sort(key=lambda res: -res.score)
+        return tuple(replace(res, rank=rank) for rank, res in enumerate(rows))
+
+    def stop_reason(self, state: RowsState) -> str:
+        """``eos``, ``max_new_tokens`` or ``running``."""
+        return state.stop
+
+
+GREEDY = register(Greedy())
+SAMPLE = register(Greedy(name="sample", sampling=True))

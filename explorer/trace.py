@@ -1,0 +1,190 @@
+"""The trace: frozen records of plain values for every step, hypothesis and candidate of a decoding run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Candidate",
+    "ConstraintProgress",
+    "Fate",
+    "Finished",
+    "Hypothesis",
+    "Result",
+    "Step",
+    "Trace",
+]
+
+#: Version of the JSON trace format; bumped on any incompatible change (see ``trace.schema.json``).
+FORMAT_VERSION = "1.0"
+
+Fate = Literal["kept", "pruned", "finished", "masked"]
+FATES: tuple[Fate, ...] = ("kept", "pruned", "finished", "masked")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One next-token candidate of a hypothesis at one step.
+
+    ``logprob`` is the model's raw log-probability; ``score`` the per-token score after every processor (what the
+    strategy ranks by); ``adjustments`` the change each processor made, in order, so that
+    ``logprob + sum(adjustments) == score`` up to float rounding (``-inf`` where a processor masked the token).
+    ``total`` is the hypothesis score the candidate would give (``parent score + score``). ``rank`` is its place
+    among all tokens of the vocabulary for this hypothesis (0 = best). ``child`` is the id of the hypothesis it became
+    (kept) or of the finished entry it made (finished).
+    """
+
+    token_id: int
+    text: str
+    logprob: float
+    score: float
+    total: float
+    rank: int
+    adjustments: tuple[tuple[str, float], ...]
+    fate: Fate
+    reason: str
+    child: int | None = None
+
+
+@dataclass(frozen=True)
+class ConstraintProgress:
+    """Where one hypothesis stands against its constraints (the reference's tracker, fed prompt and tokens).
+
+    ``status[i]`` is ``"complete"``, ``"in_progress"`` or ``"pending"`` for constraint ``i``; ``matched[i]`` how many
+    of its tokens are matched; ``bank`` the reference's bank (complete * longest + progress).
+    """
+
+    status: tuple[str, ...]
+    matched: tuple[int, ...]
+    lengths: tuple[int, ...]
+    bank: int
+    completed: bool
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A live hypothesis at the start of a step: its tokens so far, score, and the candidates it offered."""
+
+    id: int
+    parent: int | None
+    slot: int
+    group: int
+    token_ids: tuple[int, ...]
+    score: float
+    candidates: tuple[Candidate, ...]
+    constraint: ConstraintProgress | None = None
+    forced: bool = False
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A hypothesis that ended (eos, the length limit, or the end of the search) and asked to join the pool.
+
+    ``score`` is the sum of its tokens' scores; ``normalized_score`` is ``score / length ** length_penalty``, the
+    value the pool is ranked by. ``accepted`` says whether it entered the pool of best finished hypotheses.
+    """
+
+    id: int
+    hypothesis: int
+    step: int
+    group: int
+    token_ids: tuple[int, ...]
+    score: float
+    normalized_score: float
+    length: int
+    reason: Literal["eos", "max_length", "end_of_search"]
+    accepted: bool
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One decoding step: the live hypotheses, new finished entries, and the pool after the step."""
+
+    index: int
+    hypotheses: tuple[Hypothesis, ...]
+    finished: tuple[Finished, ...] = ()
+    pool: tuple[int, ...] = ()
+    done_groups: tuple[int, ...] = ()
+    forward_ms: float = 0.0
+    search_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """A returned sequence, best first: generated ids only (through eos if produced) and its score."""
+
+    rank: int
+    token_ids: tuple[int, ...]
+    text: str
+    score: float
+    finished_step: int
+    ended_with_eos: bool
+    group: int = 0
+    source: int | None = None
+    constraints_satisfied: bool | None = None
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Everything one decoding run did, as plain values. Build it with :func:`explorer.decode`.
+
+    >>> import explorer
+    >>> trace = explorer.decode(explorer.load_model("tiny-random"), [5, 6, 7], strategy="greedy", max_new_tokens=3)
+    >>> len(trace.steps), trace.results[0].rank
+    (3, 0)
+    """
+
+    model: str
+    strategy: str
+    prompt: str | None
+    prompt_token_ids: tuple[int, ...]
+    params: dict[str, Any]
+    constraints: tuple[dict[str, Any], ...]
+    processors: tuple[str, ...]
+    eos_token_ids: tuple[int, ...]
+    steps: tuple[Step, ...]
+    results: tuple[Result, ...]
+    stop_reason: str
+    total_ms: float
+    version: str = FORMAT_VERSION
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # --- conversions (implemented in their own modules, re-exported here for discoverability) ---
+    def to_json(self, path: str | None = None, *, indent: int | None = None) -> str:
+        """The trace as a JSON document (written to ``path`` too when given)."""
+        from explorer.trace_io import dump_trace
+
+        return dump_trace(self, path, indent=indent)
+
+    @staticmethod
+    def from_json(source: str) -> Trace:
+        """Read a trace from a JSON string or a file path, validating it against the schema."""
+        from explorer.trace_io import load_trace
+
+        return load_trace(source)
+
+    def to_frame(self) -> pd.DataFrame:
+        """A tidy DataFrame: one row per (step, hypothesis, recorded candidate)."""
+        from explorer.frames import candidates_frame
+
+        return candidates_frame(self)
+
+    def tree_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Tree nodes (one per hypothesis per step, plus finished leaves) and their edges."""
+        from explorer.frames import tree_frames
+
+        return tree_frames(self)
+
+    def hypothesis(self, hyp_id: int) -> Hypothesis:
+        """The hypothesis with this id."""
+        for step in self.steps:
+            for hyp in step.hypotheses:
+                if hyp.id == hyp_id:
+                    return hyp
+        raise KeyError(hyp_id)

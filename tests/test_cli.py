@@ -1,0 +1,88 @@
+"""The CLI: a readable summary, a JSON trace on request, and exit 2 with one line (no traceback) on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from explorer.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "explorer.cli", *args], capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL, check=False)
+
+
+def test_trace_prints_a_summary_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "trace.json"
+    done = run_cli("trace", "--model", "tiny-random", "--prompt", "The cake needs", "--strategy", "constrained",
+                   "--num-beams", "3", "--max-new-tokens", "6", "--constraint-phrase", " flour",
+                   "--constraint-any", " sugar| eggs", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "strategy constrained" in done.stdout
+    assert "rank" in done.stdout
+    doc = json.loads(out.read_text())
+    assert {"prompt_token_ids", "params", "steps", "results"} <= doc.keys()
+    assert doc["results"][0]["constraints_satisfied"] in (True, False)
+    assert doc["params"]["num_beams"] == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--num-beams", "0"], "num_beams=0 is invalid"),
+        (["--strategy", "diverse", "--num-beams", "4", "--num-beam-groups", "3"], "num_beam_groups=3"),
+        (["--diversity-penalty", "1.0"], "diversity_penalty=1.0"),
+        (["--strategy", "sample", "--top-p", "2"], "top_p=2.0 is invalid"),
+        (["--strategy", "sample", "--temperature", "0"], "temperature=0.0 is invalid"),
+        (["--max-new-tokens", "-3"], "max_new_tokens=-3"),
+        (["--strategy", "constrained", "--constraint-phrase", ""], "constraint='' is invalid"),
+        (["--strategy", "constrained", "--constraint-any", "a"], "two or more"),
+        (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["--early-stopping", "maybe"], "invalid choice"),
+        (["--strategy", "bogus"], "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["trace", "--model", "tiny-random", "--prompt", "Hello"]
+    if "--model" in args:
+        base = ["trace", "--prompt", "Hello"]
+    with pytest.raises(SystemExit) as exited:
+        sys.exit(main([*base, *args]))
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert "Traceback" not in captured.err
+    assert captured.out == ""
+
+
+def test_a_real_process_exits_2_without_traceback() -> None:
+    done = run_cli("trace", "--model", "tiny-random", "--prompt", "Hello", "--num-beams", "0")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "decoding-explorer: error: num_beams=0 is invalid: expected an integer from 1 to 64"
+    assert done.stdout == ""
+
+
+def test_empty_prompt_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["trace", "--model", "tiny-random", "--prompt", ""]) == 2
+    assert "prompt='' is invalid" in capsys.readouterr().err
+
+
+def test_unwritable_json_path_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["trace", "--model", "tiny-random", "--prompt", "Hi", "--max-new-tokens", "2",
+                 "--json", str(tmp_path / "missing" / "dir" / "t.json")])
+    assert code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_models_lists_the_built_in_models(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == 0
+    listed = capsys.readouterr().out
+    assert "smollm2-135m" in listed
+    assert "tiny-random" in listed

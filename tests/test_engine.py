@@ -1,0 +1,115 @@
+"""Every strategy on the tiny model: traces keep their invariants, record what was selected, and reproduce."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+import explorer
+from explorer.invariants import check_trace
+from explorer.models.base import CausalLM
+
+PROMPT = [5, 6, 7, 8, 9]
+RUNS: list[tuple[str, dict[str, Any]]] = [
+    ("greedy", {}),
+    ("greedy", {"repetition_penalty": 1.3, "no_repeat_ngram_size": 2, "min_new_tokens": 4}),
+    ("sample", {"seed": 3, "temperature": 0.8, "top_k": 40, "top_p": 0.9, "num_return_sequences": 3}),
+    ("sample", {"seed": 4, "min_p": 0.05, "typical_p": 0.9}),
+    ("beam", {"num_beams": 4, "num_return_sequences": 3}),
+    ("beam", {"num_beams": 3, "length_penalty": 0.0, "early_stopping": True, "repetition_penalty": 1.2}),
+    ("beam", {"num_beams": 5, "length_penalty": 2.0, "early_stopping": "never", "no_repeat_ngram_size": 3}),
+    ("beam-sample", {"num_beams": 3, "seed": 5, "temperature": 1.2}),
+    ("diverse", {"num_beams": 6, "num_beam_groups": 3, "diversity_penalty": 0.7, "num_return_sequences": 4}),
+    ("constrained", {"num_beams": 4, "constraints": [[400, 401], [[500, 501], [77]]]}),
+]
+
+
+@pytest.mark.parametrize(("strategy", "params"), RUNS)
+def test_invariants_hold(tiny: CausalLM, strategy: str, params: dict[str, Any]) -> None:
+    trace = explorer.decode(tiny, PROMPT, strategy, max_new_tokens=12, **params)
+    assert check_trace(trace) == []
+    assert trace.results
+    assert len(trace.steps) <= 12
+    for step in trace.steps:
+        assert step.hypotheses
+        for hyp in step.hypotheses:
+            assert len(hyp.candidates) >= min(10, 1)
+            assert all(c.fate in ("kept", "pruned", "finished", "masked") for c in hyp.candidates)
+
+
+@pytest.mark.parametrize(("strategy", "params"), RUNS)
+def test_same_input_same_trace(tiny: CausalLM, strategy: str, params: dict[str, Any]) -> None:
+    a = explorer.decode(tiny, PROMPT, strategy, max_new_tokens=6, **params)
+    b = explorer.decode(tiny, PROMPT, strategy, max_new_tokens=6, **params)
+    strip = [[(h.id, h.token_ids, h.score, h.candidates) for h in s.hypotheses] for s in a.steps]
+    assert strip == [[(h.id, h.token_ids, h.score, h.candidates) for h in s.hypotheses] for s in b.steps]
+    assert a.results == b.results
+
+
+def test_record_top_k_bounds_candidates_but_keeps_the_selected(tiny: CausalLM) -> None:
+    trace = explorer.decode(tiny, PROMPT, "beam", num_beams=4, max_new_tokens=6, record_top_k=0)
+    assert check_trace(trace) == []
+    for step in trace.steps:
+        for hyp in step.hypotheses:
+            assert all(c.fate in ("kept", "finished", "pruned") for c in hyp.candidates)
+    wide = explorer.decode(tiny, PROMPT, "beam", num_beams=4, max_new_tokens=6, record_top_k=25)
+    assert all(len(h.candidates) >= 25 for s in wide.steps for h in s.hypotheses)
+
+
+def test_processor_adjustments_are_recorded(tiny: CausalLM) -> None:
+    trace = explorer.decode(tiny, PROMPT, "beam", num_beams=2, max_new_tokens=8, repetition_penalty=2.0)
+    assert trace.processors == ("repetition_penalty",)
+    seen = set(PROMPT)
+    changed = [c for s in trace.steps for h in s.hypotheses for c in h.candidates
+               if c.token_id in seen | set(h.token_ids)]
+    assert changed, "a repeated token should appear among the candidates"
+    for c in changed:
+        (name, change), = c.adjustments
+        assert name == "repetition_penalty"
+        assert change == pytest.approx(c.logprob, rel=1e-5)  # log-prob doubled: the change equals it
+
+
+def test_masked_candidates_name_their_processor(tiny: CausalLM) -> None:
+    trace = explorer.decode(tiny, [5, 6, 5], "greedy", max_new_tokens=4, no_repeat_ngram_size=2)
+    masked = [c for s in trace.steps for h in s.hypotheses for c in h.candidates if c.fate == "masked"]
+    assert all(c.reason == "masked by no_repeat_ngram" and c.score == -math.inf for c in masked)
+
+
+def test_greedy_equals_beam_with_one_beam_without_eos(tiny: CausalLM) -> None:
+    greedy = explorer.decode(tiny, PROMPT, "greedy", max_new_tokens=10)
+    beam = explorer.decode(tiny, PROMPT, "beam", num_beams=1, max_new_tokens=10, length_penalty=0.0)
+    assert greedy.results[0].token_ids == beam.results[0].token_ids
+    assert greedy.results[0].score == pytest.approx(beam.results[0].score, abs=1e-4)
+
+
+def test_on_step_sees_every_step_and_should_stop_ends_early(tiny: CausalLM) -> None:
+    seen: list[int] = []
+    trace = explorer.decode(tiny, PROMPT, "beam", max_new_tokens=10, on_step=lambda s: seen.append(s.index),
+                            should_stop=lambda: len(seen) >= 3)
+    assert seen == [0, 1, 2]
+    assert trace.stop_reason == "stopped"
+    assert len(trace.steps) == 3
+
+
+def test_timing_is_recorded(tiny: CausalLM) -> None:
+    trace = explorer.decode(tiny, PROMPT, "beam", max_new_tokens=5)
+    assert trace.total_ms > 0
+    assert all(s.forward_ms > 0 and s.search_ms > 0 for s in trace.steps)
+
+
+def test_text_prompt_and_chat(tiny: CausalLM) -> None:
+    plain = explorer.decode(tiny, "Hello there", "greedy", max_new_tokens=3)
+    chat = explorer.decode(tiny, "Hello there", "greedy", chat=True, max_new_tokens=3)
+    assert plain.prompt_token_ids == tuple(tiny.tokenizer.encode("Hello there"))
+    assert len(chat.prompt_token_ids) > len(plain.prompt_token_ids)
+    assert chat.params["chat"] is True
+
+
+def test_constraints_given_as_text_are_tokenized_as_written(tiny: CausalLM) -> None:
+    trace = explorer.decode(tiny, "The cake needs", "constrained", constraints=[" flour"], max_new_tokens=8)
+    assert trace.constraints[0]["token_ids"] == tiny.tokenizer.encode(" flour")
+    assert trace.constraints[0]["text"] == " flour"
+    progress = [h.constraint for s in trace.steps for h in s.hypotheses]
+    assert all(p is not None for p in progress)
