@@ -28,7 +28,8 @@ def check_trace(trace: Trace) -> list[str]:
     """Every broken invariant, as a readable line; an empty list means the trace is consistent.
 
     - each hypothesis after the first step, and each finished entry, comes from a recorded candidate of its
-      parent with the same token (the selected token is among the recorded candidates);
+      parent with the same token (the selected token is among the recorded candidates), and every kept or
+      finished candidate leads to one;
     - a hypothesis's score is its parent's score plus that candidate's score (cumulative sums);
     - each candidate's ``logprob`` plus its processors' adjustments gives its ``score``;
     - beams within a step (and group) are sorted by score, except in constrained search (sorted by bank);
@@ -54,7 +55,32 @@ def check_trace(trace: Trace) -> list[str]:
                                          for c in source.candidates):
                 problems.append(f"step {step.index}: finished entry {fin.id} has no matching recorded candidate")
         problems += _check_order(trace, step.hypotheses, step.index)
+    problems += _check_links(trace)
     problems += _check_results(trace)
+    return problems
+
+
+def _check_links(trace: Trace) -> list[str]:
+    """Kept candidates become the next step's hypotheses; finished ones become that step's finished entries.
+
+    A complete run keeps nothing at its last step, and its results come from recorded finished entries.
+    """
+    problems = []
+    complete = trace.stop_reason not in ("stopped", "interrupted")
+    finished_ids = {f.id for step in trace.steps for f in step.finished}
+    for i, step in enumerate(trace.steps):
+        later = {h.id for h in trace.steps[i + 1].hypotheses} if i + 1 < len(trace.steps) else set()
+        here = {f.id for f in step.finished}
+        for hyp in step.hypotheses:
+            for c in hyp.candidates:
+                if c.fate == "kept" and c.child not in later and (complete or i + 1 < len(trace.steps)):
+                    problems.append(f"step {step.index}: kept candidate {c.token_id} of {hyp.id} leads nowhere")
+                if c.fate == "finished" and c.child not in here:
+                    problems.append(f"step {step.index}: finished candidate {c.token_id} of {hyp.id} has no entry")
+    if complete:
+        for r in trace.results:
+            if r.source not in finished_ids:
+                problems.append(f"result {r.rank} comes from {r.source}, not a recorded finished entry")
     return problems
 
 

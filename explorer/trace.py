@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -156,14 +157,14 @@ class Trace:
     meta: dict[str, Any] = field(default_factory=dict)
 
     # --- conversions (implemented in their own modules, re-exported here for discoverability) ---
-    def to_json(self, path: str | None = None, *, indent: int | None = None) -> str:
+    def to_json(self, path: str | os.PathLike[str] | None = None, *, indent: int | None = None) -> str:
         """The trace as a JSON document (written to ``path`` too when given)."""
         from explorer.trace_io import dump_trace
 
         return dump_trace(self, path, indent=indent)
 
     @staticmethod
-    def from_json(source: str) -> Trace:
+    def from_json(source: str | os.PathLike[str]) -> Trace:
         """Read a trace from a JSON string or a file path, validating it against the schema."""
         from explorer.trace_io import load_trace
 

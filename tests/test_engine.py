@@ -113,3 +113,17 @@ def test_constraints_given_as_text_are_tokenized_as_written(tiny: CausalLM) -> N
     assert trace.constraints[0]["text"] == " flour"
     progress = [h.constraint for s in trace.steps for h in s.hypotheses]
     assert all(p is not None for p in progress)
+
+
+@pytest.mark.parametrize(("strategy", "params"), RUNS)
+def test_a_stopped_run_keeps_its_partial_trace_and_results(
+    tiny: CausalLM, strategy: str, params: dict[str, Any]
+) -> None:
+    steps: list[int] = []
+    trace = explorer.decode(tiny, PROMPT, strategy, max_new_tokens=12, on_step=lambda s: steps.append(s.index),
+                            should_stop=lambda: len(steps) >= 3, **params)
+    assert trace.stop_reason == "stopped"
+    assert len(trace.steps) == 3
+    assert trace.results
+    assert all(len(r.token_ids) <= 3 for r in trace.results)
+    assert check_trace(trace) == []

@@ -287,7 +287,17 @@ def test_in_result_marks_exactly_the_result_paths(traces: dict[str, Trace], name
     assert sorted(best["depth"]) == list(range(len(best)))
 
 
-@pytest.mark.parametrize("name", ["diverse", "constrained", "constrained-any", "greedy-stopped"])
+@pytest.mark.parametrize("name", ["diverse", "constrained", "constrained-any"])
+def test_results_of_complete_runs_end_at_recorded_finished_entries(traces: dict[str, Trace], name: str) -> None:
+    trace = traces[name]
+    nodes, _ = tree_frames(trace)
+    for result in trace.results:
+        path = nodes[nodes["result_rank"] == result.rank]
+        end = path[path["depth"] == path["depth"].max()].iloc[0]
+        assert (end["kind"], end["node"]) == ("finished", f"f{result.source}")
+
+
+@pytest.mark.parametrize("name", ["greedy-stopped"])
 def test_results_from_unrecorded_entries_end_at_unexpanded_hypotheses(traces: dict[str, Trace], name: str) -> None:
     trace = traces[name]
     nodes, _ = tree_frames(trace)
@@ -332,3 +342,12 @@ def test_frames_of_a_16x100_trace_are_fast() -> None:
     assert len(df) == 16_000
     assert len(edges) == 16_000
     assert elapsed < 2.0, f"frames took {elapsed:.2f} s"
+
+
+def test_a_circular_loaded_trace_does_not_hang() -> None:
+    cand = Candidate(3, "x", -1.0, -1.0, -1.0, 0, (), "kept", "r", 0)
+    hyps = (Hypothesis(0, 1, 0, 0, (), 0.0, (cand,)), Hypothesis(1, 0, 1, 0, (), 0.0, (cand,)))
+    result = Result(0, (3,), "x", -1.0, 0, False, source=0)
+    trace = Trace("m", "beam", None, (1,), {}, (), (), (2,), (Step(0, hyps),), (result,), "stopped", 0.0)
+    nodes, _ = tree_frames(trace)
+    assert set(nodes.loc[nodes["in_result"], "node"]) == {"h0", "h1"}

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from explorer.errors import ExplorerError
 from explorer.models.base import ModelInfo
 from explorer.models.tokenizer import Tokenizer
 
-__all__ = ["HFCausalLM", "align_weights", "model_info"]
+__all__ = ["HFCausalLM", "align_weights", "model_info", "quiet_progress_bars"]
 
 _Layer = TypeVar("_Layer")
 
@@ -26,6 +29,18 @@ def _as_ids(value: object) -> tuple[int, ...]:
     if isinstance(value, list | tuple):
         return tuple(int(v) for v in value)
     return ()
+
+
+@contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """Hide transformers' tqdm bars for the duration (restored afterwards)."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def model_info(name: str, model: PreTrainedModel, tokenizer: Tokenizer) -> ModelInfo:
@@ -69,21 +84,26 @@ def align_weights(model: torch.nn.Module, alignment: int = 64) -> int:
 
 
 def _gather_layer(layer: _Layer, rows: torch.Tensor) -> _Layer:
-    """A shallow copy of one cache layer whose key/value tensors hold only ``rows`` (new tensors, never views)."""
+    """A copy of one cache layer holding only ``rows``, gathered by the layer's own ``reorder_cache`` (what
+    ``generate()`` uses for beams: ``index_select``, so new tensors). The copy gets its own lists and dicts, so
+    layers that reorder a list of states item by item cannot write into the original.
+    """
     picked = copy.copy(layer)
-    keys = getattr(layer, "keys", None)
-    if isinstance(keys, torch.Tensor) and keys.dim() > 0:
-        values: torch.Tensor = getattr(layer, "values")  # noqa: B009 - `values` is a tensor, not dict.values
-        picked.keys = keys.index_select(0, rows)  # type: ignore[attr-defined]
-        picked.values = values.index_select(0, rows)  # type: ignore[attr-defined]
+    for key, value in vars(layer).items():
+        if isinstance(value, list | dict):
+            setattr(picked, key, copy.copy(value))
+    picked.reorder_cache(rows)  # type: ignore[attr-defined]
     return picked
 
 
 class HFCausalLM:
     """A transformers causal LM seen one token at a time, with a ``DynamicCache`` as the opaque cache.
 
-    The forward calls match what transformers ``generate()`` passes (no attention mask when it is all ones,
-    positions counted from the cache, ``logits_to_keep=1``), so logits agree with it bit for bit.
+    The forward calls match what transformers ``generate()`` passes (it drops an all-ones attention mask;
+    positions follow the cache length; ``logits_to_keep=1``), and weights are re-aligned on load (see
+    ``align_weights``), so logits equal ``generate()``'s bit for bit, in transformers 5.x and 4.56.2 alike.
+    On CPU a row's logits also depend, in the last bits, on the batch size and (with several threads) on the
+    row's place in the batch: run the same rows in the same order as ``generate()`` to agree exactly.
 
     >>> lm = load_model("tiny-random")  # doctest: +SKIP
     >>> logits, cache = lm.start([1, 2, 3])  # doctest: +SKIP
@@ -106,8 +126,8 @@ class HFCausalLM:
         """Run the prompt; return float32 logits ``[rows, vocab]`` for the next token and the cache (``rows`` rows).
 
         ``rows > 1`` runs the prompt as ``rows`` identical rows in one batch, as ``generate()`` does for beam
-        search. On CPU a row's logits depend (in the last bits) on the batch size, so this is what makes the
-        first beam step bit-identical to ``generate()``; ``select`` on a 1-row cache gives values ~1e-6 apart.
+        search. A row's logits depend (in the last bits) on the batch size, so this is what makes the first
+        beam step bit-identical to ``generate()``; expanding a 1-row cache with ``select`` differs by ~1e-5.
         """
         self._check_prompt(prompt_ids)
         if rows < 1:
@@ -125,8 +145,9 @@ class HFCausalLM:
         """
         past = self._check_cache(cache)
         rows = tokens.reshape(-1, 1).to(device=self._device, dtype=torch.long)
-        if rows.shape[0] != _cache_rows(past):
-            raise ExplorerError(f"step got {rows.shape[0]} tokens for a cache of {_cache_rows(past)} rows")
+        held = _cache_rows(past)
+        if held is not None and rows.shape[0] != held:
+            raise ExplorerError(f"step got {rows.shape[0]} tokens for a cache of {held} rows")
         with torch.inference_mode():
             out = self.hf(input_ids=rows, past_key_values=past, use_cache=True, logits_to_keep=1)
         return self._last_logits(out.logits), out.past_key_values
@@ -141,7 +162,8 @@ class HFCausalLM:
         return picked
 
     def _last_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """Float32 logits of the last position, as an ordinary tensor the caller owns (made outside inference mode)."""
+        """Float32 logits of the last position: a fresh copy the caller owns (an ordinary tensor when the caller is
+        not in inference mode, so it may be edited in place)."""
         return logits[:, -1, :].to(dtype=torch.float32, copy=True)
 
     def _check_prompt(self, prompt_ids: list[int]) -> None:
@@ -163,10 +185,10 @@ class HFCausalLM:
         return cache
 
 
-def _cache_rows(cache: DynamicCache) -> int:
-    """Number of rows (batch size) held by a filled cache."""
+def _cache_rows(cache: DynamicCache) -> int | None:
+    """Number of rows (batch size) held by a filled cache; ``None`` if no layer holds attention keys."""
     for layer in cache.layers:
         keys = getattr(layer, "keys", None)
         if isinstance(keys, torch.Tensor) and keys.dim() > 0:
             return int(keys.shape[0])
-    return 0
+    return None

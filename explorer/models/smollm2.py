@@ -12,17 +12,14 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-from transformers.utils import logging as hf_logging
 
 from explorer.errors import ModelNotFoundError
-from explorer.models.hf import HFCausalLM
+from explorer.models.hf import HFCausalLM, quiet_progress_bars
 from explorer.models.tokenizer import Tokenizer
 
 __all__ = ["GGUF_NAME", "NAME", "cache_root", "find_gguf", "load_smollm2", "model_cache_dir", "prepare_smollm2"]
@@ -75,18 +72,6 @@ def _say(verbose: bool, message: str) -> None:
     """One progress line on stderr."""
     if verbose:
         print(f"[{NAME}] {message}", file=sys.stderr, flush=True)
-
-
-@contextmanager
-def _quiet_progress_bars() -> Iterator[None]:
-    """Hide transformers' tqdm bars for the duration (restored afterwards)."""
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def _load_from_gguf(verbose: bool) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -178,7 +163,7 @@ def _build_cache(target: Path, verbose: bool) -> Path:
     built.chmod(0o755)  # mkdtemp makes it private; the cache is as readable as any other cache folder
     try:
         _say(verbose, f"saving safetensors to {target}")
-        with _quiet_progress_bars():
+        with quiet_progress_bars():
             _save(model, tokenizer, built)
         _install(built, target)
     finally:
@@ -189,7 +174,7 @@ def _build_cache(target: Path, verbose: bool) -> Path:
 
 def _load_cached(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model and tokenizer from a prepared cache folder (a few seconds)."""
-    with _quiet_progress_bars():
+    with quiet_progress_bars():
         model = AutoModelForCausalLM.from_pretrained(
             str(folder), dtype=torch.float32, use_safetensors=True, trust_remote_code=False
         )

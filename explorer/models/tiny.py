@@ -13,7 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from explorer.models.hf import HFCausalLM
 from explorer.models.tokenizer import Tokenizer
 
-__all__ = ["NAME", "SEED", "load_tiny", "tiny_config", "tiny_tokenizer"]
+__all__ = ["NAME", "SEED", "build_model", "load_tiny", "tiny_config", "tiny_tokenizer"]
 
 NAME = "tiny-random"
 SEED = 0
@@ -40,7 +40,7 @@ def tiny_config() -> LlamaConfig:
     )
 
 
-def _build_model() -> LlamaForCausalLM:
+def build_model() -> LlamaForCausalLM:
     """Seed 0, then build: the same weights as these two lines give in transformers 4.56.2 and 5.x.
 
     The caller's RNG state and default dtype are left as they were.
@@ -71,4 +71,4 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 
 def load_tiny() -> HFCausalLM:
     """``tiny-random`` as a ``CausalLM`` (well under a second; no file but the packaged tokenizer)."""
-    return HFCausalLM(_build_model(), Tokenizer(tiny_tokenizer()), NAME)
+    return HFCausalLM(build_model(), Tokenizer(tiny_tokenizer()), NAME)

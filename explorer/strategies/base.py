@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import torch
@@ -12,10 +12,19 @@ from explorer.constraints import Constraint
 from explorer.params import DecodeParams
 from explorer.processors.base import Context, Processor, run_processors
 from explorer.strategies._record import Scored
-from explorer.trace import Fate, Result, Step
+from explorer.trace import Fate, Hypothesis, Result, Step
 
 __all__ = [
-    "STRATEGIES", "FateInfo", "Fates", "Outcome", "Setup", "Strategy", "register", "score_log_probs", "score_logits",
+    "STRATEGIES",
+    "FateInfo",
+    "Fates",
+    "Outcome",
+    "Setup",
+    "Strategy",
+    "refate",
+    "register",
+    "score_log_probs",
+    "score_logits",
     "unpicked",
 ]
 
@@ -130,3 +139,23 @@ def unpicked(masked_by: str | None, why: str) -> FateInfo:
     if masked_by is not None:
         return ("masked", f"masked by {masked_by}", None)
     return ("pruned", why, None)
+
+
+def refate(hyps: list[Hypothesis], changes: dict[int | None, FateInfo]) -> list[Hypothesis]:
+    """Rewrite the fate of candidates by the id of what they became (``changes``: old child id -> new fate).
+
+    Used when the search ends: candidates kept for a next step that never comes are finished or dropped.
+    A ``None`` key (a placeholder row) matches nothing.
+    """
+    changes = {k: v for k, v in changes.items() if k is not None}
+    out = []
+    for hyp in hyps:
+        if any(c.child in changes for c in hyp.candidates):
+            cands = tuple(
+                replace(c, fate=changes[c.child][0], reason=changes[c.child][1], child=changes[c.child][2])
+                if c.child in changes else c
+                for c in hyp.candidates
+            )
+            hyp = replace(hyp, candidates=cands)
+        out.append(hyp)
+    return out

@@ -7,14 +7,14 @@ those that end among the first ``num_beams`` to the finished pool (length-penali
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
 
 from explorer.processors.base import Context
 from explorer.strategies._record import Scored, read_candidates
-from explorer.strategies.base import FateInfo, Fates, Outcome, Setup, register, score_log_probs, unpicked
+from explorer.strategies.base import FateInfo, Fates, Outcome, Setup, refate, register, score_log_probs, unpicked
 from explorer.trace import Candidate, Finished, Hypothesis, Result, Step
 
 __all__ = ["BEAM", "BEAM_SAMPLE", "Beam", "BeamState"]
@@ -97,6 +97,10 @@ class Beam:
             tuple(state.hyp_ids[r] for r in rows.tolist()), pool_scores, pool_finished, pool, improvable,
             state.next_id + n + len(fins), stop,
         )
+        if done and can_continue:  # stopped early: the beams kept for a next step are dropped
+            why = "the search stopped: " + ("no running beam can beat the pool" if open_beam else "the pool is full")
+            hyps = refate(list(step.hypotheses), dict.fromkeys(child_ids, ("pruned", why, None)))
+            step = replace(step, hypotheses=tuple(hyps))
         return Outcome(new_state, step, None if done else tokens, None if done else rows, done)
 
     def _pick(self, final: torch.Tensor, state: BeamState, setup: Setup, cur_len: int, vocab: int) -> _Picks:
@@ -183,15 +187,28 @@ class Beam:
         return Step(index, tuple(hyps), tuple(fins.values()), tuple(f.id for f in pool if f is not None))
 
     def results(self, state: BeamState, setup: Setup) -> tuple[Result, ...]:
-        """The pool's best ``num_return_sequences``, best first, scored as the reference's ``sequences_scores``."""
-        out = []
-        for rank, entry in enumerate(state.pool[: setup.params.num_return_sequences]):
-            if entry is None:
-                continue
-            out.append(Result(rank, entry.token_ids, setup.decode(list(entry.token_ids)),
-                              float(state.pool_scores[0, rank]), entry.step,
-                              entry.reason == "eos", source=entry.id))
-        return tuple(out)
+        """The pool's best ``num_return_sequences``, best first, scored as the reference's ``sequences_scores``.
+
+        A run stopped from outside has no full pool yet: its running beams fill the empty places, ranked by their
+        length-penalised scores.
+        """
+        p = setup.params
+        ranked = [(float(state.pool_scores[0, i]), e) for i, e in enumerate(state.pool) if e is not None]
+        if state.stop == "running":
+            for r, source in enumerate(state.parent_ids):
+                if source is None:
+                    continue
+                generated = tuple(state.sequences[r, setup.prompt_length :].tolist())
+                score = float(state.scores[0, r])
+                normalized = score / (len(generated) ** p.length_penalty)
+                ranked.append((normalized, Finished(state.next_id + r, source, len(generated) - 1, 0, generated,
+                                                    score, normalized, len(generated), "end_of_search", True)))
+            ranked.sort(key=lambda pair: -pair[0])
+        return tuple(
+            Result(rank, e.token_ids, setup.decode(list(e.token_ids)), score, e.step, e.reason == "eos",
+                   source=e.id)
+            for rank, (score, e) in enumerate(ranked[: p.num_return_sequences])
+        )
 
     def stop_reason(self, state: BeamState) -> str:
         """Why the search stopped."""

@@ -17,7 +17,7 @@ from explorer.constraints import ConstraintState, advance_candidates, is_satisfi
 from explorer.processors.base import Context
 from explorer.strategies._pool import Pool, best_of
 from explorer.strategies._record import Scored, read_candidates
-from explorer.strategies.base import Fates, Outcome, Setup, register, score_log_probs, unpicked
+from explorer.strategies.base import FateInfo, Fates, Outcome, Setup, refate, register, score_log_probs, unpicked
 from explorer.trace import Candidate, ConstraintProgress, Finished, Hypothesis, Result, Step
 
 __all__ = ["CONSTRAINED", "Constrained", "ConstrainedState"]
@@ -39,6 +39,7 @@ class ConstrainedState:
     pool: Pool
     next_id: int
     stop: str = "running"
+    finalized: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ class Constrained:
             ("early_stopping" if done else "max_new_tokens") if done or last else "running",
         )
         finished_now = done or last
+        if finished_now:
+            new_state, step = _end(new_state, step, setup, done)
         return Outcome(new_state, step, None if finished_now else toks, None if finished_now else rows,
                        finished_now)
 
@@ -209,36 +212,71 @@ class Constrained:
         return Step(index, tuple(hyps), tuple(fins), tuple(e.id for e in ranked))
 
     def results(self, state: ConstrainedState, setup: Setup) -> tuple[Result, ...]:
-        """Running beams that meet the constraints join the pool; if too few do, the others join too."""
-        p, n = setup.params, setup.params.num_beams
-        pool, next_id = state.pool, state.next_id
-        step = state.sequences.shape[1] - setup.prompt_length - 1
-        if state.stop != "early_stopping":
-            entries = []
-            for r in range(n):
-                generated = tuple(state.sequences[r, setup.prompt_length :].tolist())
-                score = float(state.scores[r])
-                source = state.hyp_ids[r]
-                entries.append(Finished(next_id + r, -1 if source is None else source, step, 0, generated, score,
-                                        score / (len(generated) ** p.length_penalty), len(generated),
-                                        "end_of_search", True))
-            satisfied = [e for r, e in enumerate(entries) if state.states[r].completed]
-            for e in satisfied:
-                pool = pool.add(e)
-            if len(satisfied) < p.num_return_sequences:
-                for r, e in enumerate(entries):
-                    if not state.states[r].completed:
-                        pool = pool.add(replace(e, note="added although it misses a constraint"))
+        """The pool's best, best first, each saying whether it really contains every constraint."""
+        if not state.finalized:
+            state, _ = _finalize(state, setup)
         return tuple(
             Result(rank, e.token_ids, setup.decode(list(e.token_ids)), e.normalized_score, e.step,
                    e.reason == "eos", source=e.id,
                    constraints_satisfied=is_satisfied_by(setup.constraints, e.token_ids))
-            for rank, e in enumerate(best_of((pool,), p.num_return_sequences))
+            for rank, e in enumerate(best_of((state.pool,), setup.params.num_return_sequences))
         )
 
     def stop_reason(self, state: ConstrainedState) -> str:
         """Why the search stopped."""
         return state.stop
+
+
+def _finalize(state: ConstrainedState, setup: Setup) -> tuple[ConstrainedState, list[Finished | None]]:
+    """The reference's finalize: running beams that meet the constraints join the pool; if fewer than
+    ``num_return_sequences`` do, all the others are offered too. One entry (or None: not offered) per row."""
+    if state.stop == "early_stopping":
+        return replace(state, finalized=True), [None] * len(state.hyp_ids)
+    p = setup.params
+    step = state.sequences.shape[1] - setup.prompt_length - 1
+    entries: list[Finished | None] = []
+    for r, source in enumerate(state.parent_ids):
+        generated = tuple(state.sequences[r, setup.prompt_length :].tolist())
+        score = float(state.scores[r])
+        entries.append(Finished(state.next_id + r, -1 if source is None else source, step, 0, generated, score,
+                                score / (len(generated) ** p.length_penalty), len(generated), "end_of_search",
+                                True))
+    met = [state.states[r].completed for r in range(len(entries))]
+    pool = state.pool
+    order = [r for r in range(len(entries)) if met[r]]
+    if len(order) < p.num_return_sequences:
+        order += [r for r in range(len(entries)) if not met[r]]
+    for r in range(len(entries)):
+        if r not in order:
+            entries[r] = None
+    for r in order:
+        entry = entries[r]
+        assert entry is not None
+        if not met[r]:
+            entry = replace(entry, note="offered although it misses a constraint (too few beams meet them)")
+        pool, entries[r] = _offer(pool, entry)
+    done = replace(state, pool=pool, next_id=state.next_id + len(entries), finalized=True)
+    return done, entries
+
+
+def _end(state: ConstrainedState, step: Step, setup: Setup, early: bool) -> tuple[ConstrainedState, Step]:
+    """The last step: running beams join the pool (or are dropped) and the record says so."""
+    state, entries = _finalize(state, setup)
+    changes: dict[int | None, FateInfo] = {}
+    for r, entry in enumerate(entries):
+        if entry is not None:
+            verdict = "accepted" if entry.accepted else "below the pool's worst"
+            changes[state.hyp_ids[r]] = ("finished", f"the search ends here: offered to the pool, {verdict}",
+                                         entry.id)
+        elif early:
+            changes[state.hyp_ids[r]] = ("pruned", "the search stopped: no running beam can beat the pool", None)
+        else:
+            changes[state.hyp_ids[r]] = ("pruned", "the search ends here: misses a constraint, not offered",
+                                         None)
+    final = [e for e in entries if e is not None]
+    ranked = sorted(state.pool.entries, key=lambda e: -e.normalized_score)
+    return state, replace(step, hypotheses=tuple(refate(list(step.hypotheses), changes)),
+                          finished=step.finished + tuple(final), pool=tuple(e.id for e in ranked))
 
 
 def _offer(pool: Pool, fin: Finished) -> tuple[Pool, Finished]:

@@ -15,7 +15,7 @@ import torch
 from explorer.processors.base import Context, run_processors
 from explorer.strategies._pool import Pool, best_of
 from explorer.strategies._record import Scored, read_candidates
-from explorer.strategies.base import Fates, Outcome, Setup, register, unpicked
+from explorer.strategies.base import FateInfo, Fates, Outcome, Setup, refate, register, unpicked
 from explorer.trace import Candidate, Finished, Hypothesis, Result, Step
 
 __all__ = ["DIVERSE", "Diverse", "GroupState"]
@@ -35,6 +35,7 @@ class GroupState:
     done: tuple[bool, ...]
     next_id: int
     stop: str = "running"
+    finalized: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,22 @@ class Diverse:
         stop = "running" if not (all_done or at_limit) else ("early_stopping" if all_done else "max_new_tokens")
         new_state = GroupState(sequences, scores, tuple(hyp_ids), tuple(parent_ids), tuple(pools), tuple(done),
                                next_id, stop)
-        pool_ids = tuple(e.id for e in best_of(tuple(pools), sum(len(pl.entries) for pl in pools)))
+        finished_now = all_done or at_limit
+        changes: dict[int | None, FateInfo] = {}
+        for g in range(p.num_beam_groups):
+            if done[g] and not state.done[g]:
+                for r in range(g * size, (g + 1) * size):
+                    changes[hyp_ids[r]] = ("pruned", f"group {g} is done: no running beam can beat its pool", None)
+        if finished_now:
+            new_state, final = _finalize(new_state, setup)
+            finished += final
+            for row in _rows_of(new_state, final):
+                changes[hyp_ids[row.slot]] = ("finished", "the search ends here: " + _verdict(row), row.entry.id)
+        hyps = refate(hyps, changes)
+        pools_now = new_state.pools
+        pool_ids = tuple(e.id for e in best_of(pools_now, sum(len(pl.entries) for pl in pools_now)))
         step = Step(index, tuple(hyps), tuple(finished), pool_ids,
                     tuple(g for g, d in enumerate(state.done) if d))
-        finished_now = all_done or at_limit
         return Outcome(new_state, step, None if finished_now else current, None if finished_now else parents,
                        finished_now)
 
@@ -209,24 +222,10 @@ class Diverse:
         return hyps
 
     def results(self, state: GroupState, setup: Setup) -> tuple[Result, ...]:
-        """Running beams of groups not done join their pools; then the best over all groups, best first."""
-        p = setup.params
-        size = p.num_beams // p.num_beam_groups
-        pools = list(state.pools)
-        next_id = state.next_id
-        step = state.sequences.shape[1] - setup.prompt_length - 1
-        for g in range(p.num_beam_groups):
-            if state.done[g]:
-                continue
-            for r in range(g * size, (g + 1) * size):
-                generated = tuple(state.sequences[r, setup.prompt_length :].tolist())
-                score = float(state.scores[r])
-                source = state.hyp_ids[r]
-                fin = Finished(next_id, -1 if source is None else source, step, g, generated, score,
-                               score / (len(generated) ** p.length_penalty), len(generated), "end_of_search", True)
-                next_id += 1
-                pools[g] = pools[g].add(fin)
-        best = best_of(tuple(pools), p.num_return_sequences)
+        """The best over all groups' pools, best first (running beams join their pools when the search ends)."""
+        if not state.finalized:
+            state, _ = _finalize(state, setup)
+        best = best_of(state.pools, setup.params.num_return_sequences)
         return tuple(
             Result(rank, e.token_ids, setup.decode(list(e.token_ids)), e.normalized_score, e.step,
                    e.reason == "eos", group=e.group, source=e.id)
@@ -236,6 +235,50 @@ class Diverse:
     def stop_reason(self, state: GroupState) -> str:
         """Why the search stopped."""
         return state.stop
+
+
+def _finalize(state: GroupState, setup: Setup) -> tuple[GroupState, list[Finished]]:
+    """The reference's finalize: each group not done offers its running beams to its pool."""
+    p = setup.params
+    size = p.num_beams // p.num_beam_groups
+    pools, entries, next_id = list(state.pools), [], state.next_id
+    step = state.sequences.shape[1] - setup.prompt_length - 1
+    for g in range(p.num_beam_groups):
+        if state.done[g]:
+            continue
+        for r in range(g * size, (g + 1) * size):
+            generated = tuple(state.sequences[r, setup.prompt_length :].tolist())
+            score = float(state.scores[r])
+            source = state.parent_ids[r]
+            entry = Finished(next_id, -1 if source is None else source, step, g, generated, score,
+                             score / (len(generated) ** p.length_penalty), len(generated), "end_of_search", True)
+            next_id += 1
+            before = pools[g]
+            pools[g] = before.add(entry)
+            if pools[g] is before:
+                entry = replace(entry, accepted=False, note="its length-penalised score is below the group's pool")
+            entries.append(entry)
+    return replace(state, pools=tuple(pools), next_id=next_id, finalized=True), entries
+
+
+@dataclass(frozen=True)
+class _FinalRow:
+    """A running beam's row and the entry it became when the search ended."""
+
+    slot: int
+    entry: Finished
+
+
+def _rows_of(state: GroupState, entries: list[Finished]) -> list[_FinalRow]:
+    """Rows of the final entries, in order (groups not done, all their rows)."""
+    size = state.sequences.shape[0] // len(state.done)
+    rows = [r for g, done in enumerate(state.done) if not done for r in range(g * size, (g + 1) * size)]
+    return [_FinalRow(r, e) for r, e in zip(rows, entries, strict=True)]
+
+
+def _verdict(row: _FinalRow) -> str:
+    """Whether a final entry entered its pool."""
+    return "offered to the pool, " + ("accepted" if row.entry.accepted else "below the pool's worst")
 
 
 DIVERSE = register(Diverse())

@@ -71,3 +71,21 @@ def test_a_local_safetensors_folder_loads(tiny: CausalLM, tmp_path: Path) -> Non
     expected, _ = tiny.start(prompt)
     got, _ = local.start(prompt)
     assert torch.equal(got, expected)
+
+
+def test_a_folder_without_a_tokenizer_is_refused(tiny: CausalLM, tmp_path: Path) -> None:
+    assert isinstance(tiny, HFCausalLM)
+    tiny.hf.save_pretrained(str(tmp_path))  # type: ignore[operator]
+    with pytest.raises(ExplorerError, match="has no tokenizer"):
+        load_model(str(tmp_path))
+
+
+def test_a_folder_that_fails_to_load_is_one_clear_line(tiny: CausalLM, tmp_path: Path) -> None:
+    assert isinstance(tiny, HFCausalLM)
+    tiny.hf.save_pretrained(str(tmp_path))  # type: ignore[operator]
+    tiny.tokenizer.hf.save_pretrained(str(tmp_path))  # type: ignore[attr-defined]
+    (tmp_path / "model.safetensors").write_bytes(b"truncated")
+    with pytest.raises(ExplorerError, match="could not be loaded") as caught:
+        load_model(str(tmp_path))
+    assert "\n" not in str(caught.value)
+    assert caught.value.__cause__ is None

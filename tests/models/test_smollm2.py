@@ -39,7 +39,7 @@ def fake_gguf(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
     def load(verbose: bool) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         calls.append(verbose)
-        return tiny._build_model(), tiny.tiny_tokenizer()
+        return tiny.build_model(), tiny.tiny_tokenizer()
 
     monkeypatch.setattr(smol, "_load_from_gguf", load)
     return calls
