@@ -11,8 +11,8 @@ import torch
 from explorer.constraints import Constraint
 from explorer.params import DecodeParams
 from explorer.processors.base import Context, Processor, run_processors
-from explorer.strategies._record import Scored
-from explorer.trace import Fate, Hypothesis, Result, Step
+from explorer.strategies._record import Scored, read_candidates
+from explorer.trace import Candidate, ConstraintProgress, Fate, Hypothesis, Result, Step
 
 __all__ = [
     "STRATEGIES",
@@ -159,3 +159,39 @@ def refate(hyps: list[Hypothesis], changes: dict[int | None, FateInfo]) -> list[
             hyp = replace(hyp, candidates=cands)
         out.append(hyp)
     return out
+
+
+@dataclass(frozen=True)
+class BeamRow:
+    """One live beam to record: ``local`` is its row in the scored tensors and in the fates' keys."""
+
+    local: int
+    slot: int
+    group: int
+    hyp_id: int
+    parent_id: int | None
+    token_ids: tuple[int, ...]
+    score: float
+    constraint: ConstraintProgress | None = None
+    forced: bool = False
+
+
+def record_beams(scored: Scored, setup: Setup, fates: Fates, pruned_why: str, beams: list[BeamRow]) -> list[Hypothesis]:
+    """Each beam with its top candidates plus every picked one, each with its fate (``pruned_why`` if unpicked)."""
+    locals_ = [b.local for b in beams]
+    extra: dict[int, list[int]] = {r: [] for r in locals_}
+    for row, token in fates:
+        if row in extra:
+            extra[row].append(token)
+    required = {key for key, fate in fates.items() if fate[0] in ("kept", "finished")}
+    values = read_candidates(scored, locals_, setup.params.record_top_k, extra, required)
+    hyps = []
+    for b in beams:
+        cands = []
+        for v in values[b.local]:
+            fate, why, child = fates.get((b.local, v.token_id), unpicked(v.masked_by, pruned_why))
+            cands.append(Candidate(v.token_id, setup.token_text(v.token_id), v.logprob, v.score, b.score + v.score,
+                                   v.rank, v.adjustments, fate, why, child))
+        hyps.append(Hypothesis(b.hyp_id, b.parent_id, b.slot, b.group, b.token_ids, b.score, tuple(cands),
+                               b.constraint, b.forced))
+    return hyps

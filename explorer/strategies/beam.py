@@ -13,9 +13,19 @@ from typing import Literal
 import torch
 
 from explorer.processors.base import Context
-from explorer.strategies._record import Scored, read_candidates
-from explorer.strategies.base import FateInfo, Fates, Outcome, Setup, refate, register, score_log_probs, unpicked
-from explorer.trace import Candidate, Finished, Hypothesis, Result, Step
+from explorer.strategies._record import Scored
+from explorer.strategies.base import (
+    BeamRow,
+    FateInfo,
+    Fates,
+    Outcome,
+    Setup,
+    record_beams,
+    refate,
+    register,
+    score_log_probs,
+)
+from explorer.trace import Finished, Result, Step
 
 __all__ = ["BEAM", "BEAM_SAMPLE", "Beam", "BeamState"]
 
@@ -160,30 +170,18 @@ class Beam:
         child_ids: tuple[int, ...], index: int, setup: Setup, pool: tuple[Finished | None, ...],
     ) -> Step:
         """The step's record: every real beam with its top candidates and their fates."""
-        n, k = setup.params.num_beams, len(picks.tokens)
-        fate_of: Fates = {}
-        for j in range(k):
-            key = (picks.rows[j], picks.tokens[j])
-            if key in fate_of:
-                continue
-            fate_of[key] = _fate(j, picks, fins, child_ids, n, self.sampling)
-        live = [r for r, h in enumerate(state.hyp_ids) if h is not None]
-        extra = {r: [picks.tokens[j] for j in range(k) if picks.rows[j] == r] for r in live}
-        required = {(picks.rows[j], picks.tokens[j]) for j in (*picks.keep, *fins)}
-        values = read_candidates(scored, live, setup.params.record_top_k, extra, required)
-        hyps = []
-        for r in live:
-            parent_score = float(state.scores[0, r])
-            cands = []
-            for v in values[r]:
-                fate, why, child = fate_of.get((r, v.token_id), _unpicked(v.masked_by, n, self.sampling))
-                cands.append(Candidate(v.token_id, setup.token_text(v.token_id), v.logprob, v.score,
-                                       parent_score + v.score, v.rank, v.adjustments, fate, why, child))
-            hyp_id = state.hyp_ids[r]
-            assert hyp_id is not None
-            hyps.append(Hypothesis(hyp_id, state.parent_ids[r], r, 0,
-                                   tuple(state.sequences[r, setup.prompt_length :].tolist()), parent_score,
-                                   tuple(cands)))
+        n = setup.params.num_beams
+        fates: Fates = {}
+        for j in range(len(picks.tokens)):
+            fates.setdefault((picks.rows[j], picks.tokens[j]), _fate(j, picks, fins, child_ids, n, self.sampling))
+        beams = [
+            BeamRow(r, r, 0, hyp_id, state.parent_ids[r], tuple(state.sequences[r, setup.prompt_length :].tolist()),
+                    float(state.scores[0, r]))
+            for r, hyp_id in enumerate(state.hyp_ids) if hyp_id is not None
+        ]
+        why = f"not among the {2 * n} drawn continuations" if self.sampling else \
+            f"below the top {2 * n} continuations over all beams"
+        hyps = record_beams(scored, setup, fates, why, beams)
         return Step(index, tuple(hyps), tuple(fins.values()), tuple(f.id for f in pool if f is not None))
 
     def results(self, state: BeamState, setup: Setup) -> tuple[Result, ...]:
@@ -240,13 +238,6 @@ def _fate(
         slot = picks.keep.index(j)
         return "kept", f"{chosen} {j + 1} of {k}: continues as beam {slot}", child_ids[slot]
     return "pruned", f"{chosen} {j + 1} of {k}: the {n} beams were already filled", None
-
-
-def _unpicked(masked_by: str | None, n: int, sampling: bool) -> FateInfo:
-    """Fate of a recorded candidate that was not among the picks."""
-    why = f"not among the {2 * n} drawn continuations" if sampling else \
-        f"below the top {2 * n} continuations over all beams"
-    return unpicked(masked_by, why)
 
 
 BEAM = register(Beam())

@@ -16,9 +16,19 @@ import torch
 from explorer.constraints import ConstraintState, advance_candidates, is_satisfied_by
 from explorer.processors.base import Context
 from explorer.strategies._pool import Pool, best_of
-from explorer.strategies._record import Scored, read_candidates
-from explorer.strategies.base import FateInfo, Fates, Outcome, Setup, refate, register, score_log_probs, unpicked
-from explorer.trace import Candidate, ConstraintProgress, Finished, Hypothesis, Result, Step
+from explorer.strategies._record import Scored
+from explorer.strategies.base import (
+    BeamRow,
+    FateInfo,
+    Fates,
+    Outcome,
+    Setup,
+    record_beams,
+    refate,
+    register,
+    score_log_probs,
+)
+from explorer.trace import ConstraintProgress, Finished, Result, Step
 
 __all__ = ["CONSTRAINED", "Constrained", "ConstrainedState"]
 
@@ -108,7 +118,7 @@ class Constrained:
                             p.length_penalty)
         last = index + 1 >= p.max_new_tokens
         rows, toks = sel.rows, sel.tokens
-        step = self._record(state, scored, fates, sel, index, setup, fins, pool)
+        step = self._record(state, scored, fates, index, setup, fins, pool)
         new_state = ConstrainedState(
             torch.cat([state.sequences[rows], toks[:, None]], dim=1), sel.scores,
             tuple(range(first_child, first_child + n)), tuple(state.hyp_ids[r] for r in rows.tolist()),
@@ -186,28 +196,16 @@ class Constrained:
                              ("pruned", f"ranked {rank + 1} of {2 * n}: the {n} beams were already filled", None))
 
     def _record(
-        self, state: ConstrainedState, scored: Scored, fates: Fates, sel: _Selection, index: int, setup: Setup,
+        self, state: ConstrainedState, scored: Scored, fates: Fates, index: int, setup: Setup,
         fins: list[Finished], pool: Pool,
     ) -> Step:
         """The step's record, with each hypothesis's constraint progress."""
-        live = [r for r, h in enumerate(state.hyp_ids) if h is not None]
-        extra = {r: [t for (row, t) in fates if row == r] for r in live}
-        required = {key for key, fate in fates.items() if fate[0] in ("kept", "finished")}
-        values = read_candidates(scored, live, setup.params.record_top_k, extra, required)
-        hyps = []
-        for r in live:
-            parent_score = float(state.scores[r])
-            cands = []
-            for v in values[r]:
-                default = unpicked(v.masked_by, f"below the top {2 * setup.params.num_beams} continuations")
-                fate, why, child = fates.get((r, v.token_id), default)
-                cands.append(Candidate(v.token_id, setup.token_text(v.token_id), v.logprob, v.score,
-                                       parent_score + v.score, v.rank, v.adjustments, fate, why, child))
-            hyp_id = state.hyp_ids[r]
-            assert hyp_id is not None
-            hyps.append(Hypothesis(hyp_id, state.parent_ids[r], r, 0,
-                                   tuple(state.sequences[r, setup.prompt_length :].tolist()), parent_score,
-                                   tuple(cands), progress_of(state.states[r]), state.forced[r]))
+        beams = [
+            BeamRow(r, r, 0, hyp_id, state.parent_ids[r], tuple(state.sequences[r, setup.prompt_length :].tolist()),
+                    float(state.scores[r]), progress_of(state.states[r]), state.forced[r])
+            for r, hyp_id in enumerate(state.hyp_ids) if hyp_id is not None
+        ]
+        hyps = record_beams(scored, setup, fates, f"below the top {2 * setup.params.num_beams} continuations", beams)
         ranked = sorted(pool.entries, key=lambda e: -e.normalized_score)
         return Step(index, tuple(hyps), tuple(fins), tuple(e.id for e in ranked))
 

@@ -14,9 +14,9 @@ import torch
 
 from explorer.processors.base import Context, run_processors
 from explorer.strategies._pool import Pool, best_of
-from explorer.strategies._record import Scored, read_candidates
-from explorer.strategies.base import FateInfo, Fates, Outcome, Setup, refate, register, unpicked
-from explorer.trace import Candidate, Finished, Hypothesis, Result, Step
+from explorer.strategies._record import Scored
+from explorer.strategies.base import BeamRow, FateInfo, Fates, Outcome, Setup, record_beams, refate, register
+from explorer.trace import Finished, Hypothesis, Result, Step
 
 __all__ = ["DIVERSE", "Diverse", "GroupState"]
 
@@ -172,7 +172,7 @@ class Diverse:
                               None))
         done = pool.is_done(max(top_scores), cur_len, setup.prompt_length, setup.max_length, p.early_stopping,
                             p.length_penalty)
-        hyps = self._record(state, scored, rows, g, fates, beams, tokens, setup)
+        hyps = self._record(state, scored, rows, g, fates, setup)
         return _GroupStep([top_scores[r] for r in kept], [tokens[r] for r in kept], [beams[r] for r in kept],
                           pool, done, fins, hyps, first_child, next_id)
 
@@ -194,32 +194,16 @@ class Diverse:
         return fin, new_pool
 
     def _record(
-        self, state: GroupState, scored: Scored, rows: list[int], g: int,
-        fates: Fates, beams: list[int], tokens: list[int],
-        setup: Setup,
+        self, state: GroupState, scored: Scored, rows: list[int], g: int, fates: Fates, setup: Setup,
     ) -> list[Hypothesis]:
-        """The group's real beams with their top candidates and fates."""
-        local = [i for i, r in enumerate(rows) if state.hyp_ids[r] is not None]
-        extra = {i: [t for b, t in zip(beams, tokens, strict=True) if b == i] for i in local}
-        required = {key for key, fate in fates.items() if fate[0] in ("kept", "finished")}
-        values = read_candidates(scored, local, setup.params.record_top_k, extra, required)
-        size = len(rows)
-        hyps = []
-        for i in local:
-            r = rows[i]
-            parent_score = float(state.scores[r])
-            cands = []
-            for v in values[i]:
-                default = unpicked(v.masked_by, f"below the group's top {2 * size} continuations")
-                fate, why, child = fates.get((i, v.token_id), default)
-                cands.append(Candidate(v.token_id, setup.token_text(v.token_id), v.logprob, v.score,
-                                       parent_score + v.score, v.rank, v.adjustments, fate, why, child))
+        """The group's real beams with their top candidates and fates (fates keyed by row within the group)."""
+        beams = []
+        for i, r in enumerate(rows):
             hyp_id = state.hyp_ids[r]
-            assert hyp_id is not None
-            hyps.append(Hypothesis(hyp_id, state.parent_ids[r], r, g,
-                                   tuple(state.sequences[r, setup.prompt_length :].tolist()), parent_score,
-                                   tuple(cands)))
-        return hyps
+            if hyp_id is not None:
+                beams.append(BeamRow(i, r, g, hyp_id, state.parent_ids[r],
+                                     tuple(state.sequences[r, setup.prompt_length :].tolist()), float(state.scores[r])))
+        return record_beams(scored, setup, fates, f"below the group's top {2 * len(rows)} continuations", beams)
 
     def results(self, state: GroupState, setup: Setup) -> tuple[Result, ...]:
         """The best over all groups' pools, best first (running beams join their pools when the search ends)."""
