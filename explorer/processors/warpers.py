@@ -12,6 +12,11 @@ from explorer.processors.base import Context
 __all__ = ["MinP", "Temperature", "TopK", "TopP", "TypicalP"]
 
 
+def _mask_sorted(scores: torch.Tensor, order: torch.Tensor, drop_sorted: torch.Tensor) -> torch.Tensor:
+    """Mask the tokens marked in ``drop_sorted``, which is indexed in ``order`` (a sort of each row)."""
+    return scores.masked_fill(drop_sorted.scatter(1, order, drop_sorted), -math.inf)
+
+
 @dataclass(frozen=True)
 class Temperature:
     """Divide scores by ``temperature`` (< 1 sharpens, > 1 flattens).
@@ -65,8 +70,7 @@ class TopP:
         cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
         drop_sorted = cumulative <= (1 - self.top_p)
         drop_sorted[..., -self.min_tokens_to_keep :] = False
-        drop = drop_sorted.scatter(1, order, drop_sorted)
-        return scores.masked_fill(drop, -math.inf)
+        return _mask_sorted(scores, order, drop_sorted)
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,7 @@ class MinP:
         order = torch.argsort(scores, descending=True, dim=-1)
         drop_sorted = torch.gather(probs < threshold, dim=-1, index=order)
         drop_sorted[..., : self.min_tokens_to_keep] = False
-        drop = drop_sorted.scatter(1, order, drop_sorted)
-        return scores.masked_fill(drop, -math.inf)
+        return _mask_sorted(scores, order, drop_sorted)
 
 
 @dataclass(frozen=True)
@@ -114,5 +117,4 @@ class TypicalP:
         last = (cumulative < self.typical_p).sum(dim=1).clamp(max=by_distance.shape[-1] - 1)
         drop_sorted = by_distance > by_distance.gather(1, last.view(-1, 1))
         drop_sorted[..., : self.min_tokens_to_keep] = False
-        drop = drop_sorted.scatter(1, order, drop_sorted)
-        return scores.masked_fill(drop, -math.inf)
+        return _mask_sorted(scores, order, drop_sorted)
