@@ -42,19 +42,22 @@ _lock = threading.Lock()
 
 
 def available_models() -> dict[str, str]:
-    """The built-in model names with a one-line description each.
+    """The built-in model names with a one-line description each (teaching toys are ``toy:<name>``).
 
-    >>> sorted(available_models())
-    ['smollm2-135m', 'tiny-random']
+    >>> sorted(available_models())[:3]
+    ['smollm2-135m', 'tiny-random', 'toy:constrained']
     """
-    return {name: description for name, (description, _) in _BUILTIN.items()}
+    from explorer.models.table import builtin_toys
+
+    toys = {name: "teaching toy: " + model.title for name, model in builtin_toys().items()}
+    return {**{name: description for name, (description, _) in _BUILTIN.items()}, **toys}
 
 
 def _unknown(name: str) -> ModelNotFoundError:
     """The one-line error for a name that resolves to nothing."""
     return ModelNotFoundError(
-        f"unknown model {name!r}: expected one of {', '.join(_BUILTIN)}, a local folder with config.json and "
-        "*.safetensors, or a Hugging Face hub id (needs a network)"
+        f"unknown model {name!r}: expected one of {', '.join(available_models())}, a toy table (.json/.yaml), "
+        "a local folder with config.json and *.safetensors, or a Hugging Face hub id (needs a network)"
     )
 
 
@@ -116,7 +119,16 @@ def _resolve(name: str) -> CausalLM:
     builtin = _BUILTIN.get(name)
     if builtin is not None:
         return builtin[1]()
+    from explorer.models.table import TOY_PREFIX, builtin_toys, load_table
+
+    if name.startswith(TOY_PREFIX):
+        toy = builtin_toys().get(name)
+        if toy is None:
+            raise _unknown(name)
+        return toy
     folder = Path(name).expanduser()
+    if folder.suffix in (".json", ".yaml", ".yml") and folder.is_file():
+        return load_table(folder)
     if folder.is_dir():
         _check_folder(folder)
         try:

@@ -175,9 +175,24 @@ class BeamRow:
     constraint: ConstraintProgress | None = None
     forced: bool = False
 
+    @property
+    def placeholder(self) -> bool:
+        """One of the reference's -1e9 copies of the prompt at the first step (not a real hypothesis)."""
+        return self.parent_id is None and self.score <= PLACEHOLDER
+
+
+#: Scores at or below this are the reference's "impossible" placeholders (-1e9 and what is added to it).
+PLACEHOLDER = -1.0e8
+
 
 def record_beams(scored: Scored, setup: Setup, fates: Fates, pruned_why: str, beams: list[BeamRow]) -> list[Hypothesis]:
-    """Each beam with its top candidates plus every picked one, each with its fate (``pruned_why`` if unpicked)."""
+    """Each beam with its top candidates plus every picked one, each with its fate (``pruned_why`` if unpicked).
+
+    Placeholder rows are left out unless one of their continuations was kept or finished (a degenerate search
+    with fewer possible tokens than beams), so that every hypothesis has its parent in the record.
+    """
+    picked = {row for (row, _), fate in fates.items() if fate[0] in ("kept", "finished")}
+    beams = [b for b in beams if not b.placeholder or b.local in picked]
     locals_ = [b.local for b in beams]
     extra: dict[int, list[int]] = {r: [] for r in locals_}
     for row, token in fates:

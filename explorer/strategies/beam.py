@@ -38,7 +38,7 @@ class BeamState:
 
     sequences: torch.Tensor  # [num_beams, length], prompt included
     scores: torch.Tensor  # [1, num_beams] running cumulative scores
-    hyp_ids: tuple[int | None, ...]  # trace ids of the rows; None for the initial placeholders
+    hyp_ids: tuple[int, ...]  # trace ids of the rows
     parent_ids: tuple[int | None, ...]
     pool_scores: torch.Tensor  # [1, num_beams] length-penalised; -1e9 for empty slots
     pool_finished: torch.Tensor  # [1, num_beams] bool: slot holds a finished hypothesis
@@ -56,6 +56,7 @@ class _Picks:
     rows: list[int]
     tokens: list[int]
     hits: torch.Tensor  # [1, k] bool: ends here (eos or the length limit)
+    running: torch.Tensor  # [1, k] the scores with endings pushed down by -1e9 (what the next beams carry)
     keep: list[int]  # positions (into the k) that continue as the next beams, in beam order
 
 
@@ -72,9 +73,9 @@ class Beam:
         scores = torch.zeros((1, n), dtype=torch.float)
         scores[:, 1:] = NEG
         state = BeamState(
-            torch.tensor([setup.prompt_ids] * n, dtype=torch.long), scores, (0,) + (None,) * (n - 1),
+            torch.tensor([setup.prompt_ids] * n, dtype=torch.long), scores, tuple(range(n)),
             (None,) * n, torch.full((1, n), NEG), torch.zeros((1, n), dtype=torch.bool), (None,) * n,
-            torch.ones((1, 1), dtype=torch.bool), 1,
+            torch.ones((1, 1), dtype=torch.bool), n,
         )
         return state, n
 
@@ -84,7 +85,7 @@ class Beam:
         cur_len = setup.prompt_length + index
         scored = score_log_probs(logits, state.sequences, setup, Context(setup.prompt_length))
         picks = self._pick(scored.final, state, setup, cur_len, vocab)
-        new_scores = picks.log_probs[:, picks.keep] + 0.0
+        new_scores = picks.running[:, picks.keep]  # as the reference: an ending kept as a beam carries -1e9
         pool_scores, pool_finished, pool, fins = self._update_pool(state, picks, setup, index, cur_len)
         next_len = cur_len + 1
         hyp_len = setup.max_length - setup.prompt_length if p.early_stopping == "never" and p.length_penalty > 0 \
@@ -127,7 +128,7 @@ class Beam:
         hits = torch.isin(tokens, setup.eos) | (cur_len + 1 >= setup.max_length)
         running = top + hits.to(torch.float32) * NEG
         keep = torch.topk(running, k=n)[1][0].tolist()
-        return _Picks(top, (flat // vocab)[0].tolist(), tokens[0].tolist(), hits, keep)
+        return _Picks(top, (flat // vocab)[0].tolist(), tokens[0].tolist(), hits, running, keep)
 
     def _update_pool(
         self, state: BeamState, picks: _Picks, setup: Setup, index: int, cur_len: int
@@ -177,7 +178,7 @@ class Beam:
         beams = [
             BeamRow(r, r, 0, hyp_id, state.parent_ids[r], tuple(state.sequences[r, setup.prompt_length :].tolist()),
                     float(state.scores[0, r]))
-            for r, hyp_id in enumerate(state.hyp_ids) if hyp_id is not None
+            for r, hyp_id in enumerate(state.hyp_ids)
         ]
         why = f"not among the {2 * n} drawn continuations" if self.sampling else \
             f"below the top {2 * n} continuations over all beams"
@@ -233,6 +234,10 @@ def _fate(
             fin = fins[j]
             verdict = "entered the finished pool" if fin.accepted else f"not pooled: {fin.note}"
             return "finished", f"{fin.reason}, {chosen} {j + 1} of {k}: {verdict}", fin.id
+        if j in picks.keep and not bool(torch.all(picks.hits)):  # too few other continuations: the reference
+            # keeps the ending as a beam scoring -1e9 (when every pick ends, the search ends instead)
+            slot = picks.keep.index(j)
+            return "kept", f"ends, but {chosen} {j + 1} of {k}: kept as beam {slot} with score -1e9", child_ids[slot]
         return "pruned", f"ends, but {chosen} {j + 1} of {k}: only the first {n} may finish", None
     if j in picks.keep:
         slot = picks.keep.index(j)

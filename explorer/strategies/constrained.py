@@ -42,7 +42,7 @@ class ConstrainedState:
 
     sequences: torch.Tensor
     scores: torch.Tensor  # [num_beams]
-    hyp_ids: tuple[int | None, ...]
+    hyp_ids: tuple[int, ...]
     parent_ids: tuple[int | None, ...]
     states: tuple[ConstraintState, ...]
     forced: tuple[bool, ...]
@@ -76,8 +76,8 @@ class Constrained:
         scores[1:] = NEG
         start = ConstraintState.from_tokens(setup.constraints, setup.prompt_ids)
         return ConstrainedState(
-            torch.tensor([setup.prompt_ids] * n, dtype=torch.long), scores, (0,) + (None,) * (n - 1),
-            (None,) * n, (start,) * n, (False,) * n, Pool(n), 1,
+            torch.tensor([setup.prompt_ids] * n, dtype=torch.long), scores, tuple(range(n)),
+            (None,) * n, (start,) * n, (False,) * n, Pool(n), n,
         ), n
 
     def step(self, state: ConstrainedState, logits: torch.Tensor, index: int, setup: Setup) -> Outcome:
@@ -203,7 +203,7 @@ class Constrained:
         beams = [
             BeamRow(r, r, 0, hyp_id, state.parent_ids[r], tuple(state.sequences[r, setup.prompt_length :].tolist()),
                     float(state.scores[r]), progress_of(state.states[r]), state.forced[r])
-            for r, hyp_id in enumerate(state.hyp_ids) if hyp_id is not None
+            for r, hyp_id in enumerate(state.hyp_ids)
         ]
         hyps = record_beams(scored, setup, fates, f"below the top {2 * setup.params.num_beams} continuations", beams)
         ranked = sorted(pool.entries, key=lambda e: -e.normalized_score)

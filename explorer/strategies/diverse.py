@@ -29,7 +29,7 @@ class GroupState:
 
     sequences: torch.Tensor
     scores: torch.Tensor  # [num_beams] cumulative
-    hyp_ids: tuple[int | None, ...]
+    hyp_ids: tuple[int, ...]
     parent_ids: tuple[int | None, ...]
     pools: tuple[Pool, ...]
     done: tuple[bool, ...]
@@ -65,11 +65,11 @@ class Diverse:
         size = p.num_beams // p.num_beam_groups
         scores = torch.full((p.num_beams,), NEG, dtype=torch.float)
         scores[::size] = 0
-        ids = tuple(r // size if r % size == 0 else None for r in range(p.num_beams))
+        ids = tuple(range(p.num_beams))
         pools = tuple(Pool(size) for _ in range(p.num_beam_groups))
         prompt = torch.tensor([setup.prompt_ids] * p.num_beams, dtype=torch.long)
         return GroupState(prompt, scores, ids, (None,) * p.num_beams, pools, (False,) * p.num_beam_groups,
-                          p.num_beam_groups), p.num_beams
+                          p.num_beams), p.num_beams
 
     def step(self, state: GroupState, logits: torch.Tensor, index: int, setup: Setup) -> Outcome:
         """Step every group in turn, each penalised by the tokens the earlier groups just chose."""
@@ -197,12 +197,11 @@ class Diverse:
         self, state: GroupState, scored: Scored, rows: list[int], g: int, fates: Fates, setup: Setup,
     ) -> list[Hypothesis]:
         """The group's real beams with their top candidates and fates (fates keyed by row within the group)."""
-        beams = []
-        for i, r in enumerate(rows):
-            hyp_id = state.hyp_ids[r]
-            if hyp_id is not None:
-                beams.append(BeamRow(i, r, g, hyp_id, state.parent_ids[r],
-                                     tuple(state.sequences[r, setup.prompt_length :].tolist()), float(state.scores[r])))
+        beams = [
+            BeamRow(i, r, g, state.hyp_ids[r], state.parent_ids[r],
+                    tuple(state.sequences[r, setup.prompt_length :].tolist()), float(state.scores[r]))
+            for i, r in enumerate(rows)
+        ]
         return record_beams(scored, setup, fates, f"below the group's top {2 * len(rows)} continuations", beams)
 
     def results(self, state: GroupState, setup: Setup) -> tuple[Result, ...]:
