@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -9,6 +10,7 @@ from typing import Any, Protocol
 import torch
 
 from explorer.constraints import Constraint
+from explorer.errors import ExplorerError
 from explorer.params import DecodeParams
 from explorer.processors.base import Context, Processor, run_processors
 from explorer.strategies._record import Scored, read_candidates
@@ -210,3 +212,26 @@ def record_beams(scored: Scored, setup: Setup, fates: Fates, pruned_why: str, be
         hyps.append(Hypothesis(b.hyp_id, b.parent_id, b.slot, b.group, b.token_ids, b.score, tuple(cands),
                                b.constraint, b.forced))
     return hyps
+
+
+def sample_rows(
+    scores: torch.Tensor, count: int, setup: Setup, index: int, live: list[bool] | None = None
+) -> torch.Tensor:
+    """``torch.multinomial`` over ``softmax(scores)`` per row, as the reference draws, with the run's generator.
+
+    A live row where every token is masked has nothing to draw from: that is a clear error, not a NaN crash.
+    (A finished row's draw is thrown away; if it has nothing to draw from it draws from a uniform row.)
+    """
+    empty = (scores == -math.inf).all(dim=-1)
+    live = live if live is not None else [True] * scores.shape[0]
+    if any(bool(e) and alive for e, alive in zip(empty.tolist(), live, strict=True)):
+        raise ExplorerError(f"nothing to sample at step {index}: every token is masked "
+                            f"(processors: {', '.join(p.name for p in setup.processors) or 'none'})")
+    if bool(empty.any()):
+        scores = torch.where(empty[:, None], torch.zeros_like(scores), scores)
+    possible = int((scores > -math.inf).sum(dim=-1).min())
+    if possible < count:
+        raise ExplorerError(f"nothing to sample at step {index}: {count} draws without replacement need {count} "
+                            f"possible continuations, the processors left {possible} (loosen top_k/top_p/min_p/"
+                            "typical_p or use fewer beams)")
+    return torch.multinomial(torch.softmax(scores, dim=-1), count, generator=setup.generator)

@@ -23,6 +23,7 @@ from explorer.strategies.base import (
     record_beams,
     refate,
     register,
+    sample_rows,
     score_log_probs,
 )
 from explorer.trace import Finished, Result, Step
@@ -120,7 +121,7 @@ class Beam:
         k = max(2, 1 + len(setup.eos_token_ids)) * n
         accumulated = (final + state.scores[0, :, None]).reshape(1, n * vocab)
         if self.sampling:
-            flat = torch.multinomial(torch.softmax(accumulated, dim=-1), k, generator=setup.generator)
+            flat = sample_rows(accumulated, k, setup, cur_len - setup.prompt_length)
             top = torch.gather(accumulated, 1, flat)
         else:
             top, flat = torch.topk(accumulated, k=k)

@@ -10,7 +10,7 @@ import torch
 
 from explorer.processors.base import Context
 from explorer.strategies._record import Values, read_candidates
-from explorer.strategies.base import Outcome, Setup, register, score_logits
+from explorer.strategies.base import Outcome, Setup, register, sample_rows, score_logits
 from explorer.trace import Candidate, Fate, Finished, Hypothesis, Result, Step
 
 __all__ = ["GREEDY", "SAMPLE", "Greedy", "RowsState"]
@@ -51,7 +51,7 @@ class Greedy:
         """Pick one token per live row; rows that hit eos (or the length limit) finish."""
         scored, processed = score_logits(logits, state.sequences, setup, Context(setup.prompt_length))
         if self.sampling:
-            picked = torch.multinomial(torch.softmax(processed, dim=-1), 1, generator=setup.generator).squeeze(1)
+            picked = sample_rows(processed, 1, setup, index, list(state.alive)).squeeze(1)
         else:
             picked = torch.argmax(processed, dim=-1)
         chosen = picked.tolist()
