@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from explorer.api import decode, parse_constraints, tokenize_prompt
+from explorer.api import compare, decode, parse_constraints, plan, tokenize_prompt
 from explorer.constraints import AnyOf, Phrase
 from explorer.errors import ExplorerError, ModelNotFoundError, ParameterError, TraceFormatError
 from explorer.models.base import CausalLM, ModelInfo
@@ -32,9 +32,11 @@ __all__ = [
     "Trace",
     "TraceFormatError",
     "available_models",
+    "compare",
     "decode",
     "load_model",
     "parse_constraints",
+    "plan",
     "tokenize_prompt",
 ]
 __version__ = "0.1.0"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from explorer.constraints import AnyOf, Constraint, Phrase
-from explorer.engine import run
+from explorer.engine import Run, run, run_many
 from explorer.errors import ParameterError
 from explorer.models.base import CausalLM
 from explorer.params import SAMPLING, DecodeParams, make_params
@@ -17,7 +18,7 @@ from explorer.processors import build_processors
 from explorer.strategies import STRATEGIES, Setup
 from explorer.trace import Step, Trace
 
-__all__ = ["ConstraintSpec", "decode", "parse_constraints", "tokenize_prompt"]
+__all__ = ["ConstraintSpec", "Plan", "compare", "decode", "parse_constraints", "plan", "tokenize_prompt"]
 
 #: A constraint as the API takes it: a phrase (text or token ids), a list of alternatives, or a built constraint.
 ConstraintSpec = str | Sequence[int] | Sequence[str] | Sequence[Sequence[int]] | Constraint
@@ -95,6 +96,62 @@ def _bad_words(model: CausalLM, bad_words: Sequence[str]) -> tuple[tuple[int, ..
     return tuple(_phrase_ids(model, word, "bad_words")[0] for word in bad_words)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One run, validated and ready: its strategy and everything fixed for it."""
+
+    strategy: str
+    setup: Setup
+    prompt: str | None
+    chat: bool
+
+
+def plan(
+    model: CausalLM,
+    prompt: str | Sequence[int],
+    strategy: str = "beam",
+    *,
+    chat: bool = False,
+    constraints: Sequence[ConstraintSpec] = (),
+    bad_words: Sequence[str] = (),
+    **params: Any,
+) -> Plan:
+    """Validate a run's arguments (as :func:`decode` takes them) without decoding anything."""
+    if strategy in SAMPLING and params.get("seed") is None:
+        params["seed"] = random.SystemRandom().randrange(2**31)
+    if bad_words:
+        params["bad_words_ids"] = tuple(params.get("bad_words_ids") or ()) + _bad_words(model, bad_words)
+    p = make_params(strategy, **params)
+    prompt_ids = tokenize_prompt(model, prompt, chat=chat)
+    _check_context(model, prompt_ids, p)
+    parsed = parse_constraints(model, constraints)
+    if strategy == "constrained" and not parsed:
+        raise ParameterError("constraints", [], "at least one constraint for strategy 'constrained'")
+    if strategy != "constrained" and parsed:
+        raise ParameterError("constraints", list(constraints), "none unless strategy is 'constrained'")
+    return Plan(strategy, _setup(model, prompt_ids, p, parsed), prompt if isinstance(prompt, str) else None, chat)
+
+
+def _trace(model: CausalLM, plan: Plan, outcome: Run, meta: dict[str, Any] | None = None) -> Trace:
+    """The trace of a finished run."""
+    setup = plan.setup
+    return Trace(
+        model=model.info.name,
+        strategy=plan.strategy,
+        prompt=plan.prompt,
+        prompt_token_ids=setup.prompt_ids,
+        params={**setup.params.to_dict(), "chat": plan.chat},
+        constraints=tuple(_constraint_dict(c) for c in setup.constraints),
+        processors=tuple(proc.name for proc in setup.processors),
+        eos_token_ids=model.info.eos_token_ids,
+        steps=outcome.steps,
+        results=outcome.results,
+        stop_reason=outcome.stop_reason,
+        total_ms=outcome.total_ms,
+        meta=meta or {},
+    )
+
+
 def decode(
     model: CausalLM,
     prompt: str | Sequence[int],
@@ -120,34 +177,38 @@ def decode(
     >>> len(trace.results[0].token_ids) <= 4
     True
     """
-    if strategy in SAMPLING and params.get("seed") is None:
-        params["seed"] = random.SystemRandom().randrange(2**31)
-    if bad_words:
-        params["bad_words_ids"] = tuple(params.get("bad_words_ids") or ()) + _bad_words(model, bad_words)
-    p = make_params(strategy, **params)
-    prompt_ids = tokenize_prompt(model, prompt, chat=chat)
-    _check_context(model, prompt_ids, p)
-    parsed = parse_constraints(model, constraints)
-    if strategy == "constrained" and not parsed:
-        raise ParameterError("constraints", [], "at least one constraint for strategy 'constrained'")
-    if strategy != "constrained" and parsed:
-        raise ParameterError("constraints", list(constraints), "none unless strategy is 'constrained'")
-    setup = _setup(model, prompt_ids, p, parsed)
-    outcome = run(model, STRATEGIES[strategy], setup, on_step=on_step, should_stop=should_stop)
-    return Trace(
-        model=model.info.name,
-        strategy=strategy,
-        prompt=prompt if isinstance(prompt, str) else None,
-        prompt_token_ids=prompt_ids,
-        params={**p.to_dict(), "chat": chat},
-        constraints=tuple(_constraint_dict(c) for c in parsed),
-        processors=tuple(proc.name for proc in setup.processors),
-        eos_token_ids=model.info.eos_token_ids,
-        steps=outcome.steps,
-        results=outcome.results,
-        stop_reason=outcome.stop_reason,
-        total_ms=outcome.total_ms,
-    )
+    p = plan(model, prompt, strategy, chat=chat, constraints=constraints, bad_words=bad_words, **params)
+    return _trace(model, p, run(model, STRATEGIES[strategy], p.setup, on_step=on_step, should_stop=should_stop))
+
+
+def compare(
+    model: CausalLM,
+    prompt: str | Sequence[int],
+    runs: Mapping[str, Mapping[str, Any]],
+    *,
+    chat: bool = False,
+    on_step: Callable[[str, Step], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Trace]:
+    """Several strategies on one prompt in one run: one prefill, one batched forward per step.
+
+    ``runs`` maps a name to :func:`decode`'s keyword arguments (``strategy`` included). The results equal
+    separate runs' token for token (scores to float rounding: a row's logits depend slightly on its batch).
+
+    >>> import explorer
+    >>> model = explorer.load_model("tiny-random")
+    >>> traces = explorer.compare(model, [5, 6, 7], {"greedy": {"strategy": "greedy"},
+    ...                                              "beam": {"strategy": "beam", "num_beams": 3}})
+    >>> sorted(traces)
+    ['beam', 'greedy']
+    """
+    if not runs:
+        raise ParameterError("runs", {}, "at least one named run")
+    plans = {name: plan(model, prompt, chat=chat, **dict(spec)) for name, spec in runs.items()}
+    jobs = {name: (STRATEGIES[p.strategy], p.setup) for name, p in plans.items()}
+    outcomes = run_many(model, jobs, on_step, should_stop)
+    meta = {"batched_with": sorted(runs)} if len(runs) > 1 else {}
+    return {name: _trace(model, plans[name], outcomes[name], meta) for name, p in plans.items()}
 
 
 def _check_context(model: CausalLM, prompt_ids: tuple[int, ...], p: DecodeParams) -> None:
