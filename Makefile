@@ -25,7 +25,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install app prepare test check lint typecheck pytest fixtures bench clean
+.PHONY: help install browser app prepare test check lint typecheck pytest fixtures bench clean
 
 help:
 	@echo "make app       serve the explorer with Voila on http://127.0.0.1:8866"
@@ -45,12 +45,26 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# The browser tests drive Debian's Chromium through Playwright (Playwright's own browser download needs more than
+# the package registries): installed with apt, once, only when it is missing.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$(if $(filter 0,$(shell id -u)),,sudo -n )apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo -n -E )apt-get install -y -qq chromium
+
+browser: $(CHROMIUM)
+
 prepare: install
 	$(BIN)/python -m explorer.models.smollm2
 
+# The app's Voila template ("explorer": Voila's lab template without its CDN stylesheets) lives in the package;
+# JUPYTER_PATH lets Voila find it, so the page loads nothing from outside the machine.
+APP_JUPYTER_PATH := $(CURDIR)/explorer/app/jupyter
+APP_VOILA_ARGS := --template=explorer --theme=light
+
 app: prepare
-	@echo "The Voila app (notebooks/app.ipynb on http://127.0.0.1:8866) is not built yet."
-	@echo "Meanwhile: $(BIN)/decoding-explorer trace --prompt 'The recipe needs' --strategy beam"
+	JUPYTER_PATH=$(APP_JUPYTER_PATH)$(if $(JUPYTER_PATH),:$(JUPYTER_PATH)) $(BIN)/voila notebooks/app.ipynb --port=8866 --no-browser --Voila.ip=127.0.0.1 \
+		$(APP_VOILA_ARGS)
 
 lint: install
 	$(BIN)/ruff check explorer tests benchmarks
@@ -58,10 +72,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install browser
 	$(BIN)/python -m pytest
 
-check test: install
+check test: install browser
 	$(BIN)/ruff check explorer tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_TRACE_BYTES",
     "dump_trace",
     "load_trace",
+    "loads_trace",
     "trace_from_dict",
     "trace_schema",
     "trace_to_dict",
@@ -562,6 +563,26 @@ def _sync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def loads_trace(text: str | bytes) -> Trace:
+    """Read a trace from JSON text only (never a path): for uploads and other untrusted bytes.
+
+    >>> loads_trace("not json")
+    Traceback (most recent call last):
+    ...
+    explorer.errors.TraceFormatError: trace is not valid JSON: line 1, column 1: Expecting value
+    """
+    size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8"))
+    _check_size(size, "trace text")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TraceFormatError("trace is not UTF-8 text") from None
+    doc = _parse(text)
+    validate_document(doc)
+    return trace_from_dict(doc, validate=False)
 
 
 def load_trace(source: str | os.PathLike[str]) -> Trace:

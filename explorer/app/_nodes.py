@@ -1,0 +1,127 @@
+"""Tree nodes read back from a trace: what a clicked node is, its path, and how to fork a branch from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from explorer.trace import Candidate, Hypothesis, Trace
+
+__all__ = ["NodeInfo", "branch_request", "describe"]
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A tree node as the details area shows it.
+
+    ``hypothesis`` is the recorded hypothesis whose candidates the details show and from which a token can be
+    forced (for a leaf or finished entry: the one it grew from); ``preselect`` the token that node chose.
+    """
+
+    key: str
+    kind: str
+    step: int
+    token_ids: tuple[int, ...]
+    text: str
+    score: float
+    normalized_score: float | None
+    hypothesis: Hypothesis | None
+    preselect: int | None
+    note: str = ""
+
+
+def _hypotheses(trace: Trace) -> dict[int, tuple[int, Hypothesis]]:
+    """Every recorded hypothesis by id, with the index of its step."""
+    return {h.id: (s.index, h) for s in trace.steps for h in s.hypotheses}
+
+
+def _texts(trace: Trace) -> dict[int, str]:
+    """Display text of every token the trace recorded a candidate for."""
+    return {c.token_id: c.text for s in trace.steps for h in s.hypotheses for c in h.candidates}
+
+
+def _text(trace: Trace, token_ids: tuple[int, ...]) -> str:
+    """The path's text, token by token (a token never recorded shows as ``⟨id⟩``)."""
+    texts = _texts(trace)
+    return "".join(texts.get(t, f"⟨{t}⟩") for t in token_ids)
+
+
+def _from_candidate(trace: Trace, key: str, step: int, hyp: Hypothesis, cand: Candidate, kind: str) -> NodeInfo:
+    """A node made by one candidate of ``hyp`` (a leaf, or a hypothesis the search never expanded)."""
+    tokens = (*hyp.token_ids, cand.token_id)
+    return NodeInfo(key, kind, step, tokens, _text(trace, tokens), cand.total, None, hyp, cand.token_id,
+                    cand.reason)
+
+
+def _unexpanded(trace: Trace, key: str, hyp_id: int) -> NodeInfo:
+    """A hypothesis the search created but stopped before expanding: found through the candidate that made it."""
+    for index, parent in _hypotheses(trace).values():
+        for cand in parent.candidates:
+            if cand.child == hyp_id and cand.fate == "kept":
+                return _from_candidate(trace, key, index, parent, cand, "unexpanded")
+    raise KeyError(key)
+
+
+def describe(trace: Trace, key: str) -> NodeInfo:
+    """What node ``key`` of ``trace``'s tree is. Unknown keys raise ``KeyError``.
+
+    >>> import explorer
+    >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="beam", max_new_tokens=3)
+    >>> info = describe(t, "h0")
+    >>> info.kind, info.token_ids, len(info.hypothesis.candidates) > 0
+    ('hypothesis', (), True)
+    """
+    hyps = _hypotheses(trace)
+    try:
+        if key.startswith("h"):
+            hyp_id = int(key[1:])
+            if hyp_id not in hyps:
+                return _unexpanded(trace, key, hyp_id)
+            index, hyp = hyps[hyp_id]
+            return NodeInfo(key, "hypothesis", index, hyp.token_ids, _text(trace, hyp.token_ids), hyp.score, None,
+                            hyp, None)
+        if key.startswith("f"):
+            return _finished(trace, key, int(key[1:]), hyps)
+        if key.startswith("c"):
+            _, hyp_text, token_text = key[1:].split(".")
+            index, hyp = hyps[int(hyp_text)]
+            cand = next(c for c in hyp.candidates if c.token_id == int(token_text))
+            return _from_candidate(trace, key, index, hyp, cand, cand.fate)
+    except (ValueError, StopIteration):
+        raise KeyError(key) from None
+    raise KeyError(key)
+
+
+def _finished(trace: Trace, key: str, fin_id: int, hyps: dict[int, tuple[int, Hypothesis]]) -> NodeInfo:
+    """A finished entry: its tokens and both scores; the hypothesis it ended from, if recorded."""
+    fin = next((f for s in trace.steps for f in s.finished if f.id == fin_id), None)
+    if fin is None:
+        raise KeyError(key)
+    _, hyp = hyps.get(fin.hypothesis, (fin.step, None))
+    preselect = fin.token_ids[-1] if hyp is not None and len(fin.token_ids) > len(hyp.token_ids) else None
+    note = f"{fin.reason}, {'accepted into' if fin.accepted else 'refused by'} the pool" + (
+        f" ({fin.note})" if fin.note else "")
+    return NodeInfo(key, "finished", fin.step, fin.token_ids, _text(trace, fin.token_ids), fin.score,
+                    fin.normalized_score, hyp, preselect, note)
+
+
+def branch_request(trace: Trace, hyp: Hypothesis, token_id: int) -> tuple[tuple[int, ...], dict[str, Any], list[Any]]:
+    """Prompt ids, parameters and constraints that re-decode ``trace`` from ``hyp`` with ``token_id`` forced.
+
+    The prompt is the original prompt ids, the hypothesis's tokens and the forced token; the parameters are the
+    trace's, with ``max_new_tokens`` (and ``min_new_tokens``) reduced by the tokens now fixed. Raises
+    ``ValueError`` when nothing is left to decode.
+    """
+    fixed = len(hyp.token_ids) + 1
+    params = {k: v for k, v in trace.params.items() if k not in ("strategy", "chat")}
+    left = int(params.get("max_new_tokens", 0)) - fixed
+    if token_id in trace.eos_token_ids:
+        raise ValueError("the forced token is end-of-sequence: there is nothing to continue")
+    if left < 1:
+        raise ValueError(f"max_new_tokens={params.get('max_new_tokens')} leaves no token after the {fixed} fixed")
+    params["max_new_tokens"] = left
+    params["min_new_tokens"] = max(0, int(params.get("min_new_tokens", 0)) - fixed)
+    constraints: list[Any] = [
+        c["token_ids"] if c.get("kind") == "phrase" else c["options"] for c in trace.constraints
+    ]
+    return (*trace.prompt_token_ids, *hyp.token_ids, token_id), params, constraints

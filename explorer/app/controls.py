@@ -1,0 +1,142 @@
+"""The controls above and below the panels (model, prompt, run, trees, selection) and small widget helpers."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as widgets
+
+from explorer.app.state import AppState
+
+__all__ = ["Controls", "error_box", "set_error", "sync"]
+
+
+def error_box() -> Any:
+    """An inline error (class ``explorer-error``), hidden while empty."""
+    box = widgets.HTML(value="", layout=widgets.Layout(display="none"))
+    box.add_class("explorer-error")
+    return box
+
+
+def set_error(box: Any, message: str | None) -> None:
+    """Show ``message`` in an inline error box (hide it when empty)."""
+    text = message or ""
+    sync(box, f"<span>{html.escape(text)}</span>" if text else "")
+    display = "" if text else "none"
+    if box.layout.display != display:
+        box.layout.display = display
+
+
+def sync(widget: Any, value: Any, trait: str = "value") -> None:
+    """Set a widget's trait only when it differs (no needless message, no cursor jump while typing)."""
+    if getattr(widget, trait) != value:
+        setattr(widget, trait, value)
+
+
+def _classed(widget: Any, name: str) -> Any:
+    """``widget`` with the CSS class ``name``."""
+    widget.add_class(name)
+    return widget
+
+
+def _wide(width: str) -> Any:
+    return widgets.Layout(width=width)
+
+
+class Controls:
+    """Every control outside the panels, each with its inline error box where it can fail."""
+
+    def __init__(self, models: list[str]) -> None:
+        self.model = _classed(widgets.Combobox(options=models, description="model", ensure_option=False,
+                                               continuous_update=False, layout=_wide("420px"),
+                                               placeholder="a built-in name or a local model folder"), "explorer-model")
+        self.model_info = widgets.HTML()
+        self.prompt = _classed(widgets.Textarea(description="prompt", continuous_update=True,
+                                                layout=widgets.Layout(width="640px", height="64px")),
+                               "explorer-prompt")
+        self.chat = _classed(widgets.Checkbox(description="chat template", indent=False, layout=_wide("150px")),
+                             "explorer-chat")
+        self.max_new_tokens = _classed(widgets.IntText(description="max new tokens", continuous_update=True,
+                                                       layout=_wide("220px"), style={"description_width": "110px"}),
+                                       "explorer-max-new-tokens")
+        self.add = _classed(widgets.Button(description="+ add panel", layout=_wide("120px")), "explorer-add-panel")
+        self.run = _classed(widgets.Button(description="Run", button_style="primary", layout=_wide("100px")),
+                            "explorer-run")
+        self.stop = _classed(widgets.Button(description="Stop", button_style="warning", layout=_wide("100px")),
+                             "explorer-stop")
+        self.progress = _classed(widgets.IntProgress(value=0, min=0, max=1, layout=_wide("260px")),
+                                 "explorer-progress")
+        self.status = _classed(widgets.HTML(value="ready"), "explorer-status")
+        self.upload = _classed(widgets.FileUpload(accept=".json", multiple=False, description="load trace",
+                                                  icon="", layout=_wide("140px")), "explorer-load")
+        self.color = _classed(widgets.Dropdown(options=("score", "logprob", "group"), description="colour by",
+                                               layout=_wide("220px")), "explorer-tree-color")
+        self.pruned = _classed(widgets.Checkbox(description="show pruned candidates", indent=False,
+                                                layout=_wide("220px")), "explorer-show-pruned")
+        self.scrubber = _classed(widgets.IntSlider(description="up to step", min=0, max=0, continuous_update=False,
+                                                   layout=_wide("640px")), "explorer-scrubber")
+        self.force_token = _classed(widgets.Dropdown(description="token", options=(), layout=_wide("380px")),
+                                    "explorer-force-token")
+        self.force = _classed(widgets.Button(description="force this token and continue", layout=_wide("240px")),
+                              "explorer-force")
+        self.clear = _classed(widgets.Button(description="clear selection", layout=_wide("140px")),
+                              "explorer-clear-selection")
+        self.errors = {name: error_box() for name in ("model", "prompt", "chat", "max_new_tokens", "load", "force",
+                                                     "panels")}
+
+    def render(self, state: AppState, model_info: str) -> None:
+        """Set the controls from ``state``."""
+        sync(self.model, state.model)
+        sync(self.model_info, model_info)
+        sync(self.prompt, state.prompt)
+        sync(self.chat, state.chat)
+        sync(self.max_new_tokens, state.max_new_tokens)
+        sync(self.run, state.running, "disabled")
+        sync(self.stop, not state.running, "disabled")
+        sync(self.force, state.running, "disabled")
+        sync(self.add, state.running, "disabled")
+        done, total = state.progress
+        sync(self.progress, max(total, 1), "max")
+        sync(self.progress, min(done, max(total, 1)))
+        sync(self.status, f"<span>{html.escape(state.status)}</span>")
+        sync(self.color, state.tree_color)
+        sync(self.pruned, state.show_pruned)
+        for name, box in self.errors.items():
+            set_error(box, state.errors.get(name))
+
+    def render_force(self, options: tuple[tuple[str, int], ...], chosen: int | None) -> None:
+        """The forced-token choices: the selected hypothesis's recorded candidates."""
+        if tuple(self.force_token.options) != options:
+            self.force_token.options = options
+            self.force_token.value = chosen
+
+    def render_scrubber(self, state: AppState) -> None:
+        """The scrubber spans the longest trace; at its end it shows every step."""
+        last = max((len(p.trace.steps) for p in state.panels if p.trace is not None), default=1) - 1
+        sync(self.scrubber, max(last, 0), "max")
+        sync(self.scrubber, last if state.upto_step is None else min(state.upto_step, last))
+        sync(self.scrubber, last <= 0, "disabled")
+
+    def top(self) -> Any:
+        """Model, prompt, chat toggle and max new tokens."""
+        e = self.errors
+        settings = widgets.VBox([self.chat, e["chat"], self.max_new_tokens, e["max_new_tokens"]])
+        return widgets.VBox([
+            widgets.HBox([self.model, self.model_info]), e["model"],
+            widgets.HBox([widgets.VBox([self.prompt, e["prompt"]]), settings]),
+        ])
+
+    def run_row(self) -> Any:
+        """Run, Stop, progress and status."""
+        return widgets.HBox([self.run, self.stop, self.progress, self.status],
+                            layout=widgets.Layout(align_items="center"))
+
+    def tree_row(self) -> Any:
+        """Tree options and the step scrubber."""
+        return widgets.VBox([widgets.HBox([self.color, self.pruned, self.upload]), self.errors["load"],
+                             self.scrubber])
+
+    def force_row(self) -> Any:
+        """The forced-token picker with its button and error."""
+        return widgets.VBox([widgets.HBox([self.force_token, self.force, self.clear]), self.errors["force"]])

@@ -1,0 +1,112 @@
+"""The app's outputs: ONE ``FigureWidget`` for every panel's tree, ONE for details, the selection and the summary.
+
+Each is redrawn only when what it shows changed; the figure widgets are updated in place (a new plotly widget
+would ship its multi-megabyte bundle to the page again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+
+from explorer import figures
+from explorer.app._nodes import NodeInfo
+from explorer.app.controls import sync
+from explorer.app.state import AppState, Panel, panel_by_id
+from explorer.app.views import Same, keyed_traces, placeholder, selection_html, show_figure
+from explorer.trace import Trace
+
+__all__ = ["Outputs"]
+
+ClickHandler = Callable[[Any, Any, Any], None]
+#: Width of the trees figure: per panel, and at most.
+TREE_PANEL_WIDTH = 420
+TREE_MAX_WIDTH = 1680
+
+
+class Outputs:
+    """Trees, details, selection text and the summary table, drawn from the state."""
+
+    def __init__(self, on_click: ClickHandler) -> None:
+        self.tree = go.FigureWidget(placeholder("press Run to see the search trees"))
+        self.tree.add_class("explorer-tree")
+        # The details figure is made with the first trace, not with the page: each plotly widget loads a 5 MB
+        # module in the page, and anywidget gives up on a widget whose module takes over 2 s (then drops its
+        # updates), which two loading side by side with the page can take on a slow machine.
+        self.details: Any = None
+        self.details_box = widgets.VBox([widgets.HTML(
+            "<div class='explorer-muted'>score timelines, and the candidates of a clicked node, show here after a "
+            "run</div>")])
+        self.selection = widgets.HTML()
+        self.selection.add_class("explorer-selection")
+        self.summary = widgets.HTML()
+        self.summary.add_class("explorer-summary-view")
+        self.keys: dict[str, int] = {}
+        self._on_click = on_click
+        self._deps: dict[str, object] = {}
+        self._layouts: dict[int, tuple[Trace, Any]] = {}
+
+    def _changed(self, view: str, deps: object) -> bool:
+        """Whether ``view``'s inputs differ from when it was last drawn (and remember them)."""
+        if view in self._deps and self._deps[view] == deps:
+            return False
+        self._deps[view] = deps
+        return True
+
+    def _layout(self, panel: Panel) -> Any:
+        """The panel's tree layout, computed once per trace."""
+        assert panel.trace is not None
+        cached = self._layouts.get(panel.id)
+        if cached is None or cached[0] is not panel.trace:
+            cached = self._layouts[panel.id] = (panel.trace, figures.tree_layout(panel.trace))
+        return cached[1]
+
+    def render(self, state: AppState, info: NodeInfo | None) -> None:
+        """Redraw what changed."""
+        traced = [p for p in state.panels if p.trace is not None]
+        self.keys = {p.key: p.id for p in traced}
+        self._layouts = {k: v for k, v in self._layouts.items() if any(p.id == k for p in traced)}
+        ident = tuple((p.key, Same(p.trace)) for p in traced)
+        if self._changed("tree", (ident, state.tree_color, state.show_pruned, state.upto_step, state.selection)):
+            self._draw_tree(state, traced)
+        if self._changed("summary", ident):
+            sync(self.summary, figures.results_table_html(keyed_traces(state.panels)) if traced else "")
+        if self._changed("details", (ident, state.selection)):
+            self._draw_details(state, traced, info)
+
+    def _draw_tree(self, state: AppState, traced: list[Panel]) -> None:
+        """All panels' trees side by side, up to the scrubbed step, the selected node ringed."""
+        if not traced:
+            show_figure(self.tree, placeholder("press Run to see the search trees"))
+            return
+        selected = None
+        panel = panel_by_id(state, state.selection.panel) if state.selection is not None else None
+        if panel is not None and state.selection is not None and panel.trace is not None:
+            selected = (panel.key, state.selection.node)
+        fig = figures.search_trees({p.key: self._layout(p) for p in traced}, color=state.tree_color,
+                                   show_pruned=state.show_pruned, upto_step=state.upto_step, selected=selected)
+        if fig.layout.width is None:  # plotly's widget is 700 px wide unless told: give each panel room
+            fig.update_layout(width=min(TREE_MAX_WIDTH, max(700, TREE_PANEL_WIDTH * len(traced))))
+        show_figure(self.tree, fig, self._on_click)
+
+    def _draw_details(self, state: AppState, traced: list[Panel], info: NodeInfo | None) -> None:
+        """The selected hypothesis's candidates, or every panel's score timeline when nothing is selected."""
+        panel = panel_by_id(state, state.selection.panel) if state.selection is not None else None
+        sync(self.selection, selection_html(panel, info))
+        if panel is not None and panel.trace is not None and info is not None and info.hypothesis is not None:
+            fig = figures.step_candidates(panel.trace, info.hypothesis.id)
+        elif traced:
+            fig = figures.score_timelines(keyed_traces(state.panels))
+        elif self.details is None:
+            return
+        else:
+            fig = placeholder("score timelines and candidates show here after a run")
+        if self.details is None:
+            self.details = go.FigureWidget(fig)
+            self.details.add_class("explorer-details")
+            self.details_box.children = (self.details,)
+        else:
+            show_figure(self.details, fig)

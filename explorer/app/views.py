@@ -1,0 +1,177 @@
+"""What the app draws from its state: HTML snippets of panels and the selection, and figures put into the two
+``FigureWidget``s in place."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import plotly.graph_objects as go
+
+from explorer.app._constraints import piece
+from explorer.app._nodes import NodeInfo
+from explorer.app._params import specs_for
+from explorer.app.state import Panel
+from explorer.trace import Trace
+from explorer.trace_io import dump_trace
+
+__all__ = [
+    "MAX_SAVE_BYTES",
+    "STYLE",
+    "Same",
+    "force_options",
+    "keyed_traces",
+    "panel_summary_html",
+    "placeholder",
+    "results_html",
+    "save_html",
+    "selection_html",
+    "show_figure",
+]
+
+#: Largest trace offered as a download link from the page (a data URI travels through the websocket).
+MAX_SAVE_BYTES = 32 * 1024 * 1024
+
+STYLE = """<style>
+.explorer-app .explorer-error { color: #b00020; }
+.explorer-app .explorer-panel { border: 1px solid #d0d7de; border-radius: 6px; }
+.explorer-app .explorer-panel-branch { border-color: #E69F00; }
+.explorer-app .explorer-panel-loaded { border-color: #56B4E9; }
+.explorer-app .explorer-piece { border: 1px solid #c8c8c8; border-radius: 3px; padding: 0 2px; margin-right: 1px;
+  font-family: monospace; background: #f6f8fa; }
+.explorer-app table.explorer-table { border-collapse: collapse; font-size: 12px; }
+.explorer-app table.explorer-table td, .explorer-app table.explorer-table th { padding: 2px 5px;
+  border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
+.explorer-app .explorer-muted { color: #666; font-size: 12px; }
+</style>"""
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    """A score for the tables (``-inf`` as it is, ``None`` as a dash)."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def results_html(trace: Trace | None, tokens_html: Callable[[Trace, int], str], note: str = "") -> str:
+    """A panel's results as a table: per result a row of numbers (rank, score, length, constraints satisfied,
+    finish step) and a row with its text coloured by probability; the caption has the run's time and end."""
+    if trace is None:
+        return f'<div class="explorer-muted">{html.escape(note or "no trace yet: press Run")}</div>'
+    rows = []
+    for r in trace.results:
+        met = "-" if r.constraints_satisfied is None else ("✓ yes" if r.constraints_satisfied else "✗ no")
+        end = "eos" if r.ended_with_eos else "no eos"
+        rows.append(f'<tr class="explorer-result-head"><td>#{r.rank}</td><td>{_fmt(r.score)}</td>'
+                    f"<td>{len(r.token_ids)}</td><td>{met}</td><td>{r.finished_step} ({end})</td></tr>"
+                    f'<tr><td colspan="5">{tokens_html(trace, r.rank)}</td></tr>')
+    caption = f"{len(trace.steps)} steps in {trace.total_ms / 1000:.2f} s, stop: {html.escape(trace.stop_reason)}"
+    return (f'<table class="explorer-table"><caption class="explorer-muted">{caption}</caption>'
+            "<tr><th>rank</th><th>score</th><th>tokens</th><th>constraints</th><th>finish step</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def save_html(panel: Panel) -> str:
+    """A download link holding the panel's trace as JSON (a data URI: no server needed), or nothing."""
+    if panel.trace is None:
+        return ""
+    text = dump_trace(panel.trace)
+    if len(text) > MAX_SAVE_BYTES:
+        return ('<span class="explorer-muted">trace too large to download from the page: save it in Python with '
+                "trace.to_json(path)</span>")
+    data = base64.b64encode(text.encode("utf-8")).decode("ascii")
+    name = f"trace-{panel.id}-{panel.strategy}.json"
+    size = f"{len(text) / 1024:.0f} KB"
+    return (f'<a class="explorer-save-link" download="{name}" href="data:application/json;base64,{data}">'
+            f"save trace ({size})</a>")
+
+
+def panel_summary_html(panel: Panel, source_label: str | None) -> str:
+    """What a read-only panel is: a branch (from where, which token) or a loaded file; and its parameters."""
+    trace = panel.trace
+    lines = []
+    if panel.branch is not None:
+        b = panel.branch
+        lines.append(f"branch of {html.escape(source_label or f'panel #{b.source} (removed)')} at node {b.node}: "
+                     f"forced <code>{html.escape(piece(b.token_text))}</code> [{b.token_id}] after {b.fixed - 1} "
+                     "tokens")
+    if panel.kind == "loaded" and trace is not None:
+        lines.append(f"loaded from {html.escape(panel.name)}: model {html.escape(trace.model)}")
+    names = ("max_new_tokens", *(spec.name for spec in specs_for(panel.strategy)))
+    lines.append(", ".join(f"{k}={panel.params[k]}" for k in names if k in panel.params))
+    return "".join(f'<div class="explorer-muted">{line}</div>' for line in lines)
+
+
+def selection_html(panel: Panel | None, info: NodeInfo | None) -> str:
+    """The selected node: its panel, kind, step, path text and scores (or a hint when nothing is selected)."""
+    if panel is None or info is None:
+        return ('<div class="explorer-muted">click a node of a tree to see its candidates and its path; from a '
+                "hypothesis you can force one of its candidates and continue</div>")
+    scores = f"score {_fmt(info.score)}"
+    if info.normalized_score is not None:
+        scores += f", length-normalised {_fmt(info.normalized_score)}"
+    note = f" ({html.escape(info.note)})" if info.note else ""
+    text = html.escape(piece(info.text)) if info.text else "∅"
+    return (f"<div><b>{html.escape(panel.key)}</b> · node {html.escape(info.key)} · {html.escape(info.kind)}{note}"
+            f" · step {info.step} · {len(info.token_ids)} tokens · {scores}</div>"
+            f'<div style="font-family: monospace; white-space: pre-wrap">{text}</div>')
+
+
+def show_figure(target: Any, fig: go.Figure, on_click: Callable[[Any, Any, Any], None] | None = None) -> None:
+    """Put ``fig`` into the ``FigureWidget`` ``target`` in place: old layout keys cleared, traces replaced, and
+    ``on_click`` attached to every trace with ``customdata``."""
+    stale = {key: None for key in target.layout.to_plotly_json() if key != "template"}
+    if stale:
+        target.plotly_relayout(stale)
+    with target.batch_update():
+        target.data = ()
+    target.add_traces(list(fig.data))
+    target.layout = fig.layout
+    if on_click is not None:
+        for trace in target.data:
+            if getattr(trace, "customdata", None) is not None:
+                trace.on_click(on_click)
+
+
+def keyed_traces(panels: tuple[Panel, ...]) -> Mapping[str, Trace]:
+    """The panels that have a trace, by their figure key."""
+    return {p.key: p.trace for p in panels if p.trace is not None}
+
+
+class Same:
+    """A dependency compared by identity (a trace: equal traces from two runs are still two runs)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Same) and other.obj is self.obj
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def force_options(info: NodeInfo | None) -> tuple[tuple[tuple[str, int], ...], int | None]:
+    """The forced-token choices of a selected node (its hypothesis's recorded candidates) and the one to preselect."""
+    if info is None or info.hypothesis is None:
+        return (), None
+    options = tuple(
+        (f'"{piece(c.text)}" [{c.token_id}]  logprob {c.logprob:.2f}  {c.fate}', c.token_id)
+        for c in info.hypothesis.candidates
+    )
+    ids = [token for _, token in options]
+    chosen = info.preselect if info.preselect in ids else (ids[0] if ids else None)
+    return options, chosen
+
+
+def placeholder(text: str, height: int = 220) -> go.Figure:
+    """An empty figure that says what to do."""
+    fig = go.Figure()
+    fig.update_layout(height=height, xaxis={"visible": False}, yaxis={"visible": False},
+                      margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      annotations=[{"text": text, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper",
+                                    "yref": "paper", "font": {"size": 14, "color": "#666"}}])
+    return fig

@@ -1,0 +1,271 @@
+"""Charts beside the tree: one hypothesis's candidates, score timelines of the results, constraint progress."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from explorer.figures._paths import Index, index, result_path
+from explorer.figures._style import (
+    FATE_COLORS,
+    adjustment,
+    base_layout,
+    constraint_names,
+    esc,
+    fmt,
+    panel_color,
+    pct,
+    result_color,
+    safe,
+)
+from explorer.trace import Candidate, Hypothesis, Result, Trace
+
+__all__ = ["constraint_progress", "score_timelines", "step_candidates"]
+
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def _empty(message: str, title: str | None = None) -> go.Figure:
+    """A figure with no data and a message in the middle."""
+    fig = go.Figure(layout=base_layout(height=240, title={"text": title, "x": 0.01} if title else None))
+    fig.add_annotation(text=esc(message), showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+                       font={"size": 14, "color": "#666"})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def _so_far(idx: Index, hyp: Hypothesis, limit: int = 40) -> str:
+    """The end of a hypothesis's text, from the candidates that made it (escaped)."""
+    parts: list[str] = []
+    node: Hypothesis | None = hyp
+    while node is not None and node.parent is not None and len(parts) < limit:
+        made = idx.made.get(("h", node.id))
+        parts.append(made.text if made is not None else "?")
+        node = idx.hyps.get(node.parent)
+    text = "".join(reversed(parts))
+    if not text:
+        return "at the prompt"
+    return "“" + esc(("…" + text[-limit:]) if len(text) > limit else text) + "”"
+
+
+def _candidate_hover(c: Candidate) -> str:
+    """Hover text of one candidate bar."""
+    lines = [f"<b>{safe(c.text)}</b>  id {c.token_id} · vocab rank {c.rank + 1}",
+             f"log-prob {fmt(c.logprob)} · p {pct(c.logprob)}"]
+    lines += [f"  {esc(name)} {adjustment(v)}" for name, v in c.adjustments if v != 0.0]
+    lines += [f"processed score {fmt(c.score)} · p {pct(c.score)}", f"cumulative {fmt(c.total)}",
+              f"<b>{c.fate}</b>: {esc(c.reason)}"]
+    return "<br>".join(lines)
+
+
+def _labels(cands: tuple[Candidate, ...]) -> list[str]:
+    """Axis labels: visible token text, made unique with the token id where two read the same."""
+    texts = [safe(c.text) for c in cands]
+    return [f"{t} #{c.token_id}" if texts.count(t) > 1 else t for t, c in zip(texts, cands, strict=True)]
+
+
+def step_candidates(trace: Trace, hyp_id: int) -> go.Figure:
+    """The recorded candidates of one hypothesis: raw probability (hatched) beside the processed one (solid).
+
+    Bars are coloured by fate (kept, finished, pruned, masked); the hover has the log-prob, every processor's
+    adjustment, the cumulative score and the reason. Tokens on the axis show their whitespace (``␣``, ``⏎``).
+
+    >>> import explorer
+    >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="beam", num_beams=2, max_new_tokens=2)
+    >>> fig = step_candidates(t, 0)
+    >>> [tr.name for tr in fig.data][:2], len(fig.data[0].x) == len(t.hypothesis(0).candidates)
+    (['raw probability', 'processed probability'], True)
+    """
+    idx = index(trace)
+    if hyp_id not in idx.hyps:
+        raise KeyError(hyp_id)
+    hyp = idx.hyps[hyp_id]
+    title = (f"Candidates of h{hyp.id} · step {idx.step_of[hyp.id]} · slot {hyp.slot}"
+             f"{f' · group {hyp.group}' if trace.params.get('num_beam_groups', 1) not in (None, 1) else ''}"
+             f" · {_so_far(idx, hyp)}")
+    cands = hyp.candidates
+    if not cands:
+        return _empty("No candidates were recorded for this hypothesis (record_top_k=0).", title)
+    labels, hover = _labels(cands), [_candidate_hover(c) for c in cands]
+    colors = [FATE_COLORS.get(c.fate, "#999") for c in cands]
+    raw = np.exp([c.logprob for c in cands])
+    done = np.exp([c.score for c in cands])
+    fig = go.Figure(layout=base_layout(height=360, barmode="group", bargap=0.25, bargroupgap=0.05,
+                                       title={"text": title, "x": 0.01, "xanchor": "left"}))
+    common = {"x": labels, "hovertext": hover, "hoverinfo": "text", "customdata": [c.token_id for c in cands]}
+    fig.add_trace(go.Bar(y=raw, name="raw probability", **common,
+                         marker={"color": colors, "opacity": 0.55, "pattern": {"shape": "/", "solidity": 0.3}}))
+    fig.add_trace(go.Bar(y=done, name="processed probability", **common, marker={"color": colors}))
+    for fate in dict.fromkeys(c.fate for c in cands):  # legend entries for the fates present
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=fate, legendgroup="fates",
+                                 marker={"symbol": "square", "size": 12, "color": FATE_COLORS.get(fate, "#999")}))
+    fig.update_xaxes(title=None, type="category", tickangle=-40 if len(cands) > 12 else 0)
+    fig.update_yaxes(title="probability", rangemode="tozero", tickformat=".0%")
+    fig.update_layout(margin={"t": 72})
+    return fig
+
+
+def _timeline(trace: Trace, result: Result, idx: Index) -> tuple[list[float], list[float], list[str]]:
+    """Depth, cumulative score and hover of each point of one result's path, ending at the result's score."""
+    path = result_path(trace, result, idx)
+    xs, ys, hover = [], [], []
+    for hyp in path.hyps:
+        made = idx.made.get(("h", hyp.id))
+        xs.append(float(len(hyp.token_ids)))
+        ys.append(hyp.score)
+        hover.append(f"{safe(made.text) if made else 'prompt'} · h{hyp.id} · cumulative {fmt(hyp.score)}")
+    if path.tail is not None:
+        xs.append(float(len(path.tail.token_ids)))
+        ys.append(path.tail.score)
+        hover.append(f"{safe(path.last.text) if path.last else '?'} · f{path.tail.id} · ended "
+                     f"({esc(path.tail.reason)}) · cumulative {fmt(path.tail.score)}")
+    elif path.last is not None:
+        xs.append(xs[-1] + 1 if xs else 1.0)
+        ys.append(path.last.total)
+        hover.append(f"{safe(path.last.text)} · cumulative {fmt(path.last.total)}")
+    if not ys or abs(ys[-1] - result.score) > 1e-9 or xs[-1] != len(result.token_ids):
+        xs.append(float(len(result.token_ids)))
+        ys.append(result.score)
+        hover.append(f"<b>final score {fmt(result.score)}</b> (length-penalised)")
+    else:
+        hover[-1] += f"<br><b>final score {fmt(result.score)}</b>"
+    return xs, ys, hover
+
+
+def score_timelines(traces: Mapping[str, Trace]) -> go.Figure:
+    """Cumulative score of each result along its path, step by step, ending at the result's (length-penalised) score.
+
+    One colour per panel (strategy), one dash per result rank; the last point is the result's final score, so a
+    length penalty shows as a jump at the end.
+
+    >>> import explorer
+    >>> m = explorer.load_model("tiny-random")
+    >>> t = explorer.decode(m, [5, 6], strategy="beam", max_new_tokens=3)
+    >>> fig = score_timelines({"beam": t})
+    >>> fig.data[0].name, fig.data[0].y[-1] == t.results[0].score
+    ('beam · result 0', True)
+    """
+    fig = go.Figure(layout=base_layout(height=380, title={"text": "Score along each result's path", "x": 0.01}))
+    for i, (name, trace) in enumerate(traces.items()):
+        idx = index(trace)
+        for result in trace.results:
+            xs, ys, hover = _timeline(trace, result, idx)
+            fig.add_trace(go.Scatter(
+                x=xs, y=ys, mode="lines+markers", name=f"{esc(name)} · result {result.rank}", legendgroup=name,
+                line={"color": panel_color(i), "dash": DASHES[result.rank % len(DASHES)], "width": 2.5},
+                marker={"size": [5] * (len(xs) - 1) + [11], "symbol": ["circle"] * (len(xs) - 1) + ["diamond"]},
+                hovertext=[f"{esc(name)} · result {result.rank}<br>{h}" for h in hover], hoverinfo="text"))
+    longest = max((len(r.token_ids) for t in traces.values() for r in t.results), default=0)
+    fig.update_xaxes(title="tokens generated", zeroline=False, dtick=1 if longest <= 16 else None, tickformat="d")
+    fig.update_yaxes(title="cumulative score")
+    fig.update_layout(legend={"orientation": "v", "x": 1.01, "xanchor": "left", "y": 1.0, "yanchor": "top"})
+    return fig
+
+
+def _matched(hyp: Hypothesis, row: int, n: int) -> float | None:
+    """A hypothesis's value in one row: tokens matched of constraint ``row``, or the bank (row ``n``)."""
+    progress = hyp.constraint
+    if progress is None:
+        return None
+    if row == n:
+        return float(progress.bank)
+    return float(progress.matched[row]) if row < len(progress.matched) else None
+
+
+def _status(hyp: Hypothesis, row: int) -> str | None:
+    """A hypothesis's status for constraint ``row``."""
+    status = hyp.constraint.status if hyp.constraint is not None else ()
+    return status[row] if row < len(status) else None
+
+
+def _progress_row(trace: Trace, idx: Index, row: int, n: int, slots: int) -> list[Any]:
+    """Traces of one row: the lattice (edges and hypotheses), completions, resets, and the results' paths."""
+    jitter = {h.id: (h.slot - (slots - 1) / 2) * 0.5 / max(slots, 1) for h in idx.hyps.values()}
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    points: dict[str, list[Any]] = {"hypothesis": [], "forced": [], "completed": [], "reset": []}
+    for hyp in idx.hyps.values():
+        y = _matched(hyp, row, n)
+        if y is None:
+            continue
+        point = (float(len(hyp.token_ids)), y + jitter[hyp.id], hyp)
+        points["forced" if hyp.forced else "hypothesis"].append(point)
+        parent = idx.hyps.get(hyp.parent) if hyp.parent is not None else None
+        before = _matched(parent, row, n) if parent is not None else None
+        if parent is None or before is None:
+            continue
+        xs += [float(len(parent.token_ids)), point[0], None]
+        ys += [before + jitter[parent.id], point[1], None]
+        if row < n and _status(hyp, row) == "complete" and _status(parent, row) != "complete":
+            points["completed"].append(point)
+        if y < before:
+            points["reset"].append(point)
+    out: list[Any] = [go.Scatter(x=xs, y=ys, mode="lines", line={"color": "rgba(120,125,130,0.45)", "width": 1},
+                                 hoverinfo="skip", showlegend=False)]
+    styles = {"hypothesis": ("circle", 6, "#7f8c8d"), "forced": ("triangle-up", 8, "#0072B2"),
+              "completed": ("star", 14, "#009E73"), "reset": ("x", 11, "#D55E00")}
+    for kind, found in points.items():
+        symbol, size, color = styles[kind]
+        out.append(go.Scatter(
+            x=[p[0] for p in found], y=[p[1] for p in found], mode="markers", name=kind, legendgroup=kind,
+            showlegend=row == 0, marker={"symbol": symbol, "size": size, "color": color},
+            customdata=[[None, f"h{p[2].id}"] for p in found], hoverinfo="text",
+            hovertext=[_progress_hover(p[2], idx, kind, constraint_names(trace.constraints)) for p in found]))
+    for result in trace.results:
+        path = [h for h in result_path(trace, result, idx).hyps if _matched(h, row, n) is not None]
+        out.append(go.Scatter(
+            x=[float(len(h.token_ids)) for h in path], y=[(_matched(h, row, n) or 0.0) + jitter[h.id] for h in path],
+            mode="lines", name=f"result {result.rank}", legendgroup=f"result {result.rank}", showlegend=row == 0,
+            line={"color": result_color(result.rank), "width": 3.5 if result.rank == 0 else 2.2}, hoverinfo="skip"))
+    return out
+
+
+def _progress_hover(hyp: Hypothesis, idx: Index, kind: str, names: list[str]) -> str:
+    """Hover text of a hypothesis in the progress chart."""
+    made = idx.made.get(("h", hyp.id))
+    lines = [f"<b>{safe(made.text) if made else 'prompt'}</b>  h{hyp.id} · slot {hyp.slot} · {kind}"]
+    if hyp.constraint is not None:
+        for i, (status, got, length) in enumerate(zip(hyp.constraint.status, hyp.constraint.matched,
+                                                      hyp.constraint.lengths, strict=False)):
+            lines.append(f"{esc(names[i]) if i < len(names) else i}: {status.replace('_', ' ')} {got}/{length}")
+        lines.append(f"bank {hyp.constraint.bank}")
+    return "<br>".join(lines)
+
+
+def constraint_progress(trace: Trace) -> go.Figure:
+    """How far each hypothesis got with each constraint, step by step: one row per constraint, and the bank.
+
+    Dots are hypotheses (jittered by slot; triangles were forced), lines link parent to child, the results' paths
+    are bold; stars mark a completed constraint, crosses a reset (progress lost). A run without constraints gives
+    an empty figure that says so. Markers carry ``customdata`` ``[None, "h<id>"]`` like :func:`search_tree`.
+
+    >>> import explorer
+    >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=2)
+    >>> constraint_progress(t).layout.annotations[0].text
+    'This run (greedy) has no constraints.'
+    """
+    idx = index(trace)
+    if not trace.constraints or not any(h.constraint is not None for h in idx.hyps.values()):
+        return _empty(f"This run ({trace.strategy}) has no constraints.")
+    names = constraint_names(trace.constraints)
+    n = len(names)
+    lengths = [max((h.constraint.lengths[i] for h in idx.hyps.values() if h.constraint
+                    and i < len(h.constraint.lengths)), default=1) for i in range(n)]
+    titles = [f"{esc(name)} · tokens matched" for name in names] + ["bank"]
+    fig = make_subplots(rows=n + 1, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.08)
+    slots = max((h.slot for h in idx.hyps.values()), default=0) + 1
+    for row in range(n + 1):
+        fig.add_traces(_progress_row(trace, idx, row, n, slots), rows=row + 1, cols=1)
+        top = lengths[row] if row < n else max((h.constraint.bank for h in idx.hyps.values() if h.constraint),
+                                               default=1)
+        fig.update_yaxes(range=[-0.6, top + 0.6], dtick=1 if top <= 12 else None, row=row + 1, col=1)
+    fig.update_xaxes(title="tokens generated", row=n + 1, col=1)
+    fig.update_layout(**base_layout(height=170 * (n + 1) + 90,
+                                    title={"text": f"Constraint progress · {trace.strategy}", "x": 0.01},
+                                    legend={"orientation": "v", "x": 1.01, "xanchor": "left", "y": 1.0}))
+    return fig

@@ -1,0 +1,107 @@
+"""HTML snippets for ipywidgets.HTML: a result's tokens shaded by probability, and a summary table of the results."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping
+
+from explorer.figures._paths import index, result_path
+from explorer.figures._style import MISSING, esc, fmt, panel_color, pct, visible
+from explorer.trace import Result, Trace
+
+__all__ = ["results_table_html", "tokens_html"]
+
+_SHADE = "213, 94, 0"  # the colour of an unlikely token; a likely one is nearly white
+_SHOWN = {ord("\t"): "⇥", ord("\r"): "␍"} | {c: chr(0x2400 + c) for c in range(0x20) if c not in (9, 10, 13)}
+
+
+def _token_body(text: str) -> str:
+    """A token's text for a span: escaped, control characters visible, a newline as ``⏎`` and a line break."""
+    return html.escape(text.translate(_SHOWN)).replace("\n", "⏎<br>") if text else "∅"
+
+
+def _result(trace: Trace, rank: int) -> Result:
+    """The result of this rank."""
+    for result in trace.results:
+        if result.rank == rank:
+            return result
+    raise IndexError(f"the run has no result of rank {rank} (it has {len(trace.results)})")
+
+
+def tokens_html(trace: Trace, rank: int = 0) -> str:
+    """A result's tokens as ``<span>``s shaded by probability (darker: less likely), each with a tooltip.
+
+    The probability is the model's raw one for that token, from its recorded candidate; a token whose candidate was
+    not recorded has a dashed outline. All text is escaped. The spans sit in ``<div class="explorer-tokens">``.
+
+    >>> import explorer
+    >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=3)
+    >>> snippet = tokens_html(t)
+    >>> snippet.startswith('<div class="explorer-tokens"'), snippet.count('class="explorer-token"')
+    (True, 3)
+    """
+    result = _result(trace, rank)
+    idx = index(trace)
+    path = result_path(trace, result, idx)
+    spans = []
+    for i, (token_id, cand) in enumerate(zip(result.token_ids, path.tokens, strict=True)):
+        text = cand.text if cand is not None else idx.text.get(token_id, f"⟨{token_id}⟩")
+        if cand is None:
+            style, about = "outline:1px dashed #999;", "probability not recorded"
+        else:
+            alpha = 0.06 + 0.64 * (1.0 - math.exp(cand.logprob))
+            style = f"background:rgba({_SHADE},{alpha:.2f});"
+            about = f"p {pct(cand.logprob)} · log-prob {fmt(cand.logprob)}"
+        tip = html.escape(f"#{i} {visible(text)} (id {token_id})\n{about}", quote=True).replace("\n", "&#10;")
+        spans.append(f'<span class="explorer-token" style="{style}border-radius:3px;margin-right:1px" '
+                     f'title="{tip}">{_token_body(text)}</span>')
+    head = (f'<div class="explorer-tokens-head" style="font-size:0.85em;color:#555;margin-bottom:4px">'
+            f"result {result.rank} · score {fmt(result.score)} · {len(result.token_ids)} tokens"
+            f"{' · ended with eos' if result.ended_with_eos else ''} · darker = less likely</div>")
+    body = "".join(spans)
+    return (f'<div class="explorer-tokens" style="font-family:Menlo,Consolas,monospace;line-height:1.8">{head}'
+            f'<div style="white-space:pre-wrap;word-break:break-word">{body}</div></div>')
+
+
+def _cell(text: str, title: str | None = None, style: str = "") -> str:
+    """A table cell of already escaped text."""
+    tip = f' title="{title}"' if title else ""
+    return f'<td style="padding:2px 8px;white-space:nowrap;{style}"{tip}>{text}</td>'
+
+
+def _row(panel: str, color: str, trace: Trace, result: Result) -> str:
+    """One result as a table row."""
+    satisfied = {True: "✓", False: "✗", None: MISSING}[result.constraints_satisfied]
+    short = esc(result.text) if len(result.text) <= 60 else esc(result.text[:57]) + "…"
+    cells = [
+        _cell(esc(panel), style=f"border-left:4px solid {color}"),
+        _cell(esc(trace.strategy)),
+        _cell(str(result.rank), style="text-align:right"),
+        _cell(fmt(result.score), style="text-align:right"),
+        _cell(f"{len(result.token_ids)}{' (eos)' if result.ended_with_eos else ''}", style="text-align:right"),
+        _cell(satisfied, style="text-align:center"),
+        _cell(str(result.finished_step), style="text-align:right"),
+        _cell(f"{trace.total_ms:.0f} ms", style="text-align:right"),
+        _cell(short, title=esc(result.text, quote=True), style="white-space:pre;font-family:Menlo,Consolas,monospace"),
+    ]
+    return "<tr>" + "".join(cells) + "</tr>"
+
+
+def results_table_html(traces: Mapping[str, Trace]) -> str:
+    """A compact table of every result of every panel: panel, strategy, rank, score, length, constraints satisfied,
+    finished step, the run's time, and the text (all escaped), in ``<table class="explorer-summary">``.
+
+    >>> import explorer
+    >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=2)
+    >>> table = results_table_html({"greedy": t})
+    >>> table.startswith('<table class="explorer-summary"'), table.count("<tr>")
+    (True, 2)
+    """
+    heads = ("panel", "strategy", "rank", "score", "length", "constraints", "finished step", "time", "text")
+    style = "padding:2px 8px;text-align:left;white-space:nowrap;border-bottom:1px solid #ccc"
+    head = "".join(f'<th style="{style}">{h}</th>' for h in heads)
+    rows = [_row(name, panel_color(i), trace, result)
+            for i, (name, trace) in enumerate(traces.items()) for result in trace.results]
+    return (f'<table class="explorer-summary" style="border-collapse:collapse;font-size:0.9em">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")

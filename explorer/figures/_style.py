@@ -1,0 +1,134 @@
+"""Shared look of every figure: palettes, token text made visible and safe, number formats, a base layout."""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from typing import Any
+
+__all__ = [
+    "FATE_COLORS",
+    "FONT",
+    "MISSING",
+    "NODE_SCALE",
+    "PALETTE",
+    "RESULT_COLORS",
+    "adjustment",
+    "base_layout",
+    "constraint_names",
+    "esc",
+    "fmt",
+    "panel_color",
+    "pct",
+    "result_color",
+    "safe",
+    "visible",
+]
+
+#: One colour per panel or group, in order (colour-blind friendly, after Okabe and Ito).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+#: Result paths, best first: rank 0 is the strongest colour.
+RESULT_COLORS = ("#D62728", "#FF7F0E", "#9467BD", "#8C564B", "#E377C2", "#17BECF")
+#: The fate of a recorded candidate.
+FATE_COLORS = {"kept": "#2A9D8F", "finished": "#7B2CBF", "pruned": "#9AA0A6", "masked": "#E63946"}
+#: Continuous colour scale of node scores and log-probs.
+NODE_SCALE = "Viridis"
+FONT = {"family": "Inter, Segoe UI, Helvetica, Arial, sans-serif", "size": 12}
+
+# Whitespace and control characters shown as visible symbols (token text is untrusted and often invisible).
+_VISIBLE = {ord(" "): "␣", ord("\n"): "⏎", ord("\t"): "⇥", ord("\r"): "␍", 0x7F: "␡", 0xA0: "⍽"}
+_VISIBLE.update({c: chr(0x2400 + c) for c in range(0x20) if c not in _VISIBLE})
+_INVISIBLE = (*range(0x2000, 0x2010), 0x2028, 0x2029, 0x202F, 0x205F, 0x2060, 0x3000, 0xFEFF)
+_VISIBLE.update({c: f"⟨U+{c:04X}⟩" for c in _INVISIBLE})
+_RUN = re.compile(r"([␣⇥⏎])\1{3,}")
+
+
+def visible(text: str | None) -> str:
+    r"""Token text with whitespace and control characters as symbols (``␣`` space, ``⏎`` newline, ``⇥`` tab).
+
+    Runs of four or more of one whitespace symbol are counted: eight spaces read as ``␣`` times 8.
+
+    >>> visible(" a\tb\n"), visible("        x") == "\N{OPEN BOX}\N{MULTIPLICATION SIGN}8x"
+    ('␣a⇥b⏎', True)
+    """
+    if text is None:
+        return "?"
+    if not text:
+        return "∅"
+    return _RUN.sub(lambda m: f"{m.group(1)}\N{MULTIPLICATION SIGN}{len(m.group(0))}", text.translate(_VISIBLE))
+
+
+def safe(text: str | None) -> str:
+    """Token text made visible, then HTML-escaped, for hover labels and plotly text (which render markup).
+
+    Quotes stay as they are (with ``<`` and ``>`` escaped no tag can open); text for an HTML attribute needs
+    ``esc(..., quote=True)``.
+    """
+    return html.escape(visible(text), quote=False)
+
+
+def esc(text: str, *, quote: bool = False) -> str:
+    """Plain text (a reason, a note, a name) HTML-escaped, its line breaks as ``⏎`` (``quote`` for attributes)."""
+    return html.escape(text, quote=quote).replace("\n", "⏎")
+
+
+MISSING = "\N{EN DASH}"
+NEG_INF = "\N{MINUS SIGN}\N{INFINITY}"
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A score for display: fixed digits, minus infinity for a masked token, a dash when missing."""
+    if value is None or math.isnan(value):
+        return MISSING
+    if math.isinf(value):
+        return NEG_INF if value < 0 else "\N{INFINITY}"
+    return f"{value:.{digits}f}"
+
+
+def adjustment(value: float) -> str:
+    """A processor's change to a score, signed (minus infinity when it masked the token)."""
+    return NEG_INF if value == -math.inf else f"{value:+.3f}"
+
+
+def pct(logprob: float | None) -> str:
+    """The probability of a log-probability, as a percentage."""
+    if logprob is None or math.isnan(logprob):
+        return MISSING
+    p = math.exp(logprob) * 100
+    return f"{p:.3g}%" if p < 0.1 else f"{p:.1f}%"
+
+
+def panel_color(index: int) -> str:
+    """The colour of the ``index``-th panel (strategy) or group."""
+    return PALETTE[index % len(PALETTE)]
+
+
+def result_color(rank: int) -> str:
+    """The colour of the result of this rank."""
+    return RESULT_COLORS[rank % len(RESULT_COLORS)]
+
+
+def constraint_names(constraints: tuple[dict[str, Any], ...]) -> list[str]:
+    """A short, unescaped name for each constraint of a trace: its text, or its token ids."""
+    names = []
+    for c in constraints:
+        if c.get("kind") == "any":
+            texts = [repr(t) for t in c["texts"]] if c.get("texts") else [str(o) for o in c.get("options", [])]
+            names.append("any of " + " | ".join(texts))
+        else:
+            names.append(repr(c["text"]) if c.get("text") else str(c.get("token_ids")))
+    return names
+
+
+def base_layout(**extra: Any) -> dict[str, Any]:
+    """Layout shared by the figures: white template, tight margins, readable fonts, hover labels that wrap."""
+    layout: dict[str, Any] = {
+        "template": "plotly_white",
+        "font": FONT,
+        "margin": {"l": 56, "r": 16, "t": 48, "b": 44},
+        "hoverlabel": {"font": {"size": 12, "family": "Menlo, Consolas, monospace"}, "align": "left"},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+    }
+    layout.update(extra)
+    return layout

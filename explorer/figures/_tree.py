@@ -1,0 +1,317 @@
+"""The search tree as a beam lattice: one panel per trace, nodes clickable through their ``customdata``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import plotly.graph_objects as go
+
+from explorer.errors import ParameterError
+from explorer.figures._layout import TreeLayout, tree_layout
+from explorer.figures._style import FATE_COLORS, NODE_SCALE, base_layout, esc, panel_color, result_color
+from explorer.trace import Trace
+
+__all__ = ["ColorMode", "node_at", "search_tree", "search_trees"]
+
+ColorMode = Literal["score", "logprob", "group"]
+Mask = npt.NDArray[np.bool_]
+Floats = npt.NDArray[np.float64]
+
+GL_ABOVE = 1500  # points in a panel above which it is drawn with WebGL
+LABEL_UP_TO = 60  # nodes of a kind up to which each gets a text label
+WORDS_UP_TO_DEPTH = 10  # deeper runs get no token text beside their nodes (it would overlap)
+_COLORBAR = {"score": "cumulative<br>score", "logprob": "token<br>log-prob"}
+_LEAF_KINDS = ("pruned", "masked")
+_COLOR_MODES: tuple[ColorMode, ...] = ("score", "logprob", "group")
+
+
+@dataclass(frozen=True)
+class _Panel:
+    """One tree panel to draw: its layout, its name in ``customdata``, which nodes show, and how."""
+
+    lay: TreeLayout
+    name: str | None
+    shown: Mask
+    color: ColorMode
+    selected: str | None
+    first: bool
+
+
+def _customdata(lay: TreeLayout, name: str | None, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+    """``[panel, node key]`` per point."""
+    data = np.empty((len(rows), 2), dtype=object)
+    data[:, 0] = name
+    data[:, 1] = lay.key[rows]
+    return data
+
+
+def _segments(lay: TreeLayout, rows: npt.NDArray[np.int64]) -> tuple[Floats, Floats]:
+    """x and y of the edges from each row's parent to it, as one polyline broken by NaN gaps."""
+    rows = rows[lay.parent[rows] >= 0]
+    up = lay.parent[rows]
+    xs, ys = np.full(3 * len(rows), np.nan), np.full(3 * len(rows), np.nan)
+    xs[0::3], xs[1::3] = lay.x[up], lay.x[rows]
+    ys[0::3], ys[1::3] = lay.y[up], lay.y[rows]
+    return xs, ys
+
+
+def _scatter(gl: bool, **kw: Any) -> dict[str, Any]:
+    """A scatter trace (as a dict, validated once with the figure), WebGL when the panel is large."""
+    return {"type": "scattergl" if gl else "scatter", **kw}
+
+
+def _edges(p: _Panel, gl: bool) -> list[dict[str, Any]]:
+    """Edges: faint to pruned leaves, grey along the tree, and bold along each result's path."""
+    lay, out = p.lay, []
+    leaf = np.isin(lay.kind, _LEAF_KINDS)
+    for rows, name in ((np.flatnonzero(p.shown & leaf), "pruned edges"), (np.flatnonzero(p.shown & ~leaf), "edges")):
+        crowded = len(rows) > 400
+        if name == "edges":
+            color, width = ("rgba(90,95,100,0.35)", 0.8) if crowded else ("rgba(90,95,100,0.7)", 1.2)
+        else:
+            color, width = ("rgba(150,155,160,0.2)", 0.5) if crowded else ("rgba(150,155,160,0.35)", 0.7)
+        xs, ys = _segments(lay, rows)
+        out.append(_scatter(gl, x=xs, y=ys, mode="lines", line={"color": color, "width": width}, name=name,
+                            hoverinfo="skip", showlegend=False))
+    for rank in sorted(set(lay.result_rank[p.shown].tolist()) - {-1}, reverse=True):
+        xs, ys = _segments(lay, np.flatnonzero(p.shown & (lay.result_rank == rank)))
+        out.append(_scatter(gl, x=xs, y=ys, mode="lines", name=f"result {rank}", legendgroup=f"result {rank}",
+                            showlegend=p.first, hoverinfo="skip", legendrank=100 + rank,
+                            line={"color": result_color(rank), "width": 4.0 if rank == 0 else 2.5}))
+    return out
+
+
+def _marker_color(p: _Panel, rows: npt.NDArray[np.int64]) -> dict[str, Any]:
+    """Marker colours by the panel's colour mode: the shared colour axis, or one hue per group (no colour bar)."""
+    if p.color == "group":
+        hues = [panel_color(g) for g in range(max(p.lay.groups, 2))]
+        scale = [[i / (len(hues) - 1), hue] for i, hue in enumerate(hues)]
+        return {"color": p.lay.group[rows], "colorscale": scale, "cmin": 0, "cmax": len(hues) - 1,
+                "showscale": False}
+    values = p.lay.score[rows] if p.color == "score" else p.lay.logprob[rows]
+    return {"color": values, "coloraxis": "coloraxis"}
+
+
+def _size(count: int, small: float, large: float) -> float:
+    """Markers shrink as a panel fills up."""
+    return large if count <= 200 else (large + small) / 2 if count <= 2000 else small
+
+
+_KINDS: tuple[tuple[str, str], ...] = (
+    ("pruned", "pruned"), ("masked", "masked"), ("hypothesis", "hypothesis"),
+    ("accepted", "finished (accepted)"), ("rejected", "finished (not accepted)"),
+)
+
+
+def _rows(p: _Panel, kind: str) -> npt.NDArray[np.int64]:
+    """Rows shown of one kind of marker."""
+    lay = p.lay
+    if kind in ("accepted", "rejected"):
+        return np.flatnonzero(p.shown & (lay.kind == "finished") & (lay.accepted == (kind == "accepted")))
+    return np.flatnonzero(p.shown & (lay.kind == kind))
+
+
+def _marker(p: _Panel, kind: str, rows: npt.NDArray[np.int64]) -> dict[str, Any]:
+    """The marker style of one kind."""
+    if kind in _LEAF_KINDS:
+        return {"size": _size(len(rows), 3.5, 6), "opacity": 0.6 if len(rows) <= 200 else 0.4,
+                "color": FATE_COLORS[kind], "symbol": "circle" if kind == "pruned" else "x-thin-open",
+                "line": {"width": 1}}
+    if kind == "hypothesis":
+        return {"size": _size(len(rows), 5, 11), **_marker_color(p, rows), "line": {"width": 0.5, "color": "white"}}
+    return {"size": 13, **_marker_color(p, rows), "line": {"width": 1.5, "color": "#333"},
+            "symbol": "diamond" if kind == "accepted" else "diamond-open"}
+
+
+def _words(p: _Panel) -> bool:
+    """Whether the panel has room to write token text beside its nodes: few nodes, a short run."""
+    return p.lay.depth <= WORDS_UP_TO_DEPTH and int((p.shown & (p.lay.kind == "hypothesis")).sum()) <= LABEL_UP_TO
+
+
+def _nodes(p: _Panel, gl: bool) -> list[dict[str, Any]]:
+    """A marker trace per kind (leaves, hypotheses, finished entries); their token text beside them when few."""
+    lay, out, words = p.lay, [], _words(p)
+    for kind, name in _KINDS:
+        rows = _rows(p, kind)
+        if not len(rows) and kind != "hypothesis":
+            continue
+        text: Any = lay.label[rows] if words and len(rows) <= LABEL_UP_TO else None
+        if kind in ("accepted", "rejected") and len(rows) <= LABEL_UP_TO:  # the final score, with the token if room
+            text = np.array([f"{lay.label[r]} {lay.normalized[r]:.2f}" if words else f"{lay.normalized[r]:.2f}"
+                             for r in rows], dtype=object)
+        out.append(_scatter(gl, x=lay.x[rows], y=lay.y[rows], mode="markers+text" if text is not None else "markers",
+                            marker=_marker(p, kind, rows), text=text, name=name, legendgroup=name, legendrank=500,
+                            textposition="top center" if kind == "hypothesis" else "middle right",
+                            showlegend=p.first, hovertext=lay.hover[rows], hoverinfo="text",
+                            customdata=_customdata(lay, p.name, rows), textfont={"size": 11, "color": "#444"}))
+    return out
+
+
+def _ring(p: _Panel) -> list[dict[str, Any]]:
+    """A ring around the selected node."""
+    if p.selected is None:
+        return []
+    rows = np.flatnonzero(p.shown & (p.lay.key == p.selected))
+    if not len(rows):
+        return []
+    return [_scatter(False, x=p.lay.x[rows], y=p.lay.y[rows], mode="markers", name="selected", showlegend=False,
+                       marker={"size": 24, "symbol": "circle-open", "color": "#111", "line": {"width": 3}},
+                       hovertext=p.lay.hover[rows], hoverinfo="text", customdata=_customdata(p.lay, p.name, rows))]
+
+
+def _group_legend(p: _Panel) -> list[dict[str, Any]]:
+    """Legend entries for the group colours."""
+    if p.color != "group" or not p.first:
+        return []
+    return [_scatter(False, x=[np.nan], y=[np.nan], mode="markers", name=f"group {g}", marker={"color": panel_color(g)})
+            for g in range(p.lay.groups)]
+
+
+def _panel(p: _Panel) -> list[dict[str, Any]]:
+    """Every trace of one panel, back to front."""
+    gl = int(p.shown.sum()) > GL_ABOVE
+    return [*_edges(p, gl), *_nodes(p, gl), *_ring(p), *_group_legend(p)]
+
+
+def _shown(lay: TreeLayout, show_pruned: bool, upto_step: int | None) -> Mask:
+    """Which nodes a panel shows."""
+    shown = np.ones(len(lay), dtype=bool) if show_pruned else ~np.isin(lay.kind, _LEAF_KINDS)
+    if upto_step is not None:
+        shown &= lay.decided <= upto_step
+    return shown
+
+
+def _color_axis(lays: Sequence[TreeLayout], color: ColorMode) -> dict[str, Any]:
+    """One colour axis for every panel (continuous modes), over the finite values of hypotheses and entries."""
+    if color == "group":
+        return {}
+    values = np.concatenate([(lay.score if color == "score" else lay.logprob)[~np.isin(lay.kind, _LEAF_KINDS)]
+                             for lay in lays] or [np.zeros(0)])
+    values = values[np.isfinite(values)]
+    low, high = (float(values.min()), float(values.max())) if len(values) else (-1.0, 0.0)
+    return {"coloraxis": {"colorscale": NODE_SCALE, "cmin": low, "cmax": high if high > low else low + 1e-6,
+                          "colorbar": {"title": {"text": _COLORBAR[color]}, "thickness": 12, "len": 0.8,
+                                       "x": 1.0, "xpad": 6}}}
+
+
+def _axes(lay: TreeLayout) -> tuple[dict[str, Any], dict[str, Any]]:
+    """x (depth, fixed to the whole run so that scrubbing does not rescale) and y (slots, best at the top)."""
+    room = 0.5 + max(1.2, 0.12 * lay.depth)  # for the labels of the last finished entries
+    x = {"title": {"text": "tokens generated"}, "range": [-0.5, lay.depth + room],
+         "zeroline": False, "showgrid": False}
+    y = {"title": {"text": "slot"}, "range": [lay.slots - 0.5, -0.5], "tickmode": "array",
+         "tickvals": list(range(lay.slots)), "zeroline": False, "showgrid": False,
+         "showticklabels": lay.slots <= 32}
+    return x, y
+
+
+def _as_layout(item: Trace | TreeLayout) -> TreeLayout:
+    return item if isinstance(item, TreeLayout) else tree_layout(item)
+
+
+def _domains(n: int) -> list[tuple[float, float]]:
+    """x domains of ``n`` side-by-side panels."""
+    gap = min(0.06, 0.3 / n) if n > 1 else 0.0
+    width = (1.0 - gap * (n - 1)) / n
+    return [(i * (width + gap), i * (width + gap) + width) for i in range(n)]
+
+
+def _draw(lays: Mapping[str | None, TreeLayout], *, color: ColorMode, show_pruned: bool, upto_step: int | None,
+          selected: tuple[str | None, str] | None, title: str | None) -> go.Figure:
+    """One panel per layout, titled by its name (untitled for a single unnamed one), sharing colours and legend.
+
+    The figure is assembled as plain dicts and validated once: plotly's per-call updates cost more than the data.
+    """
+    if color not in _COLOR_MODES:
+        raise ParameterError("color", color, " or ".join(repr(mode) for mode in _COLOR_MODES))
+    single = list(lays) == [None]
+    height = max(320, min(900, 110 + 44 * max((lay.slots for lay in lays.values()), default=1)))
+    layout = base_layout(height=height, **_color_axis(list(lays.values()), color))
+    if not single:  # the legend goes below the panels, clear of their titles
+        layout["legend"] = {**layout["legend"], "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0.0,
+                            "xanchor": "left"}
+        layout["margin"] = {**layout["margin"], "b": 78, "t": 40}
+    data: list[dict[str, Any]] = []
+    annotations = []
+    for i, ((name, lay), domain) in enumerate(zip(lays.items(), _domains(max(len(lays), 1)), strict=False)):
+        chosen = selected[1] if selected is not None and selected[0] == name else None
+        panel = _Panel(lay, name, _shown(lay, show_pruned, upto_step), color, chosen, i == 0)
+        suffix = "" if i == 0 else str(i + 1)
+        data += [{**trace, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"} for trace in _panel(panel)]
+        xaxis, yaxis = _axes(lay)
+        layout[f"xaxis{suffix}"] = {**xaxis, "domain": list(domain), "anchor": f"y{suffix}"}
+        layout[f"yaxis{suffix}"] = {**yaxis, "anchor": f"x{suffix}", **({"title": None} if i else {})}
+        if not single:
+            annotations.append({"text": esc(str(name)), "x": sum(domain) / 2, "y": 1.0, "xref": "paper",
+                                "yref": "paper", "xanchor": "center", "yanchor": "bottom", "showarrow": False,
+                                "font": {"size": 14}})
+    heading = title if title is not None else lays[None].title if single else None
+    if heading and not single:
+        layout["margin"]["t"] = 72  # room for the title above the panels' titles
+    layout["annotations"] = annotations
+    layout["title"] = {"text": heading, "x": 0.01, "xanchor": "left"} if heading else None
+    return go.Figure(data=data, layout=layout)
+
+
+def search_tree(trace: Trace | TreeLayout, *, color: ColorMode = "score", show_pruned: bool = True,
+                upto_step: int | None = None, selected: str | None = None, title: str | None = None) -> go.Figure:
+    """The search tree of one run as a beam lattice: x is the depth, y the slot, edges from parent to child.
+
+    Hypotheses are dots coloured by ``color`` (``"score"``: cumulative score, ``"logprob"``: the token's raw
+    log-prob, ``"group"``: one hue per diverse-search group), finished entries diamonds (open: not accepted into
+    the pool) labelled with their length-penalised score, pruned and masked candidates small faded leaves fanned
+    out in their parent's band (``show_pruned=False`` drops them). Each result's path is drawn bold in its rank's
+    colour. ``upto_step`` shows only what steps ``0..upto_step`` decided; ``selected`` rings a node key.
+
+    Every marker's ``customdata`` is ``[panel, node]``: ``panel`` is ``None`` here (the panel key in
+    :func:`search_trees`), ``node`` a key of :func:`explorer.frames.tree_frames` (``h<id>``, ``f<id>``,
+    ``c<step>.<hyp>.<token>``); :func:`node_at` reads it back. Pass a :func:`tree_layout` instead of the trace to
+    redraw the same run cheaply (scrubbing, selecting).
+
+    >>> import explorer
+    >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="beam", num_beams=2, max_new_tokens=3)
+    >>> fig = search_tree(t, upto_step=1, selected="h0")
+    >>> [tr.name for tr in fig.data if tr.name == "hypothesis"], fig.data[-1].customdata[0].tolist()
+    (['hypothesis'], [None, 'h0'])
+    """
+    return _draw({None: _as_layout(trace)}, color=color, show_pruned=show_pruned, upto_step=upto_step,
+                 selected=(None, selected) if selected is not None else None, title=title)
+
+
+def search_trees(traces: Mapping[str, Trace | TreeLayout], *, color: ColorMode = "score", show_pruned: bool = True,
+                 upto_step: int | None = None, selected: tuple[str, str] | None = None,
+                 title: str | None = None) -> go.Figure:
+    """Several search trees side by side in one figure, one column per entry, titled by its key.
+
+    Options are those of :func:`search_tree`; ``selected`` is ``(panel key, node key)``; scores share one colour
+    bar. ``customdata`` of every marker is ``[panel key, node key]``.
+
+    >>> import explorer
+    >>> m = explorer.load_model("tiny-random")
+    >>> runs = {s: explorer.decode(m, [5, 6], strategy=s, max_new_tokens=3) for s in ("greedy", "beam")}
+    >>> fig = search_trees(runs)
+    >>> [a.text for a in fig.layout.annotations]
+    ['greedy', 'beam']
+    """
+    lays: dict[str | None, TreeLayout] = {name: _as_layout(item) for name, item in traces.items()}
+    return _draw(lays, color=color, show_pruned=show_pruned, upto_step=upto_step, selected=selected, title=title)
+
+
+def node_at(customdata: Sequence[Any] | str) -> tuple[str | None, str]:
+    """``(panel key, node key)`` of a clicked point's ``customdata`` (panel ``None`` in a single tree).
+
+    >>> node_at(["beam", "h12"]), node_at([None, "f3"]), node_at("h0")
+    (('beam', 'h12'), (None, 'f3'), (None, 'h0'))
+    """
+    if isinstance(customdata, str):
+        return None, customdata
+    items = list(customdata)
+    if len(items) == 1:
+        return None, str(items[0])
+    panel, node = items[0], items[1]
+    return (None if panel is None else str(panel)), str(node)
+

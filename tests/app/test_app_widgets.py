@@ -1,0 +1,289 @@
+"""The app's widgets without a browser: set values, click buttons, and check the state and what is shown."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from plotly.callbacks import Points
+
+from explorer.app import Explorer
+from explorer.app.explorer import DEFAULT_MODEL_ENV
+from explorer.models.base import CausalLM
+from explorer.trace_io import dump_trace, load_trace
+
+
+def _visible_error(box: Any) -> str:
+    """The text of an inline error box, or "" while it is hidden."""
+    return "" if box.layout.display == "none" else html.unescape(re.sub(r"<[^>]+>", "", box.value))
+
+
+def _node_trace(app: Explorer, name: str) -> Any:
+    """The first tree trace called ``name`` (hypothesis, pruned, ...)."""
+    return next(t for t in app.outputs.tree.data if t.name == name and t.customdata is not None)
+
+
+def _click(app: Explorer, trace: Any, index: int) -> None:
+    """What plotly does when a marker is clicked."""
+    app.on_tree_click(trace, Points(point_inds=[index], trace_index=0), None)
+
+
+def test_the_app_shows_as_one_widget(app: Explorer) -> None:
+    bundle = app._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == app.widget.model_id
+    assert "explorer-app" in app.widget._dom_classes
+    assert [p.box._dom_classes[-1] for p in (app.panel(0), app.panel(1))] == ["explorer-panel"] * 2
+
+
+def test_a_run_fills_every_panel(app: Explorer) -> None:
+    app.controls.run.click()  # the threaded path; wait for it below
+    for thread in threading.enumerate():
+        if thread.name == "explorer-run":
+            thread.join()
+    assert app.state.status.startswith("done: 2 panels, 12 steps")
+    assert all(p.trace is not None and len(p.trace.steps) == 6 for p in app.state.panels)
+    for index in range(2):
+        results = app.panel(index).results.value
+        assert '<table class="explorer-table"' in results
+        assert 'class="explorer-tokens"' in results
+    assert app.controls.progress.value == app.controls.progress.max == 12
+    assert not app.controls.run.disabled
+    assert app.controls.stop.disabled
+    assert 'class="explorer-summary"' in app.outputs.summary.value
+    keys = {row[0] for t in app.outputs.tree.data if t.customdata is not None for row in t.customdata}
+    assert keys == {"#1 greedy", "#2 beam"}
+
+
+def test_run_is_disabled_while_running(app: Explorer) -> None:
+    seen: list[bool] = []
+    app.controls.progress.observe(lambda _: seen.append(app.controls.run.disabled), names="value")
+    thread = app.run()
+    assert thread is not None
+    thread.join()
+    assert seen
+    assert all(seen[:-1])
+    assert app.run(wait=True) is not None
+    assert app.state.status.startswith("done")
+
+
+def test_an_invalid_parameter_shows_under_its_control_and_nothing_runs(app: Explorer) -> None:
+    panel = app.panel(1)
+    panel.strategy.value = "diverse"
+    panel.knobs["num_beam_groups"].value = 3
+    message = "num_beam_groups=3 is invalid: expected an integer >= 2 that divides num_beams=4"
+    assert _visible_error(panel.errors["num_beam_groups"]) == message
+    assert app.run(wait=True) is None
+    assert app.state.status == f"error: {message}"
+    assert all(p.trace is None for p in app.state.panels)
+    assert "no trace yet" in panel.results.value
+    panel.knobs["num_beam_groups"].value = 2
+    assert _visible_error(panel.errors["num_beam_groups"]) == ""
+
+
+def test_global_errors_show_under_their_controls(app: Explorer) -> None:
+    app.controls.max_new_tokens.value = 0
+    assert app.run(wait=True) is None
+    assert _visible_error(app.controls.errors["max_new_tokens"]).startswith("max_new_tokens=0 is invalid")
+    app.controls.max_new_tokens.value = 3
+    app.controls.prompt.value = ""
+    assert app.run(wait=True) is None
+    assert _visible_error(app.controls.errors["prompt"]).startswith("prompt='' is invalid")
+
+
+def test_only_the_knobs_of_the_strategy_show(app: Explorer) -> None:
+    panel = app.panel(0)
+    shown = {name for name, row in panel.rows.items() if row in panel.knob_box.children}
+    assert shown == {"repetition_penalty", "no_repeat_ngram_size", "min_new_tokens"}
+    panel.strategy.value = "sample"
+    shown = {name for name, row in panel.rows.items() if row in panel.knob_box.children}
+    assert {"temperature", "top_k", "top_p", "seed", "num_return_sequences"} <= shown
+    assert panel.knobs["temperature"].value == 1.0
+    assert panel.knobs["seed"].value == ""
+
+
+def test_the_constraints_preview_follows_the_text(app: Explorer) -> None:
+    panel = app.panel(1)
+    panel.strategy.value = "constrained"
+    assert panel.constraint_box in panel.box.children
+    panel.constraints.value = " flour"
+    assert "␣fl" in panel.preview.value
+    assert "[832, 461]" in panel.preview.value
+    panel.constraints.value = " flour\n sugar| honey"
+    assert panel.preview.value.count("<div>") == 2
+    assert "[393, 87, 280]" in panel.preview.value
+    panel.constraints.value = "a||b"
+    assert _visible_error(panel.errors["constraints"]).startswith("constraint option")
+    panel.constraints.value = " flour"
+    assert _visible_error(panel.errors["constraints"]) == ""
+    app.run(wait=True)
+    assert app.state.panels[1].trace is not None
+    assert app.state.panels[1].trace.constraints[0]["text"] == " flour"
+
+
+def test_panels_can_be_added_up_to_four_and_removed(app: Explorer) -> None:
+    for _ in range(3):
+        app.controls.add.click()
+    assert len(app.state.panels) == 4
+    assert len(app._panel_row.children) == 5
+    assert _visible_error(app.controls.errors["panels"]).startswith("at most 4 strategy panels")
+    app.panel(0).remove.click()
+    assert [p.id for p in app.state.panels] == [2, 3, 4]
+    assert _visible_error(app.controls.errors["panels"]) == ""
+    app.run(wait=True)
+    assert app.state.status.startswith("done: 3 panels")
+
+
+def test_the_step_scrubber_cuts_the_trees(app: Explorer) -> None:
+    app.run(wait=True)
+    shown = sum(len(t.x) for t in app.outputs.tree.data if t.x is not None)
+    assert app.controls.scrubber.max == 5
+    assert app.controls.scrubber.value == 5
+    app.controls.scrubber.value = 1
+    assert app.state.upto_step == 1
+    assert sum(len(t.x) for t in app.outputs.tree.data if t.x is not None) < shown
+    app.controls.scrubber.value = 5
+    assert app.state.upto_step is None
+
+
+def test_clicking_a_node_fills_the_details(app: Explorer) -> None:
+    app.run(wait=True)
+    timelines = [t.name for t in app.outputs.details.data]
+    hyps = _node_trace(app, "hypothesis")
+    panel_key, node = hyps.customdata[0]
+    _click(app, hyps, 0)
+    assert app.state.selection is not None
+    assert app.state.selection.node == node
+    assert [t.name for t in app.outputs.details.data] != timelines
+    assert f"node {node}" in app.outputs.selection.value
+    assert panel_key in app.outputs.selection.value
+    assert len(app.controls.force_token.options) > 1
+    app.controls.clear.click()
+    assert app.state.selection is None
+    assert [t.name for t in app.outputs.details.data] == timelines
+
+
+def test_a_bad_click_is_reported_not_raised(app: Explorer) -> None:
+    app.run(wait=True)
+    hyps = _node_trace(app, "hypothesis")
+    hyps.customdata = [["#9 nothing", "h0"]]
+    _click(app, hyps, 0)
+    assert app.state.status.startswith("error: ")
+    assert app.state.selection is None
+
+
+def test_force_and_continue_makes_a_branch_panel(app: Explorer) -> None:
+    app.run(wait=True)
+    beam = app.state.panels[1]
+    assert beam.trace is not None
+    hyp = beam.trace.steps[2].hypotheses[0]
+    app.select(beam.id, f"h{hyp.id}")
+    forced = hyp.candidates[3]
+    app.controls.force_token.value = forced.token_id
+    thread = app.force()
+    assert thread is not None
+    thread.join()
+    branch = app.state.panels[2]
+    assert app.state.status.startswith("done: 1 panel")
+    assert branch.kind == "branch"
+    assert branch.branch is not None
+    assert branch.trace is not None
+    relation = (branch.branch.source, branch.branch.node, branch.branch.token_id)
+    assert relation == (beam.id, f"h{hyp.id}", forced.token_id)
+    assert branch.label == f'beam ↳ step 2 "{forced.text.replace(" ", "␣")}"'
+    assert branch.trace.prompt_token_ids == (*beam.trace.prompt_token_ids, *hyp.token_ids, forced.token_id)
+    assert branch.trace.params["max_new_tokens"] == 6 - 3
+    assert branch.trace.meta["branch"]["token_id"] == forced.token_id
+    assert branch.key in {row[0] for t in app.outputs.tree.data if t.customdata is not None for row in t.customdata}
+    assert "branch of #2 beam" in app.panel(2).summary.value
+
+
+def test_force_without_a_selection_says_so(app: Explorer) -> None:
+    app.controls.force.click()
+    assert _visible_error(app.controls.errors["force"]) == "select a node of a tree first"
+
+
+def test_save_gives_the_trace_as_json(app: Explorer) -> None:
+    app.run(wait=True)
+    link = app.panel(1).save.value
+    match = re.search(r'download="([^"]+)" href="data:application/json;base64,([^"]+)"', link)
+    assert match is not None
+    assert match.group(1) == "trace-2-beam.json"
+    text = base64.b64decode(match.group(2)).decode("utf-8")
+    assert load_trace(text) == app.state.panels[1].trace
+    json.loads(text)
+
+
+def _upload(app: Explorer, name: str, content: bytes) -> None:
+    app.controls.upload.value = ({"name": name, "type": "application/json", "size": len(content),
+                                  "content": memoryview(content),
+                                  "last_modified": datetime.now(UTC)},)
+
+
+def test_loading_a_trace_adds_a_read_only_panel(app: Explorer, tiny: CausalLM) -> None:
+    import explorer
+
+    trace = explorer.decode(tiny, "Hello", "diverse", max_new_tokens=3)
+    _upload(app, "mine.json", dump_trace(trace).encode())
+    loaded = app.state.panels[-1]
+    assert loaded.kind == "loaded"
+    assert loaded.trace == trace
+    assert loaded.label == "mine.json (diverse)"
+    assert app.controls.upload.value == ()
+    assert app.panel(2).summary in app.panel(2).box.children
+    assert app.panel(2).strategy not in app.panel(2).box.children
+    assert "#3 mine.json (diverse)" in app.outputs.keys
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe\x00", "broken.json is not UTF-8 text"),
+        (b"/etc/passwd", "broken.json is not a trace: expected a JSON object"),
+        (b'{"version": "1.0"}', "broken.json: invalid trace"),
+        (b'{"version": ', "broken.json: trace is not valid JSON"),
+    ],
+)
+def test_loading_a_broken_file_shows_an_inline_error(app: Explorer, content: bytes, message: str) -> None:
+    _upload(app, "broken.json", content)
+    assert _visible_error(app.controls.errors["load"]).startswith(message)
+    assert len(app.state.panels) == 2
+
+
+def test_stop_keeps_the_partial_trace(app: Explorer) -> None:
+    app.controls.max_new_tokens.value = 200
+    app.controls.progress.observe(lambda ch: app.controls.stop.click() if ch["new"] == 3 else None, names="value")
+    thread = app.run()
+    assert thread is not None
+    thread.join()
+    first, second = app.state.panels
+    assert app.state.status.startswith("stopped: 1 of 2 panels, 3 steps")
+    assert first.trace is not None
+    assert first.trace.stop_reason == "stopped"
+    assert len(first.trace.steps) == 3
+    assert second.trace is None
+    assert "stop: stopped" in app.panel(0).results.value
+
+
+def test_the_model_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DEFAULT_MODEL_ENV, "tiny-random")
+    app = Explorer()
+    assert app.state.model == "tiny-random"
+    assert app.model is not None
+    assert app.controls.model.value == "tiny-random"
+
+
+def test_a_model_that_fails_to_load_is_reported_inline(tmp_path: Any) -> None:
+    app = Explorer(str(tmp_path))
+    assert app.model is None
+    assert "has no config.json" in _visible_error(app.controls.errors["model"])
+    assert app.run(wait=True) is None
+    assert app.state.status.startswith("error: no model is loaded")
+    app.controls.model.value = "tiny-random"
+    assert app.model is not None
+    assert _visible_error(app.controls.errors["model"]) == ""
