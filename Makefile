@@ -91,8 +91,10 @@ fixtures: $(REF_VENV)/.installed
 	$(REF_VENV)/bin/python tests/reference/make_fixtures.py
 	$(REF_VENV)/bin/python tests/reference/make_constraint_cases.py
 
-bench: prepare
+bench: prepare browser
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_compare.py
+	$(BIN)/python benchmarks/bench_app.py
 
 clean:
 	rm -rf $(STATE) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,516 @@
+"""A Voila server on the explorer notebook and a headless Chromium session that watches it.
+
+Shared by the browser tests (``tests/browser/conftest.py``) and ``benchmarks/bench_app.py``. Nothing here writes
+into the home directory: Jupyter, IPython and XDG state go to a per-server folder, Chromium gets a fresh profile
+and its own ``HOME``; only the model cache (``$XDG_CACHE_HOME``, by default ``.state/cache``) is shared, so the
+default model is not prepared again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psutil  # a dependency of ipykernel
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "notebooks" / "app.ipynb"
+OUT = ROOT / "tests" / "out"
+CHROMIUM = os.environ.get("EXPLORER_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+
+def make_app_settings(makefile: Path = ROOT / "Makefile") -> tuple[list[str], list[str]]:
+    """``(APP_VOILA_ARGS, APP_JUPYTER_PATH entries)`` of ``make app``, read from the Makefile so that the tests
+    serve the app exactly as ``make app`` does (its template, theme, and where Voila finds the template)."""
+    values: dict[str, str] = {}
+    for line in makefile.read_text().splitlines():
+        match = re.match(r"^(APP_VOILA_ARGS|APP_JUPYTER_PATH)\s*:?=\s*(.*)$", line)
+        if match:
+            values[match.group(1)] = match.group(2).strip()
+    if set(values) != {"APP_VOILA_ARGS", "APP_JUPYTER_PATH"}:
+        raise RuntimeError(f"{makefile} no longer defines APP_VOILA_ARGS and APP_JUPYTER_PATH for `make app`")
+    paths = [p.replace("$(CURDIR)", str(ROOT)) for p in values["APP_JUPYTER_PATH"].split(":") if p]
+    return values["APP_VOILA_ARGS"].split(), paths
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def free_port() -> int:
+    """A TCP port that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def state_env(state: Path, model: str | None) -> dict[str, str]:
+    """The environment of a Voila subprocess: its Jupyter/IPython/XDG state in ``state``, the model cache shared."""
+    env = dict(os.environ)
+    cache = env.get("XDG_CACHE_HOME") or str(ROOT / ".state" / "cache")
+    env.update(
+        {
+            "XDG_CACHE_HOME": cache,
+            "XDG_CONFIG_HOME": str(state / "config"),
+            "XDG_DATA_HOME": str(state / "data"),
+            "XDG_RUNTIME_DIR": str(state / "runtime"),
+            "IPYTHONDIR": str(state / "ipython"),
+            "JUPYTER_CONFIG_DIR": str(state / "jupyter" / "config"),
+            "JUPYTER_DATA_DIR": str(state / "jupyter" / "data"),
+            "JUPYTER_RUNTIME_DIR": str(state / "jupyter" / "runtime"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+            "MPLCONFIGDIR": str(state / "matplotlib"),
+            "HF_HOME": env.get("HF_HOME") or str(ROOT / ".state" / "huggingface"),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONUNBUFFERED": "1",
+            # The kernel must be this interpreter (the venv's), whatever is first on PATH.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
+    (state / "runtime").mkdir(parents=True, exist_ok=True)
+    (state / "runtime").chmod(0o700)
+    _args, jupyter_path = make_app_settings()
+    env["JUPYTER_PATH"] = os.pathsep.join([*jupyter_path, *filter(None, [os.environ.get("JUPYTER_PATH")])])
+    if model is None:
+        env.pop("DECODING_EXPLORER_MODEL", None)
+    else:
+        env["DECODING_EXPLORER_MODEL"] = model
+    return env
+
+
+class VoilaServer:
+    """``voila <notebook>`` on a free loopback port, in its own process group; ``stop()`` ends it and its kernels."""
+
+    def __init__(self, state: Path, *, model: str | None = "tiny-random", notebook: Path | None = None) -> None:
+        self.notebook = notebook or Path(os.environ.get("EXPLORER_APP_NOTEBOOK", NOTEBOOK))
+        self.state = state
+        self.model = model
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = state / "voila.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        if not self.notebook.is_file():
+            raise FileNotFoundError(f"the app notebook {self.notebook} does not exist")
+        self.state.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable, "-m", "voila", str(self.notebook),
+            f"--port={self.port}", "--no-browser", "--Voila.ip=127.0.0.1", *make_app_settings()[0],
+        ]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.started_at = time.perf_counter()
+            self.proc = subprocess.Popen(
+                cmd, cwd=self.notebook.parent, env=state_env(self.state, self.model),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def wait_listening(self, timeout: float = 60.0) -> float:
+        """Seconds from ``start()`` until the port accepts connections (no page is requested: that starts a kernel)."""
+        assert self.proc is not None
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"voila exited with {self.proc.returncode}:\n{self.log_tail()}")
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.settimeout(0.5)
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return time.perf_counter() - self.started_at
+            time.sleep(0.05)
+        raise TimeoutError(f"voila did not listen on {self.url} within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        """SIGTERM to Voila (it shuts its kernels down), then SIGKILL to whatever of the process tree is left."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        try:
+            family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            family = []
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        _gone, alive = psutil.wait_procs([p for p in family if p.pid != proc.pid], timeout=10)
+        for p in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        psutil.wait_procs(alive, timeout=5)
+
+    def __enter__(self) -> VoilaServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class Watch:
+    """What a page did: requests to other hosts (blocked), page errors, console errors, websocket traffic."""
+
+    external: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    ws_bytes_received: int = 0
+    ws_bytes_sent: int = 0
+    ws_frames_received: int = 0
+    echoes: list[dict[str, Any]] = field(default_factory=list)
+    widget_models: int = 0
+
+
+def kernel_message(payload: str | bytes) -> tuple[str, dict[str, Any]]:
+    """``(msg_type, content)`` of a kernel websocket frame, JSON (legacy) or the binary v1 protocol; ``("", {})``."""
+    try:
+        if isinstance(payload, str):
+            msg = json.loads(payload)
+            return str(msg.get("msg_type") or msg.get("header", {}).get("msg_type", "")), msg.get("content", {})
+        # v1.kernel.websocket.jupyter.org: n, n offsets (uint64 LE), then channel, header, parent, metadata, content
+        count = int.from_bytes(payload[:8], "little")
+        offsets = [int.from_bytes(payload[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(count)]
+        parts = [payload[offsets[i] : offsets[i + 1]] for i in range(min(count - 1, 5))]
+        header, content = json.loads(parts[1]), json.loads(parts[4])
+        return str(header.get("msg_type", "")), content
+    except (ValueError, IndexError, KeyError, AttributeError):
+        return "", {}
+
+
+def is_loopback(url: str) -> bool:
+    """Whether a request stays on this machine (``data:``, ``blob:`` and ``about:`` URLs do)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https", "ws", "wss"}:
+        return True  # data:, blob:, about:
+    return (parts.hostname or "") in LOOPBACK
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Chromium (the system's, driven by Playwright) with its own temporary profile and ``HOME``."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise FileNotFoundError(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    with tempfile.TemporaryDirectory(prefix="explorer-chromium-") as tmp, sync_playwright() as pw:
+        env = {**os.environ, "HOME": tmp, "XDG_CONFIG_HOME": f"{tmp}/.config", "XDG_CACHE_HOME": f"{tmp}/.cache",
+               "XDG_DATA_HOME": f"{tmp}/.local/share"}  # fmt: skip
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, env=env)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_context(browser: Any, *, width: int = 1400, height: int = 1000) -> Any:
+    """A fresh browser context: nothing cached, no cookies, no service workers."""
+    return browser.new_context(viewport={"width": width, "height": height}, service_workers="block")
+
+
+def watch(page: Any) -> Watch:
+    """Record what ``page`` does; requests to non-loopback hosts are aborted (the app must work offline)."""
+    seen = Watch()
+
+    def route(route: Any) -> None:
+        url = route.request.url
+        if is_loopback(url):
+            route.continue_()
+        else:
+            seen.external.append(url)
+            route.abort()
+
+    def on_console(msg: Any) -> None:
+        if msg.type == "error":
+            loc = msg.location or {}
+            seen.console_errors.append(f"{msg.text} [{loc.get('url', '')}:{loc.get('lineNumber', '')}]")
+
+    def on_received(payload: str | bytes) -> None:
+        seen.ws_frames_received += 1
+        seen.ws_bytes_received += len(payload) if isinstance(payload, bytes) else len(payload.encode())
+        msg_type, content = kernel_message(payload)
+        data = content.get("data") or {}
+        if msg_type == "comm_msg" and data.get("method") == "echo_update":
+            seen.echoes.append(data.get("state") or {})
+        elif msg_type == "comm_msg" and data.get("method") == "update_states":
+            seen.widget_models += len(data.get("states") or {})  # the models that exist when the page connects
+        elif msg_type == "comm_open" and content.get("target_name") == "jupyter.widget":
+            seen.widget_models += 1  # a model created later
+
+    def on_sent(payload: str | bytes) -> None:
+        seen.ws_bytes_sent += len(payload) if isinstance(payload, bytes) else len(payload.encode())
+
+    def on_websocket(ws: Any) -> None:
+        if not is_loopback(ws.url):
+            seen.external.append(ws.url)
+        ws.on("framereceived", on_received)
+        ws.on("framesent", on_sent)
+
+    page.route("**/*", route)
+    page.on("console", on_console)
+    page.on("pageerror", lambda err: seen.page_errors.append(f"{err.name}: {err.message}"))
+    page.on("websocket", on_websocket)
+    return seen
+
+
+def wait_until(
+    what: str, check: Callable[[], bool], timeout: float, *, sleep: Callable[[float], None] = time.sleep,
+    explain: Callable[[], str] = str,
+) -> float:
+    """Poll ``check`` until it is true; seconds waited. On timeout, raise with ``explain()`` in the message.
+
+    With a Playwright page, pass ``sleep=lambda s: page.wait_for_timeout(s * 1000)``: Playwright delivers its
+    events (websocket frames, console messages) only while one of its calls runs, never during ``time.sleep``."""
+    start = time.perf_counter()
+    while True:
+        if check():
+            return time.perf_counter() - start
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}. {explain()}")
+        sleep(0.1)
+
+
+def echoed(seen: Watch, value: object, since: int = 0) -> bool:
+    """Whether the kernel echoed (since echo number ``since``) a widget state in which some key holds ``value``."""
+    return any(value in echo.values() for echo in seen.echoes[since:])
+
+
+def reset_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+#: Seconds: generous, the suite runs on 2 shared cores in CI. The first page ships plotly's ~5 MB bundle.
+LOAD_TIMEOUT = 180.0
+RUN_TIMEOUT = 180.0
+ECHO_TIMEOUT = 30.0
+
+
+class AppPage:
+    """One loaded explorer page: the Playwright ``page``, what it did (``seen``), and helpers with clear failures."""
+
+    def __init__(self, page: Any, seen: Watch, server: VoilaServer, name: str) -> None:
+        self.page = page
+        self.seen = seen
+        self.server = server
+        self.name = name
+        self.shots: list[Path] = []
+        self.loaded_in = 0.0
+        for stale in OUT.glob(f"{name}-*.png"):  # screenshots of an earlier run of this test
+            stale.unlink()
+
+    def shot(self, moment: str) -> Path:
+        """A full-page screenshot ``tests/out/<test>-<moment>.png``.
+
+        Voila's lab template scrolls inside a box (``#rendered_cells``), not the page, so a plain full-page
+        screenshot would stop at the window: the window is made as tall as that box's content for the shot."""
+        OUT.mkdir(parents=True, exist_ok=True)
+        path = OUT / f"{self.name}-{slug(moment)}.png"
+        size = self.page.viewport_size
+        tall = int(self.page.evaluate(CONTENT_HEIGHT))
+        if size and tall > size["height"]:
+            self.page.set_viewport_size({"width": size["width"], "height": min(tall + 16, 8000)})
+            self.page.wait_for_timeout(300)  # a relayout frame
+        try:
+            self.page.screenshot(path=str(path), full_page=True)
+        finally:
+            if size and tall > size["height"]:
+                self.page.set_viewport_size(size)
+        self.shots.append(path)
+        return path
+
+    def status(self) -> str:
+        try:
+            return str(self.page.locator(".explorer-status").first.inner_text(timeout=2000)).strip()
+        except Exception as exc:  # the page may be gone or not rendered yet
+            return f"(no status: {type(exc).__name__})"
+
+    def explain(self) -> str:
+        """What a failure message needs: the status line, a fresh screenshot, errors seen, Voila's log tail."""
+        try:
+            path = str(self.shot("failure"))
+        except Exception as exc:
+            path = f"(no screenshot: {exc})"
+        return (
+            f"Last status: {self.status()!r}. Screenshot: {path}. Page errors: {self.seen.page_errors}. "
+            f"Console errors: {self.seen.console_errors}. Voila log tail:\n{self.server.log_tail(15)}"
+        )
+
+    def wait(self, what: str, js_predicate: str, timeout: float, arg: Any = None) -> float:
+        """Wait until ``js_predicate`` (a JS function of ``arg``) is truthy in the page; seconds waited."""
+        start = time.perf_counter()
+        try:
+            self.page.wait_for_function(js_predicate, arg=arg, timeout=timeout * 1000, polling=100)
+        except Exception as exc:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}. {self.explain()}") from exc
+        return time.perf_counter() - start
+
+    def wait_echo(self, what: str, value: object, since: int) -> None:
+        """Wait until the kernel echoes a widget state holding ``value``: the kernel has it before we click."""
+        try:
+            wait_until(f"the kernel to echo {what}={value!r}", lambda: echoed(self.seen, value, since), ECHO_TIMEOUT,
+                       sleep=lambda s: self.page.wait_for_timeout(s * 1000))  # fmt: skip
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc} {self.explain()}") from exc
+
+    # --- what a user does, each waiting until the kernel has it ---------------------------------------------------
+
+    def panel(self, index: int) -> Any:
+        """The ``index``-th strategy panel (``.explorer-panel``)."""
+        return self.page.locator(".explorer-panel").nth(index)
+
+    def type_prompt(self, text: str) -> None:
+        """Type the prompt and wait until the kernel has it (its echo of the textarea's value)."""
+        self.fill(".explorer-prompt textarea", text, text, "the prompt")
+
+    def fill(self, selector: str, text: str, echo: object, what: str) -> None:
+        """Type ``text`` into the input ``selector`` and wait for the kernel to echo ``echo`` (skipped when the
+        field already holds ``text``: an unchanged value is not sent, so nothing would be echoed)."""
+        field = self.page.locator(selector).first
+        if field.input_value() == text:
+            return
+        since = len(self.seen.echoes)
+        field.fill(text)
+        field.press("Tab")  # widgets that sync on change (not on every key) sync now
+        self.wait_echo(what, echo, since)
+
+    def set_knob(self, index: int, name: str, value: str, *, text: bool = False) -> None:
+        """Type into a panel's knob (class ``explorer-param-<name>``); ``text``: a text box (optional knobs)."""
+        number = float(value)
+        echo: object = value if text else int(number) if number.is_integer() else number
+        field = self.panel(index).locator(f".explorer-param-{name} input")
+        if field.input_value() == value:
+            return
+        since = len(self.seen.echoes)
+        field.fill(value)
+        field.press("Tab")
+        self.wait_echo(f"panel {index + 1} {name}", echo, since)
+
+    def ensure_panels(self, count: int) -> None:
+        """Add panels with ``+ add panel``, or remove the last ones, until there are ``count``."""
+        panels = self.page.locator(".explorer-panel")
+        while panels.count() != count:
+            before = panels.count()
+            if before < count:
+                self.page.locator("button.explorer-add-panel, .explorer-add-panel button").first.click()
+            else:
+                self.panel(before - 1).locator("button.explorer-remove, .explorer-remove button").first.click()
+            self.wait(f"{count} panels (now {before})",
+                      "(n) => document.querySelectorAll('.explorer-panel').length !== n", ECHO_TIMEOUT, before)
+
+    def set_strategy(self, index: int, strategy: str) -> None:
+        """Choose a panel's strategy and wait until the kernel redrew the panel for it (its header names it)."""
+        self.panel(index).locator(".explorer-strategy select").select_option(strategy)
+        self.wait(
+            f"panel {index + 1} to switch to {strategy}",
+            """([i, s]) => { const p = document.querySelectorAll('.explorer-panel')[i];
+                              const head = p && p.querySelector('b');
+                              return !!head && head.textContent.trim().endsWith(' ' + s); }""",
+            ECHO_TIMEOUT,
+            [index, strategy],
+        )
+
+    def click_run(self, timeout: float = RUN_TIMEOUT) -> str:
+        """Click Run and wait until the status line changed and says the run is over; the final status.
+
+        A MutationObserver notes any change of the status line from the click on, so that a run quicker than
+        the polling, or ending with the same text as the last one, is still seen to start and end."""
+        self.page.evaluate(STATUS_WATCH)
+        self.page.locator("button.explorer-run, .explorer-run button").first.click()
+        self.wait("the run to end (the status line to change and start with 'done', 'stopped' or 'error')",
+                  """() => { const s = document.querySelector('.explorer-status');
+                             return window.__explorerStatusChanges > 0 && !!s
+                               && /^(done|stopped|error)/.test(s.textContent.trim()); }""",
+                  timeout)  # fmt: skip
+        return self.status()
+
+    def tree_summary(self) -> dict[str, Any]:
+        """The tree figure's traces by subplot, subplot titles and drawn markers (see ``TREE_SUMMARY``)."""
+        summary = self.page.evaluate(TREE_SUMMARY, ".explorer-tree")
+        assert summary is not None, f"no plotly figure in .explorer-tree. {self.explain()}"
+        return dict(summary)
+
+
+#: JS: the height of the page's content, including what scrolls inside Voila's boxes.
+CONTENT_HEIGHT = """() => {
+  let tallest = document.documentElement.scrollHeight;
+  for (const el of document.querySelectorAll('#rendered_cells, .jp-LabShell, main, body *')) {
+    if (el.scrollHeight > el.clientHeight + 4 && /auto|scroll/.test(getComputedStyle(el).overflowY)) {
+      tallest = Math.max(tallest, el.scrollHeight + el.getBoundingClientRect().top);
+    }
+  }
+  return tallest;
+}"""
+
+#: JS: count changes of the status line from now on (in ``window.__explorerStatusChanges``).
+STATUS_WATCH = """() => {
+  if (window.__explorerStatusObserver) window.__explorerStatusObserver.disconnect();
+  window.__explorerStatusChanges = 0;
+  const status = document.querySelector('.explorer-status');
+  window.__explorerStatusObserver = new MutationObserver(() => { window.__explorerStatusChanges += 1; });
+  window.__explorerStatusObserver.observe(status, {subtree: true, childList: true, characterData: true});
+}"""
+
+#: JS: the Run button exists, is visible and enabled (the page is interactive).
+RUN_READY = """() => {
+  const b = document.querySelector('button.explorer-run, .explorer-run button');
+  return !!b && !b.disabled && b.offsetParent !== null;
+}"""
+
+#: JS: a summary of the tree figure: its traces by subplot, its subplot titles, and what the SVG drew.
+TREE_SUMMARY = """(sel) => {
+  const root = document.querySelector(sel);
+  const gd = root && (root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot'));
+  if (!gd || !gd.data) return null;
+  const bySubplot = {};
+  for (const t of gd.data) {
+    const n = (t.x && t.x.length) || 0;
+    const key = (t.xaxis || 'x') + (t.yaxis || 'y');
+    bySubplot[key] = (bySubplot[key] || 0) + (t.customdata ? n : 0);
+  }
+  const drawn = {};
+  for (const sp of gd.querySelectorAll('.cartesianlayer > .subplot')) {
+    const id = [...sp.classList].find(c => c !== 'subplot');
+    drawn[id] = sp.querySelectorAll('.scatterlayer .trace path.point, .scatterlayer .trace path.js-line').length;
+  }
+  const titles = [...gd.querySelectorAll('.infolayer .annotation-text, .infolayer .annotation text')]
+    .map(e => e.textContent);
+  return {traces: gd.data.length, nodesBySubplot: bySubplot, drawn, titles,
+          gl: gd.querySelectorAll('canvas').length, layoutTitle: (gd.layout.title && gd.layout.title.text) || ''};
+}"""
