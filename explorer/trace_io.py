@@ -571,7 +571,7 @@ def loads_trace(text: str | bytes) -> Trace:
     >>> loads_trace("not json")
     Traceback (most recent call last):
     ...
-    explorer.errors.TraceFormatError: trace is not valid JSON: line 1, column 1: Expecting value
+    explorer.errors.TraceFormatError: trace is not valid JSON: Expecting value at line 1, column 1
     """
     size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8"))
     _check_size(size, "trace text")

@@ -458,25 +458,28 @@ def test_score_timelines_end_at_each_result(traces: dict[str, Trace]) -> None:
     for i, (name, trace) in enumerate(panels.items()):
         for result in trace.results:
             line = next(lines)
-            assert line.name == f"{name} · result {result.rank}"
-            assert line.y[-1] == pytest.approx(result.score)
+            assert line.name.startswith(f"{name} · result {result.rank} (final ")
+            entry = next((f for s in trace.steps for f in s.finished if f.id == result.source), None)
+            if entry is not None:  # the line ends at the cumulative log-prob, the final score is in the hover
+                assert line.y[-1] == pytest.approx(entry.score)
+            assert "final score" in line.hovertext[-1]
             assert line.x[-1] == len(result.token_ids)
             assert line.x[0] == 0
             assert line.y[0] == 0.0
             assert line.line.color == fig.data[0].line.color or i > 0
     beam = [t for t in fig.data if t.name.startswith("beam")]
     assert beam[0].line.dash != beam[1].line.dash  # one dash per rank
-    assert len({t.line.color for t in fig.data if t.name.endswith("result 0")}) == len(panels)
+    assert len({t.line.color for t in fig.data if " · result 0 (" in t.name}) == len(panels)
 
 
 def test_score_timelines_follow_the_path(traces: dict[str, Trace]) -> None:
     trace = traces["toy-beam"]  # "The dog has <eos>": 0.4, 0.9, then eos
     line = score_timelines({"beam": trace}).data[0]
-    assert list(line.x) == [0, 1, 2, 3, 3]
+    assert list(line.x) == [0, 1, 2, 3]
     assert line.y[1] == pytest.approx(math.log(0.4))
     assert line.y[2] == pytest.approx(math.log(0.36))
     assert line.y[3] == pytest.approx(math.log(0.36))
-    assert line.y[4] == pytest.approx(math.log(0.36) / 3)
+    assert f"{math.log(0.36) / 3:.3f}" in line.hovertext[-1]  # the length-penalised final score
 
 
 # --- constraint progress ----------------------------------------------------------------------------------------

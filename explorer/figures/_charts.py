@@ -128,27 +128,23 @@ def _timeline(trace: Trace, result: Result, idx: Index) -> tuple[list[float], li
         xs.append(xs[-1] + 1 if xs else 1.0)
         ys.append(path.last.total)
         hover.append(f"{safe(path.last.text)} · cumulative {fmt(path.last.total)}")
-    if not ys or abs(ys[-1] - result.score) > 1e-9 or xs[-1] != len(result.token_ids):
-        xs.append(float(len(result.token_ids)))
-        ys.append(result.score)
-        hover.append(f"<b>final score {fmt(result.score)}</b> (length-penalised)")
-    else:
-        hover[-1] += f"<br><b>final score {fmt(result.score)}</b>"
+    if hover:
+        hover[-1] += f"<br><b>final score {fmt(result.score)}</b> (length-penalised)"
     return xs, ys, hover
 
 
 def score_timelines(traces: Mapping[str, Trace]) -> go.Figure:
-    """Cumulative score of each result along its path, step by step, ending at the result's (length-penalised) score.
+    """Cumulative log-prob of each result along its path, step by step, strategies overlaid.
 
-    One colour per panel (strategy), one dash per result rank; the last point is the result's final score, so a
-    length penalty shows as a jump at the end.
+    One colour per panel (strategy), one dash per result rank; the last point (a diamond) is where the result
+    ended, and its hover and the legend give the result's final, length-penalised score.
 
     >>> import explorer
     >>> m = explorer.load_model("tiny-random")
-    >>> t = explorer.decode(m, [5, 6], strategy="beam", max_new_tokens=3)
+    >>> t = explorer.decode(m, [5, 6], strategy="beam", max_new_tokens=3, length_penalty=0.0)
     >>> fig = score_timelines({"beam": t})
-    >>> fig.data[0].name, fig.data[0].y[-1] == t.results[0].score
-    ('beam · result 0', True)
+    >>> fig.data[0].name.startswith("beam · result 0 (final "), abs(fig.data[0].y[-1] - t.results[0].score) < 1e-6
+    (True, True)
     """
     fig = go.Figure(layout=base_layout(height=380, title={"text": "Score along each result's path", "x": 0.01}))
     for i, (name, trace) in enumerate(traces.items()):
@@ -156,7 +152,8 @@ def score_timelines(traces: Mapping[str, Trace]) -> go.Figure:
         for result in trace.results:
             xs, ys, hover = _timeline(trace, result, idx)
             fig.add_trace(go.Scatter(
-                x=xs, y=ys, mode="lines+markers", name=f"{esc(name)} · result {result.rank}", legendgroup=name,
+                x=xs, y=ys, mode="lines+markers", legendgroup=name,
+                name=f"{esc(name)} · result {result.rank} (final {fmt(result.score)})",
                 line={"color": panel_color(i), "dash": DASHES[result.rank % len(DASHES)], "width": 2.5},
                 marker={"size": [5] * (len(xs) - 1) + [11], "symbol": ["circle"] * (len(xs) - 1) + ["diamond"]},
                 hovertext=[f"{esc(name)} · result {result.rank}<br>{h}" for h in hover], hoverinfo="text"))

@@ -68,9 +68,10 @@ def _banned_after(tokens: list[int], size: int) -> list[int]:
 class BadWords:
     """Forbid token sequences: a single token always, a longer one when the row ends with all but its last token.
 
-    Sequences equal to a lone eos token are ignored, as in the reference (eos cannot be banned this way).
+    Sequences equal to a lone eos token are ignored, and a sequence longer than the row is skipped, as in the
+    reference (eos cannot be banned this way).
 
-    >>> BadWords(((4,), (2, 3)), eos_token_ids=(9,))(torch.tensor([[2]]), torch.zeros(1, 5), Context(0)).tolist()
+    >>> BadWords(((4,), (2, 3)), eos_token_ids=(9,))(torch.tensor([[1, 2]]), torch.zeros(1, 5), Context(0)).tolist()
     [[0.0, 0.0, 0.0, -inf, -inf]]
     """
 
