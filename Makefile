@@ -61,9 +61,12 @@ prepare: install
 # JUPYTER_PATH lets Voila find it, so the page loads nothing from outside the machine.
 APP_JUPYTER_PATH := $(CURDIR)/explorer/app/jupyter
 APP_VOILA_ARGS := --template=explorer --theme=light
+# Loopback by default; `make app APP_IP=0.0.0.0` serves a class on a trusted network (see docs/teaching.md).
+APP_IP ?= 127.0.0.1
+APP_PORT ?= 8866
 
 app: prepare
-	JUPYTER_PATH=$(APP_JUPYTER_PATH)$(if $(JUPYTER_PATH),:$(JUPYTER_PATH)) $(BIN)/voila notebooks/app.ipynb --port=8866 --no-browser --Voila.ip=127.0.0.1 \
+	JUPYTER_PATH=$(APP_JUPYTER_PATH)$(if $(JUPYTER_PATH),:$(JUPYTER_PATH)) $(BIN)/voila notebooks/app.ipynb --port=$(APP_PORT) --no-browser --Voila.ip=$(APP_IP) \
 		$(APP_VOILA_ARGS)
 
 lint: install

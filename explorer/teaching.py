@@ -1,0 +1,409 @@
+"""Exercise checks for the course notebooks: each computes the right answer from a trace and says whether yours is it.
+
+Every check takes the student's ``answer`` last; ``None`` (the notebooks' placeholder) gives a hint instead of a
+verdict, so a notebook runs top to bottom before anyone has answered.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from explorer.models.base import CausalLM
+from explorer.trace import Candidate, Hypothesis, Result, Trace
+
+__all__ = [
+    "Feedback",
+    "check_best_probability",
+    "check_completion_step",
+    "check_constraints_satisfied",
+    "check_distinct_results",
+    "check_divergence_step",
+    "check_forced_token",
+    "check_group_result",
+    "check_live_hypotheses",
+    "check_penalty",
+    "check_processed_probability",
+    "check_pruned_token",
+    "check_reproduces",
+    "check_result_text",
+    "check_steps_run",
+    "check_surviving_tokens",
+    "check_survivor",
+    "divergence_step",
+    "path_probability",
+    "rerun",
+    "result_logprob",
+]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The verdict on one answer; shows as a green (right), red (wrong) or grey (no answer yet) line."""
+
+    correct: bool
+    message: str
+    answered: bool = True
+
+    def __str__(self) -> str:
+        mark = "✓ " if self.correct else ("✗ " if self.answered else "… ")
+        return mark + self.message
+
+    def __bool__(self) -> bool:
+        return self.correct
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.correct else ("#b42318" if self.answered else "#475467")
+        return f'<div style="color:{colour};font-weight:600">{html.escape(str(self))}</div>'
+
+
+def _verdict(correct: bool, right: str, wrong: str) -> Feedback:
+    return Feedback(correct, right if correct else wrong)
+
+
+def _no_answer(hint: str) -> Feedback:
+    """What a check says while ``answer`` is still ``None``."""
+    return Feedback(False, f"no answer yet. Hint: {hint}", answered=False)
+
+
+def _number(answer: object) -> float | None:
+    """``answer`` as a float, or ``None`` when it is not a number."""
+    if isinstance(answer, bool) or not isinstance(answer, int | float):
+        return None
+    return float(answer)
+
+
+def _not_a(kind: str, answer: object) -> Feedback:
+    return Feedback(False, f"expected {kind}, got {answer!r}")
+
+
+def _same_text(a: str, b: str) -> bool:
+    """Texts equal up to surrounding and repeated whitespace."""
+    return a.split() == b.split()
+
+
+# --- values the checks and the notebooks share ------------------------------------------------------------------
+
+
+def path_probability(model: CausalLM, prompt_ids: Sequence[int], continuation: Sequence[int]) -> float:
+    """The model's probability of ``continuation`` after ``prompt_ids`` (product of next-token probabilities).
+
+    >>> import explorer
+    >>> toy = explorer.load_model("toy:how-to-generate")
+    >>> ids = toy.tokenizer.encode
+    >>> round(path_probability(toy, ids("The"), ids("dog has")), 2)
+    0.36
+    """
+    import torch
+
+    logp = 0.0
+    with torch.inference_mode():
+        logits, cache = model.start(list(prompt_ids))
+        for i, token in enumerate(continuation):
+            logp += float(torch.log_softmax(logits[0], dim=-1)[token])
+            if i + 1 < len(continuation):
+                logits, cache = model.step(torch.tensor([token]), cache)
+    return math.exp(logp)
+
+
+def result_logprob(trace: Trace, rank: int = 0) -> float:
+    """The summed token scores of a result, before the length penalty divides them (its log-probability when no
+    processor changed the scores).
+
+    >>> import explorer
+    >>> toy = explorer.load_model("toy:how-to-generate")
+    >>> t = explorer.decode(toy, "The", "beam", num_beams=2, max_new_tokens=3, length_penalty=1.0)
+    >>> round(math.exp(result_logprob(t)), 2), round(t.results[0].score, 3)
+    (0.36, -0.341)
+    """
+    result = trace.results[rank]
+    entries = [f for s in trace.steps for f in s.finished if f.id == result.source]
+    if entries:
+        return entries[0].score
+    if trace.strategy in ("greedy", "sample"):
+        return result.score  # rows are never length-penalised
+    penalty = float(trace.params.get("length_penalty", 1.0))
+    return float(result.score * max(len(result.token_ids), 1) ** penalty)
+
+
+def divergence_step(first: Trace, second: Trace, rank: int = 0) -> int | None:
+    """The first step at which the results of ``rank`` of two runs chose different tokens (``None``: same tokens).
+
+    >>> import explorer
+    >>> toy = explorer.load_model("toy:how-to-generate")
+    >>> greedy = explorer.decode(toy, "The", "greedy", max_new_tokens=3)
+    >>> divergence_step(greedy, explorer.decode(toy, "The", "beam", num_beams=2, max_new_tokens=3))
+    0
+    """
+    a, b = first.results[rank].token_ids, second.results[rank].token_ids
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return None if a == b else min(len(a), len(b))
+
+
+def _result(trace: Trace, rank: int) -> Result:
+    if not 0 <= rank < len(trace.results):
+        raise ValueError(f"rank={rank} is invalid: the run has {len(trace.results)} results")
+    return trace.results[rank]
+
+
+def _step_hypotheses(trace: Trace, step: int) -> tuple[Hypothesis, ...]:
+    if not 0 <= step < len(trace.steps):
+        raise ValueError(f"step={step} is invalid: expected 0 to {len(trace.steps) - 1}")
+    return trace.steps[step].hypotheses
+
+
+# --- greedy and beam search -------------------------------------------------------------------------------------
+
+
+def check_best_probability(trace: Trace, answer: float | None, tolerance: float = 0.005) -> Feedback:
+    """Is ``answer`` the probability of the best result (exp of its summed log-probs, no length penalty)?"""
+    hint = "multiply the probabilities of the best result's tokens (eos included)"
+    if answer is None:
+        return _no_answer(hint)
+    value = _number(answer)
+    if value is None:
+        return _not_a("a probability (a number)", answer)
+    truth = math.exp(result_logprob(trace))
+    return _verdict(abs(value - truth) <= tolerance, f"yes: {truth:.3f}", f"not quite (you said {answer}): {hint}")
+
+
+def check_live_hypotheses(trace: Trace, step: int, answer: int | None) -> Feedback:
+    """Is ``answer`` the number of live hypotheses at ``step``?"""
+    hint = f"count the hypotheses of trace.steps[{step}]"
+    if answer is None:
+        return _no_answer(hint)
+    truth = len(_step_hypotheses(trace, step))
+    return _verdict(answer == truth, f"yes: {truth} hypotheses are live at step {step}",
+                    f"not quite (you said {answer}): {hint}")
+
+
+def check_survivor(model: CausalLM, trace: Trace, step: int, answer: str | None) -> Feedback:
+    """Is ``answer`` (text) the generated text of a hypothesis still live at ``step``?
+
+    The first step is 0; the hypotheses of a step are the ones that survived the step before.
+    """
+    hint = f"the hypotheses of trace.steps[{step}] are the ones that survived step {step - 1}; decode their tokens"
+    if answer is None:
+        return _no_answer(hint)
+    if not isinstance(answer, str):
+        return _not_a("text", answer)
+    texts = {model.tokenizer.decode(list(h.token_ids)).strip() for h in _step_hypotheses(trace, step)}
+    ok = any(_same_text(answer, text) for text in texts)
+    return _verdict(ok, f"yes: {answer.strip()!r} is live at step {step}",
+                    f"not quite ({answer.strip()!r} is not live at step {step}): {hint}")
+
+
+def check_divergence_step(first: Trace, second: Trace, answer: int | None) -> Feedback:
+    """Is ``answer`` the first step (from 0) at which the two runs' best results chose different tokens?"""
+    hint = "compare the token ids of the two best results, position by position (position i is chosen at step i)"
+    if answer is None:
+        return _no_answer(hint)
+    truth = divergence_step(first, second)
+    if truth is None:
+        return _verdict(False, "", "the two best results are identical: they never diverge")
+    return _verdict(answer == truth, f"yes: they part at step {truth}", f"not quite (you said {answer}): {hint}")
+
+
+def check_result_text(trace: Trace, answer: str | None, rank: int = 0) -> Feedback:
+    """Is ``answer`` the text of the result of ``rank`` (0 = the winner)?"""
+    hint = f"look at trace.results[{rank}].text"
+    if answer is None:
+        return _no_answer(hint)
+    if not isinstance(answer, str):
+        return _not_a("text", answer)
+    truth = _result(trace, rank).text
+    return _verdict(_same_text(answer, truth), f"yes: result {rank} is {truth.strip()!r}",
+                    f"not quite (you said {answer.strip()!r}): {hint}")
+
+
+def check_pruned_token(trace: Trace, step: int, answer: str | None) -> Feedback:
+    """Is ``answer`` the text of a candidate that the search pruned at ``step`` (considered, then dropped)?"""
+    hint = f"in trace.to_frame(), look at the rows of step {step} whose fate is 'pruned'"
+    if answer is None:
+        return _no_answer(hint)
+    if not isinstance(answer, str):
+        return _not_a("a token's text", answer)
+    pruned = {c.text.strip() for h in _step_hypotheses(trace, step) for c in h.candidates if c.fate == "pruned"}
+    ok = answer.strip() in pruned
+    return _verdict(ok, f"yes: {answer.strip()!r} was pruned at step {step}",
+                    f"not quite ({answer.strip()!r} was not pruned at step {step}): {hint}")
+
+
+def check_steps_run(trace: Trace, answer: int | None) -> Feedback:
+    """Is ``answer`` the number of steps the search ran before it stopped?"""
+    hint = "each step is one forward pass; count trace.steps (the first step is step 0)"
+    if answer is None:
+        return _no_answer(hint)
+    truth = len(trace.steps)
+    return _verdict(answer == truth, f"yes: {truth} steps (stop reason: {trace.stop_reason})",
+                    f"not quite (you said {answer}): {hint}")
+
+
+# --- sampling ---------------------------------------------------------------------------------------------------
+
+
+def _candidate(trace: Trace, step: int, token: str, slot: int) -> Candidate:
+    """The recorded candidate with this text (surrounding spaces ignored) of the hypothesis in ``slot``."""
+    hyps = [h for h in _step_hypotheses(trace, step) if h.slot == slot]
+    cands = [c for h in hyps for c in h.candidates if c.text == token]
+    cands = cands or [c for h in hyps for c in h.candidates if c.text.strip() == token.strip()]
+    if not cands:
+        raise ValueError(f"token {token!r} is not recorded at step {step} for slot {slot}")
+    return cands[0]
+
+
+def check_processed_probability(trace: Trace, token: str, answer: float | None, step: int = 0, slot: int = 0,
+                                tolerance: float = 0.01) -> Feedback:
+    """Is ``answer`` the probability that sampling gives ``token`` at ``step`` after every processor?
+
+    That is ``exp(score)`` of its recorded candidate: the processed distribution, renormalised.
+    """
+    hint = "the 'prob' column is the raw probability; the probability after the processors is exp('score')"
+    if answer is None:
+        return _no_answer(hint)
+    value = _number(answer)
+    if value is None:
+        return _not_a("a probability (a number)", answer)
+    truth = math.exp(_candidate(trace, step, token, slot).score)
+    return _verdict(abs(value - truth) <= tolerance, f"yes: {truth:.3f}", f"not quite (you said {answer}): {hint}")
+
+
+def check_surviving_tokens(trace: Trace, step: int, processor: str, answer: int | None) -> Feedback:
+    """Is ``answer`` how many of the best hypothesis's recorded candidates ``processor`` left unmasked at ``step``?"""
+    hint = f"count the candidates whose adj_{processor} is not -inf"
+    if answer is None:
+        return _no_answer(hint)
+    hyp = _step_hypotheses(trace, step)[0]
+    masked = sum(1 for c in hyp.candidates if dict(c.adjustments).get(processor) == -math.inf)
+    truth = len(hyp.candidates) - masked
+    right = f"yes: {truth} of the {len(hyp.candidates)} recorded candidates survive {processor}"
+    return _verdict(answer == truth, right, f"not quite (you said {answer}): {hint}")
+
+
+def check_distinct_results(trace: Trace, answer: int | None) -> Feedback:
+    """Is ``answer`` the number of different texts among the results?"""
+    hint = "put the texts of trace.results in a set and count it"
+    if answer is None:
+        return _no_answer(hint)
+    truth = len({r.text for r in trace.results})
+    return _verdict(answer == truth, f"yes: {truth} different texts among {len(trace.results)} results",
+                    f"not quite (you said {answer}): {hint}")
+
+
+# --- diverse and constrained beam search -------------------------------------------------------------------------
+
+
+def check_penalty(trace: Trace, step: int, group: int, token_id: int, answer: float | None) -> Feedback:
+    """Is ``answer`` the diversity penalty (the adjustment, <= 0) that ``token_id`` got in ``group`` at ``step``?"""
+    hint = ("the adjustment is -diversity_penalty times the number of earlier groups' beams that chose the token "
+            "at this step (see the adj_diversity_penalty column)")
+    if answer is None:
+        return _no_answer(hint)
+    value = _number(answer)
+    if value is None:
+        return _not_a("a number", answer)
+    for hyp in _step_hypotheses(trace, step):
+        if hyp.group != group:
+            continue
+        for c in hyp.candidates:
+            if c.token_id == token_id:
+                truth = dict(c.adjustments).get("diversity_penalty", 0.0)
+                return _verdict(math.isclose(value, truth, abs_tol=1e-6), f"yes: {truth:g}",
+                                f"not quite (you said {answer}): {hint}")
+    return Feedback(False, f"token {token_id} is not recorded for group {group} at step {step}")
+
+
+def check_group_result(trace: Trace, group: int, answer: str | None) -> Feedback:
+    """Is ``answer`` the text of the best result that ``group`` returned (diverse search)?"""
+    hint = f"look for the first of trace.results whose group is {group}"
+    if answer is None:
+        return _no_answer(hint)
+    if not isinstance(answer, str):
+        return _not_a("text", answer)
+    mine = [r for r in trace.results if r.group == group]
+    if not mine:
+        return Feedback(False, f"no result came from group {group}: ask for more (num_return_sequences)")
+    truth = mine[0].text
+    return _verdict(_same_text(answer, truth), f"yes: group {group} returned {truth.strip()!r}",
+                    f"not quite (you said {answer.strip()!r}): {hint}")
+
+
+def check_completion_step(trace: Trace, answer: int | None, rank: int = 0) -> Feedback:
+    """Is ``answer`` the step at which the result of ``rank`` first had every constraint complete?
+
+    Steps count from 0; a hypothesis recorded at step t holds the tokens of steps 0 to t - 1.
+    """
+    hint = ("follow the result's path: the hypotheses at step t hold the tokens chosen at steps 0 to t - 1; "
+            "find the first whose constraint progress is completed")
+    if answer is None:
+        return _no_answer(hint)
+    result = _result(trace, rank)
+    done = [s.index - 1 for s in trace.steps for h in s.hypotheses if h.constraint is not None
+            and h.constraint.completed and result.token_ids[: len(h.token_ids)] == h.token_ids]
+    truth = min(done) if done else result.finished_step
+    return _verdict(answer == truth, f"yes: the constraints were complete after step {truth}",
+                    f"not quite (you said {answer}): {hint}")
+
+
+def check_forced_token(trace: Trace, step: int, answer: str | None) -> Feedback:
+    """Is ``answer`` the text of a candidate that constrained search forced at ``step``?"""
+    hint = f"at step {step}, look for candidates whose reason starts with 'forced'"
+    if answer is None:
+        return _no_answer(hint)
+    if not isinstance(answer, str):
+        return _not_a("a token's text", answer)
+    forced = {c.text for h in _step_hypotheses(trace, step) for c in h.candidates if c.reason.startswith("forced")}
+    if not forced:
+        return Feedback(False, f"nothing was forced at step {step}")
+    ok = answer in forced or answer.strip() in {t.strip() for t in forced}
+    return _verdict(ok, f"yes: {answer!r} was forced at step {step}", f"not quite (you said {answer!r}): {hint}")
+
+
+def check_constraints_satisfied(trace: Trace, answer: bool | None, rank: int = 0) -> Feedback:
+    """Is ``answer`` (True or False) whether the result of ``rank`` contains every constraint?"""
+    hint = f"read trace.results[{rank}].constraints_satisfied, or look for each phrase in its tokens"
+    if answer is None:
+        return _no_answer(hint)
+    if not isinstance(answer, bool):
+        return _not_a("True or False", answer)
+    truth = bool(_result(trace, rank).constraints_satisfied)
+    said = "it does" if truth else "it does not"
+    return _verdict(answer == truth, f"yes: {said}", f"not quite (you said {answer}): {hint}")
+
+
+# --- grading handed-in traces --------------------------------------------------------------------------------------
+
+
+def rerun(model: CausalLM, trace: Trace) -> Trace:
+    """Decode again with everything ``trace`` recorded: prompt tokens, strategy, parameters (seed included) and
+    constraints.
+
+    >>> import explorer
+    >>> toy = explorer.load_model("toy:how-to-generate")
+    >>> t = explorer.decode(toy, "The", "sample", seed=3, max_new_tokens=3, num_return_sequences=4)
+    >>> [r.token_ids for r in rerun(toy, t).results] == [r.token_ids for r in t.results]
+    True
+    """
+    from explorer.api import decode
+
+    params = {k: v for k, v in trace.params.items() if k not in ("strategy", "chat")}
+    constraints = [c["token_ids"] if c["kind"] == "phrase" else c["options"] for c in trace.constraints]
+    return decode(model, list(trace.prompt_token_ids), trace.strategy, constraints=constraints, **params)
+
+
+def check_reproduces(model: CausalLM, trace: Trace, tolerance: float = 1e-4) -> Feedback:
+    """Does ``model``, decoding again with the trace's recorded settings, give the trace's results (the same
+    token ids, scores within ``tolerance``)? A handed-in trace that passes was made by this model and these
+    settings, not edited."""
+    if trace.model != model.info.name:
+        return Feedback(False, f"the trace was made with {trace.model!r}, not {model.info.name!r}")
+    again = rerun(model, trace).results
+    same = len(again) == len(trace.results) and all(
+        a.token_ids == b.token_ids and abs(a.score - b.score) <= tolerance * max(1.0, abs(b.score))
+        for a, b in zip(again, trace.results, strict=True))
+    return _verdict(same, f"yes: decoding again gives the same {len(again)} result(s)",
+                    "no: decoding again with the recorded settings gives different results")

@@ -1,0 +1,194 @@
+"""The course notebooks: committed clean, run top to bottom, and every exercise check can say both yes and no.
+
+Each exercise in a notebook is three cells: a question, an answer cell tagged ``answer`` (``answer = None``), and a
+check cell tagged ``check`` (one expression returning a :class:`explorer.teaching.Feedback`). The cells tagged
+``exercise-setup`` build the runs the exercises are about, on their own. Here they run in plain Python, and each
+check is evaluated with the right answer (known by hand for the toys, computed independently for real models) and
+with a wrong one: a check that always says yes, or always no, fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from explorer.teaching import Feedback
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+COURSE = ("01_quickstart", "02_greedy_vs_beam", "03_sampling", "04_diverse_beam_search", "05_constrained_beam_search")
+
+Namespace = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Answers:
+    """A right and a wrong answer to one exercise; either may be computed from the exercise set-up's namespace."""
+
+    right: Any
+    wrong: Any
+
+    def resolve(self, ns: Namespace) -> tuple[Any, Any]:
+        def value(v: Any) -> Any:
+            return v(ns) if callable(v) else v
+
+        return value(self.right), value(self.wrong)
+
+
+def _first_difference(ns: Namespace) -> int:
+    """Where greedy and beam search part ways, read off the token ids directly."""
+    a, b = ns["greedy_run"].results[0].token_ids, ns["beam_run"].results[0].token_ids
+    step = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+    assert step is not None, "the exercise needs runs that part ways: change its prompt"
+    return step
+
+
+def _nucleus_size(ns: Namespace) -> int:
+    """How many of the 15 most likely first tokens top-p 0.8 keeps, from the model's own logits."""
+    import torch
+
+    model, trace = ns["model"], ns["nucleus"]
+    logits, _ = model.start(list(trace.prompt_token_ids))
+    probs = torch.softmax(logits[0].double(), dim=-1).sort(descending=True).values
+    needed = int((probs.cumsum(0) < 0.8).sum()) + 1  # the smallest top set with mass >= 0.8
+    return min(needed, len(trace.steps[0].hypotheses[0].candidates))
+
+
+def _distinct(name: str) -> Callable[[Namespace], int]:
+    return lambda ns: len({tuple(r.token_ids) for r in ns[name].results})
+
+
+# The toy models' tables (explorer/data/toys) make these answers checkable by hand.
+EXERCISES: dict[str, list[Answers]] = {
+    "01_quickstart": [
+        Answers(0.36, 0.20),  # dog has: 0.4 x 0.9 (x 1.0 for eos); greedy's nice woman is 0.20
+        Answers(2, 3),  # two beams
+        Answers("car", "dog"),  # after The: nice 0.5 and dog 0.4 are kept, car 0.1 pruned
+    ],
+    "02_greedy_vs_beam": [
+        Answers("A C", "A A"),  # step 1 ranks A B (0.2), A C (0.15) above B x (0.05) and A A, A <eos>
+        Answers("A", "A C B"),  # log 0.1 / 2^0.25 = -1.94 beats log 0.054 / 4^0.25 = -2.06
+        Answers(5, 4),  # "never" runs past the full pool at step 3, and stops after step 4
+        Answers(_first_difference, lambda ns: _first_difference(ns) + 1),
+    ],
+    "03_sampling": [
+        Answers(0.4**2 / (0.5**2 + 0.4**2 + 0.1**2), 0.4),  # p^(1/T) renormalised, T = 0.5
+        Answers(_nucleus_size, lambda ns: _nucleus_size(ns) + 1),
+        Answers(_distinct("hot"), lambda ns: _distinct("hot")(ns) + 1),
+    ],
+    "04_diverse_beam_search": [
+        Answers(-1.4, -0.7),  # groups 0 and 1 both chose nice: 2 x 0.7
+        Answers("bad outside", "cold outside"),  # group 2 avoids nice (-1.91) for bad (-1.39), then outside 0.6
+        Answers("nice today", "cold outside"),  # a 0.3 penalty is too weak to push group 1 off nice
+    ],
+    "05_constrained_beam_search": [
+        Answers("cake", "like"),
+        Answers(1, 0),  # I love cake: cake is the token of step 1
+        Answers(True, False),  # four tokens leave room for "like tea with jam"
+    ],
+}
+
+def _read(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+
+
+def _tagged(nb: nbformat.NotebookNode, tag: str) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if c.cell_type == "code" and tag in c.metadata.get("tags", [])]
+
+
+def _params(names: tuple[str, ...], slow: set[str]) -> list[Any]:
+    return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in names]
+
+
+def _uses_smollm2(name: str, tag: str | None = None) -> bool:
+    cells = _tagged(_read(name), tag) if tag else [c for c in _read(name).cells if c.cell_type == "code"]
+    return any("smollm2" in c.source for c in cells)
+
+
+def test_the_course_is_every_numbered_notebook() -> None:
+    assert tuple(sorted(p.stem for p in NOTEBOOKS.glob("0*.ipynb"))) == COURSE
+    assert set(EXERCISES) == set(COURSE)
+
+
+@pytest.mark.parametrize("name", COURSE)
+def test_committed_without_outputs(name: str) -> None:
+    nb = _read(name)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{name}: a cell has outputs"
+            assert cell.execution_count is None, f"{name}: a cell has an execution count"
+
+
+@pytest.mark.parametrize("name", COURSE)
+def test_every_exercise_is_a_question_an_answer_and_a_check(name: str) -> None:
+    nb = _read(name)
+    cells = nb.cells
+    checks = [i for i, c in enumerate(cells) if "check" in c.metadata.get("tags", [])]
+    assert len(checks) == len(EXERCISES[name]), f"{name}: update EXERCISES when exercises change"
+    assert 2 <= len(checks) <= 4
+    for i in checks:
+        question, answer, check = cells[i - 2], cells[i - 1], cells[i]
+        assert question.cell_type == "markdown"
+        assert question.source.startswith("**Exercise")
+        assert "answer" in answer.metadata.get("tags", [])
+        assert answer.source.startswith("answer = None")
+        assert check.source.startswith("teaching.check_")
+        assert "\n" not in check.source.strip()
+    assert _tagged(nb, "exercise-setup"), f"{name}: no cell tagged exercise-setup"
+    assert max(i for i, c in enumerate(cells) if "exercise-setup" in c.metadata.get("tags", [])) < checks[0]
+
+
+def _exercise_params() -> list[Any]:
+    return _params(COURSE, {n for n in COURSE if _uses_smollm2(n, "exercise-setup")})
+
+
+@pytest.mark.parametrize("name", _exercise_params())
+def test_each_check_accepts_the_right_answer_and_rejects_a_wrong_one(name: str) -> None:
+    nb = _read(name)
+    ns: Namespace = {}
+    for cell in _tagged(nb, "exercise-setup"):
+        exec(compile(cell.source, f"{name}:exercise-setup", "exec"), ns)  # the notebook's own set-up
+    for number, (cell, answers) in enumerate(zip(_tagged(nb, "check"), EXERCISES[name], strict=True), start=1):
+        right, wrong = answers.resolve(ns)
+        verdicts = {}
+        for label, value in (("none", None), ("right", right), ("wrong", wrong)):
+            ns["answer"] = value
+            feedback = eval(compile(cell.source, f"{name}:check {number}", "eval"), ns)  # the notebook's own check
+            assert isinstance(feedback, Feedback)
+            verdicts[label] = feedback
+        where = f"{name}, exercise {number}"
+        assert not verdicts["none"], where
+        assert not verdicts["none"].answered, where
+        assert "Hint" in verdicts["none"].message, where
+        assert verdicts["right"], f"{where}: the right answer {right!r} was rejected: {verdicts['right']}"
+        assert not verdicts["wrong"], f"{where}: the wrong answer {wrong!r} was accepted"
+        assert verdicts["wrong"].answered, where
+
+
+def _execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
+    """Run a notebook in a fresh kernel from notebooks/, with Jupyter's runtime files kept in ``tmp_path``."""
+    for var in ("JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    nb = _read(name)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    return nb
+
+
+@pytest.mark.parametrize("name", _params(COURSE, {n for n in COURSE if _uses_smollm2(n)}))
+def test_the_notebook_runs_top_to_bottom(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = _execute(name, tmp_path, monkeypatch)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{name}: {errors[0].ename}: {errors[0].evalue}"
+    stderr = [o.text for c in code for o in c.outputs if o.output_type == "stream" and o.name == "stderr"]
+    assert not stderr, f"{name} wrote to stderr: {stderr[0][:500]}"
+    for cell in _tagged(nb, "check"):  # with the placeholder answers, every check gives its hint
+        shown = "".join(o.data.get("text/html", "") for o in cell.outputs if "data" in o)
+        assert "no answer yet" in shown, f"{name}: {cell.source}"
