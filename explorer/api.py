@@ -86,8 +86,8 @@ def parse_constraints(model: CausalLM, specs: Sequence[ConstraintSpec]) -> tuple
     eos = set(model.info.eos_token_ids)
     for c in out:
         if any(t in eos for option in (c.options if isinstance(c, AnyOf) else (c.token_ids,)) for t in option):
-            raise ParameterError("constraint", c.text if isinstance(c, Phrase) and c.text else c,
-                                 "token sequences without the eos token (a hypothesis ends at eos)")
+            shown = (c.text or list(c.token_ids)) if isinstance(c, Phrase) else [list(o) for o in c.options]
+            raise ParameterError("constraint", shown, "token sequences without the eos token (a hypothesis ends at eos)")
     return tuple(out)
 
 
