@@ -87,7 +87,7 @@ def parse_constraints(model: CausalLM, specs: Sequence[ConstraintSpec]) -> tuple
     for c in out:
         if any(t in eos for option in (c.options if isinstance(c, AnyOf) else (c.token_ids,)) for t in option):
             shown = (c.text or list(c.token_ids)) if isinstance(c, Phrase) else [list(o) for o in c.options]
-            raise ParameterError("constraint", shown, "token sequences without the eos token (a hypothesis ends at eos)")
+            raise ParameterError("constraint", shown, "tokens without eos (a hypothesis ends at eos)")
     return tuple(out)
 
 

@@ -33,7 +33,7 @@ CASES: list[tuple[str, Any, dict[str, Any], str]] = [
     ("constrained", [5, 6], {}, "constraints=[] is invalid: expected at least one constraint"),
     ("constrained", [5, 6], {"constraints": [""]}, "constraint='' is invalid: expected a non-empty phrase"),
     ("constrained", [5, 6], {"constraints": [[]]}, "is invalid"),
-    ("constrained", [5, 6], {"constraints": [[5, 2]]}, "without the eos token"),
+    ("constrained", [5, 6], {"constraints": [[5, 2]]}, "tokens without eos"),
     ("beam", [5, 6], {"constraints": [[5]]}, "constraints=[[5]] is invalid: expected none unless"),
     ("greedy", [5] * 2040, {"max_new_tokens": 20}, "max_new_tokens=20 is invalid: expected at most 8"),
     ("greedy", [5] * 2048, {}, "expected fewer than 2048 tokens"),
