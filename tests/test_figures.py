@@ -573,3 +573,15 @@ def test_frames_are_not_needed_twice(traces: dict[str, Trace]) -> None:
     """tree_layout keeps plain arrays; pandas objects do not leak into the figure."""
     fig = search_tree(traces["beam"])
     assert not any(isinstance(v, pd.Series) for t in fig.data for v in (t.x, t.y))
+
+
+def test_hostile_token_text_is_made_visible_and_escaped() -> None:
+    """Control characters, bidi overrides, markup, emoji and right-to-left text in tokens cannot break a page."""
+    from explorer.figures._style import safe
+
+    shown = safe("\u202eabc\u2066<b>x</b>\x07\u200f")
+    for raw in ("\u202e", "\u2066", "\x07", "\u200f", "<b>"):
+        assert raw not in shown
+    for symbol in ("⟨U+202E⟩", "⟨U+2066⟩", "␇", "&lt;b&gt;"):
+        assert symbol in shown
+    assert safe("שלום 🙂") == "שלום␣🙂"

@@ -39,7 +39,10 @@ FONT = {"family": "Inter, Segoe UI, Helvetica, Arial, sans-serif", "size": 12}
 # Whitespace and control characters shown as visible symbols (token text is untrusted and often invisible).
 _VISIBLE = {ord(" "): "␣", ord("\n"): "⏎", ord("\t"): "⇥", ord("\r"): "␍", 0x7F: "␡", 0xA0: "⍽"}
 _VISIBLE.update({c: chr(0x2400 + c) for c in range(0x20) if c not in _VISIBLE})
-_INVISIBLE = (*range(0x2000, 0x2010), 0x2028, 0x2029, 0x202F, 0x205F, 0x2060, 0x3000, 0xFEFF)
+# Spaces, joiners, direction marks, bidi embeddings/overrides/isolates and the BOM: shown by code point, so a
+# token cannot hide itself or flip the direction of the text around it.
+_INVISIBLE = (*range(0x2000, 0x2010), *range(0x2028, 0x2030), 0x205F, 0x2060, *range(0x2066, 0x206A), 0x3000,
+              0xFEFF)
 _VISIBLE.update({c: f"⟨U+{c:04X}⟩" for c in _INVISIBLE})
 _RUN = re.compile(r"([␣⇥⏎])\1{3,}")
 
