@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from explorer.trace import Finished
 
@@ -33,6 +33,15 @@ class Pool:
         ranked = sorted((e.normalized_score, i) for i, e in enumerate(entries))
         evict = ranked[0][1]
         return Pool(self.capacity, entries[:evict] + entries[evict + 1 :], ranked[1][0])
+
+    def offer(self, entry: Finished, rejected: str = "its length-penalised score is below the pool's") -> tuple[
+        Pool, Finished
+    ]:
+        """Add ``entry``; when it does not get in, return it marked rejected with the reason ``rejected``."""
+        pool = self.add(entry)
+        if pool is self:
+            return self, replace(entry, accepted=False, note=rejected)
+        return pool, entry
 
     def is_done(
         self, best_sum: float, cur_len: int, prompt_length: int, max_length: int,

@@ -103,7 +103,7 @@ class Constrained:
                     fates.setdefault(key, ("pruned", "eos before the constraints are met", None))
                 else:
                     fin = self._finish(state, beams[rank], tokens[rank], tops[rank], cur_len, index, next_id, setup)
-                    pool, fin = _offer(pool, fin)
+                    pool, fin = pool.offer(fin)
                     fins.append(fin)
                     next_id += 1
                     fates.setdefault(key, ("finished", f"eos, ranked {rank + 1} of {2 * n}", fin.id))
@@ -252,7 +252,7 @@ def _finalize(state: ConstrainedState, setup: Setup) -> tuple[ConstrainedState, 
         assert entry is not None
         if not met[r]:
             entry = replace(entry, note="offered although it misses a constraint (too few beams meet them)")
-        pool, entries[r] = _offer(pool, entry)
+        pool, entries[r] = pool.offer(entry)
     done = replace(state, pool=pool, next_id=state.next_id + len(entries), finalized=True)
     return done, entries
 
@@ -275,14 +275,6 @@ def _end(state: ConstrainedState, step: Step, setup: Setup, early: bool) -> tupl
     ranked = sorted(state.pool.entries, key=lambda e: -e.normalized_score)
     return state, replace(step, hypotheses=tuple(refate(list(step.hypotheses), changes)),
                           finished=step.finished + tuple(final), pool=tuple(e.id for e in ranked))
-
-
-def _offer(pool: Pool, fin: Finished) -> tuple[Pool, Finished]:
-    """Add to the pool; mark the entry rejected when it does not get in."""
-    new_pool = pool.add(fin)
-    if new_pool is pool:
-        return pool, replace(fin, accepted=False, note="its length-penalised score is below the pool's")
-    return new_pool, fin
 
 
 def progress_of(state: ConstraintState) -> ConstraintProgress:

@@ -111,9 +111,10 @@ class Diverse:
                     changes[hyp_ids[r]] = ("pruned", f"group {g} is done: no running beam can beat its pool", None)
         if finished_now:
             new_state, final = _finalize(new_state, setup)
-            finished += final
-            for row in _rows_of(new_state, final):
-                changes[hyp_ids[row.slot]] = ("finished", "the search ends here: " + _verdict(row), row.entry.id)
+            for row, entry in final:
+                finished.append(entry)
+                verdict = "accepted" if entry.accepted else "below the pool's worst"
+                changes[hyp_ids[row]] = ("finished", f"the search ends here: offered to the pool, {verdict}", entry.id)
         hyps = refate(hyps, changes)
         pools_now = new_state.pools
         pool_ids = tuple(e.id for e in best_of(pools_now, sum(len(pl.entries) for pl in pools_now)))
@@ -129,12 +130,12 @@ class Diverse:
         """One group: score, take the top ``2 * size``, send eos among the first ``size`` to the pool."""
         p = setup.params
         size, vocab = len(rows), logits.shape[-1]
+        if state.done[g]:  # the reference feeds a done group padding and ignores its scores
+            return _GroupStep([0.0] * size, [setup.pad_token_id] * size, [0] * size, state.pools[g], True, [],
+                              [], next_id, next_id)
         ids = state.sequences[rows]
         stages = run_processors(setup.processors, ids, torch.log_softmax(logits[rows], dim=-1), context)
         scored = Scored(tuple(stages), tuple(proc.name for proc in setup.processors))
-        if state.done[g]:
-            return _GroupStep([0.0] * size, [setup.pad_token_id] * size, [0] * size, state.pools[g], True, [],
-                              [], next_id, next_id)
         total = (scored.final + state.scores[rows][:, None]).view(1, size * vocab)
         k = max(2, 1 + len(setup.eos_token_ids)) * size
         top, flat = torch.topk(total, k, dim=1, largest=True, sorted=True)
@@ -188,9 +189,7 @@ class Diverse:
         source = state.hyp_ids[row]
         fin = Finished(entry_id, source if source is not None else -1, index, g, tuple(generated), score,
                        normalized, length, "eos", True)
-        new_pool = pool.add(fin)
-        if new_pool is pool:
-            fin = replace(fin, accepted=False, note="its length-penalised score is below the group's pool")
+        new_pool, fin = pool.offer(fin, _REJECTED)
         return fin, new_pool
 
     def _record(
@@ -220,8 +219,11 @@ class Diverse:
         return state.stop
 
 
-def _finalize(state: GroupState, setup: Setup) -> tuple[GroupState, list[Finished]]:
-    """The reference's finalize: each group not done offers its running beams to its pool."""
+_REJECTED = "its length-penalised score is below the group's pool"
+
+
+def _finalize(state: GroupState, setup: Setup) -> tuple[GroupState, list[tuple[int, Finished]]]:
+    """The reference's finalize: each group not done offers its running beams to its pool; (row, entry) pairs."""
     p = setup.params
     size = p.num_beams // p.num_beam_groups
     pools, entries, next_id = list(state.pools), [], state.next_id
@@ -236,32 +238,9 @@ def _finalize(state: GroupState, setup: Setup) -> tuple[GroupState, list[Finishe
             entry = Finished(next_id, -1 if source is None else source, step, g, generated, score,
                              score / (len(generated) ** p.length_penalty), len(generated), "end_of_search", True)
             next_id += 1
-            before = pools[g]
-            pools[g] = before.add(entry)
-            if pools[g] is before:
-                entry = replace(entry, accepted=False, note="its length-penalised score is below the group's pool")
-            entries.append(entry)
+            pools[g], entry = pools[g].offer(entry, _REJECTED)
+            entries.append((r, entry))
     return replace(state, pools=tuple(pools), next_id=next_id, finalized=True), entries
-
-
-@dataclass(frozen=True)
-class _FinalRow:
-    """A running beam's row and the entry it became when the search ended."""
-
-    slot: int
-    entry: Finished
-
-
-def _rows_of(state: GroupState, entries: list[Finished]) -> list[_FinalRow]:
-    """Rows of the final entries, in order (groups not done, all their rows)."""
-    size = state.sequences.shape[0] // len(state.done)
-    rows = [r for g, done in enumerate(state.done) if not done for r in range(g * size, (g + 1) * size)]
-    return [_FinalRow(r, e) for r, e in zip(rows, entries, strict=True)]
-
-
-def _verdict(row: _FinalRow) -> str:
-    """Whether a final entry entered its pool."""
-    return "offered to the pool, " + ("accepted" if row.entry.accepted else "below the pool's worst")
 
 
 DIVERSE = register(Diverse())
