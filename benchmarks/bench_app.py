@@ -16,7 +16,13 @@ Then, on ``--run-model``, one panel at a time: each strategy with ``--beams`` be
 ``--tokens`` new tokens (``min_new_tokens`` = ``max_new_tokens``), ``constrained`` with the phrase " flour",
 seeded sampling, ``--repeats`` times (the quickest kept): the time from clicking Run to the status line saying
 ``done`` and the panel's new tree drawn, the decoding time the app reports, and the websocket bytes the run sent
-to the page. Nothing is written outside ``.state`` and temporary folders; the JSON goes to ``--json``.
+to the page. Then all four beam-family and greedy strategies at once, as four panels (greedy, beam, diverse,
+constrained): the app decodes them side by side in one batched run; the ratio against the sum of the same four
+single-panel runs just measured is printed.
+
+First of all, in a fresh Python process: the time to import the explorer and to load the default model from its
+cache (the model load the app's kernel pays). Nothing is written outside ``.state`` and temporary folders; the
+JSON goes to ``--json``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import argparse
 import json
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +45,7 @@ from browser_harness import RUN_READY, AppPage, VoilaServer, chromium, new_conte
 
 PROMPT = "The secret to a good loaf of bread is"
 STRATEGIES = ("greedy", "sample", "beam", "beam-sample", "diverse", "constrained")
+TOGETHER = ("greedy", "beam", "diverse", "constrained")
 BEAMS = ("beam", "beam-sample", "diverse", "constrained")
 SEEDED = ("sample", "beam-sample")
 LOAD_TIMEOUT = 300.0
@@ -58,6 +66,22 @@ TREE_DRAWN = f"""(key) => {{ {_TREE}
   const titles = [...gd.querySelectorAll('.infolayer .annotation-text')].map(e => e.textContent);
   return titles.includes(key) && gd.querySelectorAll('.scatterlayer .trace path.point').length > 0;
 }}"""
+
+
+#: Python: import the explorer, then load the default model from its cache; print both times as JSON.
+LOAD_MODEL = """import json, time
+began = time.perf_counter()
+import explorer
+imported = time.perf_counter()
+explorer.load_model("smollm2-135m")
+print(json.dumps({"import_s": imported - began, "load_s": time.perf_counter() - imported}))"""
+
+
+def measure_model_load(repeats: int = 3) -> dict[str, float]:
+    """Seconds to import ``explorer`` and to load SmolLM2 from the cache in a fresh process (best of ``repeats``)."""
+    tries = [json.loads(subprocess.run([sys.executable, "-c", LOAD_MODEL], check=True, capture_output=True,
+                                       text=True).stdout.strip().splitlines()[-1]) for _ in range(repeats)]
+    return {key: min(t[key] for t in tries) for key in ("import_s", "load_s")}
 
 
 def open_page(browser: Any, server: VoilaServer, timeout: float = LOAD_TIMEOUT) -> tuple[AppPage, float]:
@@ -142,11 +166,38 @@ def measure_runs(model: str | None, tokens: int, beams: int, repeats: int, state
                 rows.append(best)
                 drawn, status = best["drawn_s"], best["status"]
                 print(f"  {strategy:12s} {drawn:6.2f} s  ({status})", flush=True)
+            rows.append(measure_together(app, rows, tokens, beams, repeats))
             rows.append({"errors": app.seen.page_errors + app.seen.console_errors, "external": app.seen.external})
             app.page.context.close()
         finally:
             server.stop()
     return rows
+
+
+def measure_together(app: AppPage, rows: list[dict[str, Any]], tokens: int, beams: int,
+                     repeats: int) -> dict[str, Any]:
+    """Greedy, beam, diverse and constrained as four panels in one Run (decoded side by side), the quickest of
+    ``repeats``, against the sum of their single-panel times in ``rows``."""
+    app.ensure_panels(len(TOGETHER))
+    for index, strategy in enumerate(TOGETHER):
+        app.set_strategy(index, strategy)
+        app.set_knob(index, "min-new-tokens", str(tokens))
+        if strategy in BEAMS:
+            app.set_knob(index, "num-beams", str(beams))
+    app.fill(".explorer-constraints textarea", " flour", " flour", "the constraint")
+    key = app.panel(len(TOGETHER) - 1).locator("b").first.inner_text().strip()
+    tries = []
+    for _ in range(repeats):
+        app.page.evaluate(MARK_TREE)
+        start = time.perf_counter()
+        status = app.click_run(timeout=RUN_TIMEOUT)
+        app.wait("the four trees", TREE_DRAWN, RUN_TIMEOUT, key)
+        tries.append((time.perf_counter() - start, status))
+    drawn, status = min(tries)
+    alone = sum(r["drawn_s"] for r in rows if r.get("strategy") in TOGETHER)
+    print(f"  together     {drawn:6.2f} s  ({status})", flush=True)
+    return {"together": list(TOGETHER), "drawn_s": drawn, "status": status, "separate_drawn_s": alone,
+            "ratio": drawn / alone}
 
 
 def main() -> None:
@@ -165,6 +216,8 @@ def main() -> None:
         return None if name in ("", "default", "smollm2-135m") else name
 
     report: dict[str, Any] = {"loads": [], "runs": []}
+    print("model load from the cache (fresh process) ...", flush=True)
+    report["model_load"] = measure_model_load()
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         for i, name in enumerate(m.strip() for m in args.models.split(",") if m.strip()):
             print(f"page loads, {name} ...", flush=True)
@@ -174,6 +227,9 @@ def main() -> None:
             report["runs"] = measure_runs(env_model(args.run_model), args.tokens, args.beams, args.repeats,
                                           Path(tmp) / "runs")
 
+    load = report["model_load"]
+    print(f"\nfresh process: import explorer {load['import_s']:.1f} s, load smollm2-135m from the cache "
+          f"{load['load_s']:.1f} s")
     print("\nVoila time to interactive (Run button usable)")
     print(f"{'model':24s} {'listen':>7s} {'cold':>7s} {'warm med':>9s} {'warm min':>9s} {'ws MB':>6s} {'widgets':>8s}")
     for row in report["loads"]:
@@ -181,6 +237,7 @@ def main() -> None:
         print(f"{row['model']:24s} {row['listen_s']:6.1f}s {row['cold_s']:6.1f}s {statistics.median(warm):8.1f}s "
               f"{min(warm):8.1f}s {row['cold_ws_mb']:6.1f} {row['widgets']:8d}")
     runs = [r for r in report["runs"] if "strategy" in r]
+    together = next((r for r in report["runs"] if "together" in r), None)
     if runs:
         print(f"\nRun -> trees drawn, {args.run_model}, one panel, {args.beams} beams, {args.tokens} tokens")
         print(f"{'strategy':12s} {'steps':>5s} {'decode':>7s} {'done':>7s} {'drawn':>7s} {'overhead':>8s} "
@@ -189,6 +246,10 @@ def main() -> None:
             decode = r["decode_s"] if r["decode_s"] is not None else float("nan")
             print(f"{r['strategy']:12s} {r['steps'] or 0:5d} {decode:6.2f}s {r['done_s']:6.2f}s {r['drawn_s']:6.2f}s "
                   f"{r['drawn_s'] - decode:7.2f}s {r['ws_mb']:6.2f}")
+        if together:
+            print(f"\n{', '.join(together['together'])} as four panels in one Run: {together['drawn_s']:.2f} s "
+                  f"against {together['separate_drawn_s']:.2f} s for the four single-panel runs above "
+                  f"(ratio {together['ratio']:.2f})")
         extra = report["runs"][-1]
         if extra.get("errors") or extra.get("external"):
             print(f"page errors: {extra['errors']}; requests to other hosts: {extra['external']}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -72,7 +72,8 @@ class Actions:
     # --- runs ---------------------------------------------------------------------------------------------------
 
     def run(self, *, wait: bool = False) -> threading.Thread | None:
-        """Decode every strategy panel, one after another, in a background thread (``wait``: until it ends).
+        """Decode every strategy panel, side by side in one batched run, in a background thread (``wait``: until
+        it ends).
 
         Invalid input is shown inline and nothing runs (``None`` is returned)."""
         with self._lock:
@@ -92,12 +93,15 @@ class Actions:
                 self._runner.stop()
                 self._set(replace(self._state, status="stopping…"))
 
-    def _job_started(self, job: Job, number: int, total: int) -> None:
+    def _job_started(self, jobs: Sequence[Job], number: int, total: int) -> None:
         with self._lock:
-            panel = panel_by_id(self._state, job.panel_id)
-            label = panel.label if panel is not None else f"panel #{job.panel_id}"
-            self._apply(st.set_progress(self._state, self._state.progress[0],
-                                      status=f"running {number}/{total}: {label}…"))
+            if len(jobs) > 1:
+                status = f"running {len(jobs)} panels side by side…"
+            else:
+                panel = panel_by_id(self._state, jobs[0].panel_id)
+                label = panel.label if panel is not None else f"panel #{jobs[0].panel_id}"
+                status = f"running {number}/{total}: {label}…"
+            self._apply(st.set_progress(self._state, self._state.progress[0], status=status))
 
     def _job_progress(self, steps: int) -> None:
         with self._lock:

@@ -49,7 +49,8 @@ def _panel_job(state: AppState, panel: Panel, model: CausalLM) -> tuple[Job | No
     if errors:
         return None, errors
     params = {**panel.params, "max_new_tokens": state.max_new_tokens}
-    return Job(panel.id, state.prompt, panel.strategy, params, chat=state.chat, constraints=specs), {}
+    return Job(panel.id, state.prompt, panel.strategy, params, chat=state.chat, constraints=specs,
+               label=panel.key), {}
 
 
 def plan_run(state: AppState, model: CausalLM | None) -> tuple[AppState, list[Job]]:

@@ -1,4 +1,5 @@
-"""Decoding in a background thread: panels one after another, progress from ``on_step``, and a Stop flag."""
+"""Decoding in a background thread: panels side by side in one batched run (or one after another), progress
+from ``on_step``, and a Stop flag."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from explorer.api import decode
+from explorer.api import compare, decode, plan
 from explorer.models.base import CausalLM
-from explorer.trace import Step, Trace
+from explorer.trace import Trace
 
 __all__ = ["Hooks", "Job", "RunEnd", "Runner", "one_line"]
 
@@ -26,6 +27,16 @@ class Job:
     chat: bool = False
     constraints: Sequence[Any] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        """The job's name in a side-by-side run (and in its traces' ``meta.batched_with``)."""
+        return self.label or f"#{self.panel_id}"
+
+    def kwargs(self) -> dict[str, Any]:
+        """``decode``'s keyword arguments for this job (``strategy`` included)."""
+        return {"strategy": self.strategy, "chat": self.chat, "constraints": self.constraints, **dict(self.params)}
 
     @property
     def max_steps(self) -> int:
@@ -57,9 +68,10 @@ class RunEnd:
 
 @dataclass(frozen=True)
 class Hooks:
-    """What the runner reports, each called from the worker thread."""
+    """What the runner reports, each called from the worker thread. ``on_start(jobs, number, total)``: ``jobs``
+    start now (several when they run side by side), the first of them is job ``number`` of ``total``."""
 
-    on_start: Callable[[Job, int, int], None]
+    on_start: Callable[[Sequence[Job], int, int], None]
     on_progress: Callable[[int], None]
     on_trace: Callable[[Job, Trace], None]
     on_error: Callable[[Job, Exception], None]
@@ -67,14 +79,17 @@ class Hooks:
 
 
 class Runner:
-    """Runs jobs one after another in a daemon thread; ``stop()`` ends the current job after its step.
+    """Runs jobs in a daemon thread; ``stop()`` ends the run after its current step, keeping partial traces.
 
-    A stopped job still reports its partial trace; jobs after it do not start.
+    Jobs on one prompt run side by side (``batched``, the default): one prefill and one batched forward per step
+    for all of them (``explorer.compare``), with the same tokens as separate runs. Otherwise, and for a single
+    job, they run one after another, and a stopped job's successors do not start.
     """
 
-    def __init__(self, model: Callable[[], CausalLM], hooks: Hooks) -> None:
+    def __init__(self, model: Callable[[], CausalLM], hooks: Hooks, *, batched: bool = True) -> None:
         self._model = model
         self._hooks = hooks
+        self.batched = batched
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -118,26 +133,71 @@ class Runner:
                                       failure))
 
     def _run_jobs(self, jobs: tuple[Job, ...], counts: list[int]) -> str:
-        """Decode the jobs one after another (``counts``: steps and finished jobs so far); the first error, if any."""
-        failure = ""
+        """Decode the jobs (``counts``: steps and finished jobs so far); the first error, if any."""
+        if self.batched and len(jobs) > 1 and len({(job.prompt, job.chat) for job in jobs}) == 1:
+            return self._run_together(jobs, counts)
+        return self._run_in_turn(jobs, counts, 1, len(jobs))
 
-        def on_step(_: Step) -> None:
+    def _on_step(self, counts: list[int]) -> Callable[..., None]:
+        """The ``on_step`` callback: count a step and report the progress."""
+
+        def on_step(*_: object) -> None:
             counts[0] += 1
             self._hooks.on_progress(counts[0])
 
-        for number, job in enumerate(jobs, start=1):
+        return on_step
+
+    def _finished(self, job: Job, trace: Trace, counts: list[int]) -> None:
+        """Hand a job's trace over (with the job's ``meta`` added)."""
+        counts[1] += 1
+        self._hooks.on_trace(job, replace(trace, meta={**trace.meta, **job.meta}) if job.meta else trace)
+
+    def _run_in_turn(self, jobs: tuple[Job, ...], counts: list[int], first: int, total: int) -> str:
+        """Decode ``jobs`` one after another (job ``first`` of ``total`` onwards); the first error, if any."""
+        failure = ""
+        for number, job in enumerate(jobs, start=first):
             if self._stop.is_set():
                 break
-            self._hooks.on_start(job, number, len(jobs))
+            self._hooks.on_start((job,), number, total)
             try:
-                trace = decode(self._model(), job.prompt, job.strategy, chat=job.chat, constraints=job.constraints,
-                               on_step=on_step, should_stop=self._stop.is_set, **dict(job.params))
+                kwargs = job.kwargs()
+                trace = decode(self._model(), job.prompt, kwargs.pop("strategy"), on_step=self._on_step(counts),
+                               should_stop=self._stop.is_set, **kwargs)
             except Exception as error:  # reported inline; the run goes on with the next panel
                 failure = failure or one_line(error)
                 self._hooks.on_error(job, error)
                 continue
-            counts[1] += 1
-            self._hooks.on_trace(job, replace(trace, meta={**trace.meta, **job.meta}) if job.meta else trace)
+            self._finished(job, trace, counts)
+        return failure
+
+    def _run_together(self, jobs: tuple[Job, ...], counts: list[int]) -> str:
+        """Decode ``jobs`` side by side. A job whose arguments are refused is reported alone and the others run;
+        when the batched run itself fails, the jobs run again one after another so that the error reaches the
+        panel it belongs to."""
+        model = self._model()
+        failure, ready = "", []
+        for job in jobs:
+            try:
+                kwargs = job.kwargs()
+                plan(model, job.prompt, kwargs.pop("strategy"), **kwargs)
+            except Exception as error:  # the panel's own inline error; the others still run
+                failure = failure or one_line(error)
+                self._hooks.on_error(job, error)
+            else:
+                ready.append(job)
+        if len(ready) < 2:
+            return self._run_in_turn(tuple(ready), counts, 1, len(ready)) or failure
+        self._hooks.on_start(tuple(ready), 1, len(ready))
+        try:
+            runs = {job.name: {k: v for k, v in job.kwargs().items() if k != "chat"} for job in ready}
+            traces = compare(model, ready[0].prompt, runs, chat=ready[0].chat, on_step=self._on_step(counts),
+                             should_stop=self._stop.is_set)
+        except Exception:  # rerun one by one: the error then names its panel
+            counts[0] = 0
+            self._hooks.on_progress(0)
+            return self._run_in_turn(tuple(ready), counts, 1, len(ready)) or failure
+        for job in ready:
+            self._finished(job, traces[job.name], counts)
         return failure
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from explorer.app._constraints import piece
 from explorer.app._nodes import NodeInfo
 from explorer.app._params import specs_for
 from explorer.app.state import Panel
+from explorer.figures import visible
 from explorer.trace import Trace
 from explorer.trace_io import dump_trace
 
@@ -95,7 +95,7 @@ def panel_summary_html(panel: Panel, source_label: str | None) -> str:
     if panel.branch is not None:
         b = panel.branch
         lines.append(f"branch of {html.escape(source_label or f'panel #{b.source} (removed)')} at node {b.node}: "
-                     f"forced <code>{html.escape(piece(b.token_text))}</code> [{b.token_id}] after {b.fixed - 1} "
+                     f"forced <code>{html.escape(visible(b.token_text))}</code> [{b.token_id}] after {b.fixed - 1} "
                      "tokens")
     if panel.kind == "loaded" and trace is not None:
         lines.append(f"loaded from {html.escape(panel.name)}: model {html.escape(trace.model)}")
@@ -113,10 +113,10 @@ def selection_html(panel: Panel | None, info: NodeInfo | None) -> str:
     if info.normalized_score is not None:
         scores += f", length-normalised {_fmt(info.normalized_score)}"
     note = f" ({html.escape(info.note)})" if info.note else ""
-    text = html.escape(piece(info.text)) if info.text else "∅"
+    text = html.escape(visible(info.text)) if info.text else "∅"
     return (f"<div><b>{html.escape(panel.key)}</b> · node {html.escape(info.key)} · {html.escape(info.kind)}{note}"
             f" · step {info.step} · {len(info.token_ids)} tokens · {scores}</div>"
-            f'<div style="font-family: monospace; white-space: pre-wrap">{text}</div>')
+            f'<div style="font-family: monospace; white-space: pre-wrap; overflow-wrap: anywhere">{text}</div>')
 
 
 def show_figure(target: Any, fig: go.Figure, on_click: Callable[[Any, Any, Any], None] | None = None) -> None:
@@ -159,7 +159,7 @@ def force_options(info: NodeInfo | None) -> tuple[tuple[tuple[str, int], ...], i
     if info is None or info.hypothesis is None:
         return (), None
     options = tuple(
-        (f'"{piece(c.text)}" [{c.token_id}]  logprob {c.logprob:.2f}  {c.fate}', c.token_id)
+        (f'"{visible(c.text)}" [{c.token_id}]  logprob {c.logprob:.2f}  {c.fate}', c.token_id)
         for c in info.hypothesis.candidates
     )
     ids = [token for _, token in options]

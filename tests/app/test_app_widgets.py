@@ -255,7 +255,8 @@ def test_loading_a_broken_file_shows_an_inline_error(app: Explorer, content: byt
     assert len(app.state.panels) == 2
 
 
-def test_stop_keeps_the_partial_trace(app: Explorer) -> None:
+def test_stop_keeps_the_partial_trace_one_after_another(app: Explorer) -> None:
+    app._runner.batched = False
     app.controls.max_new_tokens.value = 200
     app.controls.progress.observe(lambda ch: app.controls.stop.click() if ch["new"] == 3 else None, names="value")
     thread = app.run()
