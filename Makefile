@@ -94,8 +94,15 @@ fixtures: $(REF_VENV)/.installed
 	$(REF_VENV)/bin/python tests/reference/make_fixtures.py
 	$(REF_VENV)/bin/python tests/reference/make_constraint_cases.py
 
-bench: prepare browser
-	$(BIN)/python benchmarks/bench_engine.py
+# The benchmarks' extra (matplotlib, for the scaling plot), once.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[bench]"
+	touch $@
+
+# bench_engine.py times transformers 4.56.2's generate() too, in the reference virtualenv (benchmarks/ref_worker.py).
+bench: prepare browser $(VENV)/.bench-installed $(REF_VENV)/.installed
+	$(BIN)/python benchmarks/bench_engine.py --reference-python $(REF_VENV)/bin/python
+	$(BIN)/python benchmarks/bench_scaling.py
 	$(BIN)/python benchmarks/bench_compare.py
 	$(BIN)/python benchmarks/bench_app.py
 

@@ -1,26 +1,38 @@
 """Traced decoding against the floor: a bare KV-cache forward loop at the same batch size, measured side by side.
 
-Usage: ``python benchmarks/bench_engine.py [--model smollm2-135m] [--tokens 50] [--repeats 3]``
+Usage: ``python benchmarks/bench_engine.py [--model smollm2-135m] [--tokens 50] [--repeats 3]
+[--reference-python .venv-ref/bin/python]``
 
 For each strategy the script times (a) a bare loop that only feeds one token per row through the model with a
-KV cache, at the strategy's batch size, and (b) ``explorer.decode`` with full recording; runs are interleaved
-and the best of ``--repeats`` is kept for each, so both see the same machine. It prints ms/step and the ratio
-traced / bare, and transformers' own ``generate()`` for greedy and beam as a second baseline.
+KV cache, at the strategy's batch size, (b) ``explorer.decode`` with full recording, (c) transformers 4.56.2's
+``generate()`` with ``output_scores`` (every strategy; run by ``benchmarks/ref_worker.py`` in the reference
+virtualenv, which loads the model once and answers timing requests over a pipe) and (d) the installed
+transformers 5.x ``generate()`` (greedy and beam: 5.x has no native group or constrained beam search). Runs are
+interleaved and the best of ``--repeats`` is kept for each, so all see the same machine. It prints ms/step, the
+ratios traced / bare and traced / 4.56.2, and whether 4.56.2 produced the same tokens as the traced run (a check
+that the comparison is like with like). Without a reference python (default ``.venv-ref/bin/python``, built by
+``make .venv-ref/.installed``) the 4.56.2 columns are skipped with a note.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import subprocess
+import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import torch
 from transformers import DynamicCache
 
 import explorer
 
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_REFERENCE_PYTHON = ROOT / ".venv-ref" / "bin" / "python"
+WORKER = ROOT / "benchmarks" / "ref_worker.py"
 PROMPT = "The secret to a good loaf of bread is"
 CASES: dict[str, dict[str, Any]] = {
     "greedy": {},
@@ -28,6 +40,7 @@ CASES: dict[str, dict[str, Any]] = {
     "diverse": {"num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 1.0},
     "constrained": {"num_beams": 4, "constraints": [" flour"]},
 }
+LABELS = {"greedy": "greedy", "beam": "beam 4", "diverse": "diverse 4x2", "constrained": "constrained 4"}
 
 
 def bare_loop(model: Any, prompt: list[int], rows: int, steps: int) -> float:
@@ -44,16 +57,16 @@ def bare_loop(model: Any, prompt: list[int], rows: int, steps: int) -> float:
     return time.perf_counter() - start
 
 
-def traced(model: Any, prompt: list[int], strategy: str, steps: int) -> tuple[float, int]:
+def traced(model: Any, prompt: list[int], strategy: str, steps: int) -> tuple[float, explorer.Trace]:
     """Seconds for a fully recorded decode that runs exactly ``steps`` steps (eos is banned by min_new_tokens)."""
     params = dict(CASES[strategy])
     start = time.perf_counter()
     trace = explorer.decode(model, prompt, strategy, max_new_tokens=steps, min_new_tokens=steps, **params)
-    return time.perf_counter() - start, len(trace.steps)
+    return time.perf_counter() - start, trace
 
 
 def hf_generate(model: Any, prompt: list[int], strategy: str, steps: int) -> float:
-    """Seconds for transformers' generate() with output_scores, same settings."""
+    """Seconds for the installed transformers' generate() with output_scores, same settings."""
     ids = torch.tensor([prompt])
     eos = model.info.eos_token_ids[0]
     start = time.perf_counter()
@@ -63,50 +76,167 @@ def hf_generate(model: Any, prompt: list[int], strategy: str, steps: int) -> flo
     return time.perf_counter() - start
 
 
-def best(fn: Callable[[], float], repeats: int) -> float:
-    """Best of ``repeats`` timings."""
-    return min(fn() for _ in range(repeats))
+class ReferenceWorker:
+    """``benchmarks/ref_worker.py`` running under the reference python: one JSON line per request and reply."""
+
+    def __init__(self, python: Path, model: str, threads: int) -> None:
+        self.process = subprocess.Popen(
+            [str(python), str(WORKER), "--model", model, "--threads", str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.info: dict[str, Any] = {}
+
+    def _read(self) -> dict[str, Any]:
+        stdout: IO[str] | None = self.process.stdout
+        assert stdout is not None
+        line = stdout.readline()
+        if not line:
+            raise RuntimeError(f"the reference worker exited (status {self.process.wait()})")
+        message: dict[str, Any] = json.loads(line)
+        if "error" in message:
+            raise RuntimeError(f"reference worker: {message['error']}")
+        return message
+
+    def ready(self) -> dict[str, Any]:
+        """Wait until the worker has loaded its model; its versions and load time."""
+        if not self.info:
+            self.info = self._read()
+        return self.info
+
+    def generate(self, prompt: list[int], steps: int, params: dict[str, Any],
+                 constraints: list[list[int]]) -> dict[str, Any]:
+        """Seconds (measured in the worker, around generate() alone), generated ids and score of the best row."""
+        self.ready()
+        stdin = self.process.stdin
+        assert stdin is not None
+        stdin.write(json.dumps({"cmd": "generate", "prompt": prompt, "steps": steps, "params": params,
+                                "constraints": constraints}) + "\n")
+        stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        """Ask the worker to quit, and make sure it did."""
+        if self.process.poll() is None and self.process.stdin is not None:
+            try:
+                self.process.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.process.stdin.close()
+                self.process.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+
+
+def reference_request(strategy: str, trace: explorer.Trace) -> tuple[dict[str, Any], list[list[int]]]:
+    """4.56.2's parameters and constraint ids for ``strategy``, the ids taken from the traced run."""
+    params = {k: v for k, v in CASES[strategy].items() if k != "constraints"}
+    constraints = [list(c["token_ids"]) for c in trace.constraints]
+    return params, constraints
+
+
+def reference_python(option: str | None) -> Path | None:
+    """The reference interpreter to use, or None (with a printed note) when there is none."""
+    if option == "none":
+        return None
+    path = Path(option) if option else DEFAULT_REFERENCE_PYTHON
+    if not path.exists():
+        print(f"note: no reference python at {path} (build it with `make .venv-ref/.installed`, or pass "
+              f"--reference-python): the transformers 4.56.2 columns are skipped")
+        return None
+    return path
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    """A number for the table, '-' when not measured."""
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
 def main() -> None:
     """Run every case and print a table (and JSON with --json)."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--tokens", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--strategies", nargs="*", default=list(CASES))
+    parser.add_argument("--reference-python", help="python of a virtualenv with transformers 4.56.2 "
+                        f"(default {DEFAULT_REFERENCE_PYTHON.relative_to(ROOT)} if it exists; 'none' skips it)")
     parser.add_argument("--json", help="write the numbers here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    ref_python = reference_python(args.reference_python)
+    worker = ReferenceWorker(ref_python, args.model, args.threads) if ref_python else None  # loads meanwhile
+    try:
+        run(args, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def run(args: argparse.Namespace, worker: ReferenceWorker | None) -> None:
+    """The measurements: every strategy, interleaved, best of ``args.repeats``."""
     model = explorer.load_model(args.model)
     prompt = list(explorer.tokenize_prompt(model, PROMPT))
     rows_of = {"greedy": 1, "beam": 4, "diverse": 4, "constrained": 4}
     traced(model, prompt, "greedy", 3)  # warm-up
+    hf_generate(model, prompt, "greedy", 3)
+    if worker is not None:
+        info = worker.ready()
+        print(f"reference: transformers {info['transformers']}, torch {info['torch']}, {info['threads']} threads "
+              f"(loaded in {info['load_seconds']:.1f} s)")
+        worker.generate(prompt, 3, {}, [])  # warm-up
     report = []
     print(f"model {args.model}, prompt {len(prompt)} tokens, {args.tokens} steps, {args.threads} threads, "
-          f"best of {args.repeats}")
-    print(f"{'strategy':<12} {'rows':>4} {'bare ms/step':>13} {'traced ms/step':>15} {'ratio':>6} {'generate':>9}")
+          f"best of {args.repeats}, ms/step")
+    header = (f"{'strategy':<14} {'rows':>4} {'bare':>6} {'traced':>7} {'tr/bare':>7} {'gen 5.x':>8} "
+              f"{'gen 4.56.2':>10} {'tr/4.56.2':>9} {'same tokens':>11} {'score diff':>10}")
+    print(header)
     for strategy in args.strategies:
         rows = rows_of[strategy]
-        bare_times, traced_times = [], []
-        for _ in range(args.repeats):  # interleaved: both see the same machine load
-            bare_times.append(bare_loop(model, prompt, rows, args.tokens))
-            seconds, steps = traced(model, prompt, strategy, args.tokens)
-            assert steps == args.tokens, f"{strategy} stopped after {steps} steps"
-            traced_times.append(seconds)
-        bare, trace_s = min(bare_times), min(traced_times)
-        gen = best(lambda s=strategy: hf_generate(model, prompt, s, args.tokens), args.repeats) \
-            if strategy in ("greedy", "beam") else float("nan")
-        row = {"strategy": strategy, "rows": rows, "bare_ms_per_step": 1000 * bare / args.tokens,
-               "traced_ms_per_step": 1000 * trace_s / args.tokens, "ratio": trace_s / bare,
-               "generate_ms_per_step": 1000 * gen / args.tokens}
+        times: dict[str, list[float]] = {"bare": [], "traced": [], "gen5": [], "gen4": []}
+        same: list[bool] = []
+        score_diff = 0.0
+        for _ in range(args.repeats):  # interleaved: every variant sees the same machine load
+            times["bare"].append(bare_loop(model, prompt, rows, args.tokens))
+            seconds, trace = traced(model, prompt, strategy, args.tokens)
+            assert len(trace.steps) == args.tokens, f"{strategy} stopped after {len(trace.steps)} steps"
+            times["traced"].append(seconds)
+            if worker is not None:
+                params, constraints = reference_request(strategy, trace)
+                ref = worker.generate(prompt, args.tokens, params, constraints)
+                assert ref["steps"] == args.tokens, f"4.56.2 {strategy} stopped after {ref['steps']} steps"
+                times["gen4"].append(ref["seconds"])
+                best_result = trace.results[0]
+                same.append(list(best_result.token_ids) == ref["token_ids"])
+                if ref["score"] is not None:
+                    score_diff = max(score_diff, abs(best_result.score - ref["score"]))
+            if strategy in ("greedy", "beam"):
+                times["gen5"].append(hf_generate(model, prompt, strategy, args.tokens))
+        ms = {k: 1000 * min(v) / args.tokens if v else float("nan") for k, v in times.items()}
+        same_tokens = ("yes" if all(same) else "no") if same else "-"
+        row = {"strategy": strategy, "label": LABELS[strategy], "rows": rows, "bare_ms_per_step": ms["bare"],
+               "traced_ms_per_step": ms["traced"], "ratio": ms["traced"] / ms["bare"],
+               "generate_ms_per_step": ms["gen5"], "generate_4562_ms_per_step": ms["gen4"],
+               "traced_over_4562": ms["traced"] / ms["gen4"], "same_tokens_4562": same_tokens,
+               "score_diff_4562": score_diff if same else float("nan")}
         report.append(row)
-        print(f"{strategy:<12} {rows:>4} {row['bare_ms_per_step']:>13.1f} {row['traced_ms_per_step']:>15.1f} "
-              f"{row['ratio']:>6.3f} {row['generate_ms_per_step']:>9.1f}")
+        print(f"{LABELS[strategy]:<14} {rows:>4} {fmt(ms['bare']):>6} {fmt(ms['traced']):>7} "
+              f"{fmt(row['ratio'], 3):>7} {fmt(ms['gen5']):>8} {fmt(ms['gen4']):>10} "
+              f"{fmt(row['traced_over_4562'], 3):>9} {same_tokens:>11} "
+              f"{'-' if not same else f'{score_diff:.1e}':>10}")
+    print("\n| strategy | rows | bare ms/step | traced ms/step | traced / bare | generate 5.x ms/step "
+          "| generate 4.56.2 ms/step | traced / 4.56.2 | same tokens as 4.56.2 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in report:
+        print(f"| {row['label']} | {row['rows']} | {fmt(row['bare_ms_per_step'])} | {fmt(row['traced_ms_per_step'])} "
+              f"| {fmt(row['ratio'], 3)} | {fmt(row['generate_ms_per_step'])} "
+              f"| {fmt(row['generate_4562_ms_per_step'])} | {fmt(row['traced_over_4562'], 3)} "
+              f"| {row['same_tokens_4562']} |")
     if args.json:
+        meta = {"model": args.model, "prompt_tokens": len(prompt), "steps": args.tokens, "threads": args.threads,
+                "repeats": args.repeats, "reference": worker.info if worker is not None else None}
+        clean = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in report]
         with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=1)
+            json.dump({"meta": meta, "rows": clean}, handle, indent=1)
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
