@@ -133,8 +133,11 @@ def plan(
 
 
 def _trace(model: CausalLM, plan: Plan, outcome: Run, meta: dict[str, Any] | None = None) -> Trace:
-    """The trace of a finished run."""
+    """The trace of a finished run (``meta["dtype"]`` names a precision other than float32)."""
     setup = plan.setup
+    meta = dict(meta or {})
+    if model.info.dtype != "float32":
+        meta["dtype"] = model.info.dtype
     return Trace(
         model=model.info.name,
         strategy=plan.strategy,
@@ -148,7 +151,7 @@ def _trace(model: CausalLM, plan: Plan, outcome: Run, meta: dict[str, Any] | Non
         results=outcome.results,
         stop_reason=outcome.stop_reason,
         total_ms=outcome.total_ms,
-        meta=meta or {},
+        meta=meta,
     )
 
 

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     trace = sub.add_parser("trace", help="decode a prompt and summarise (or save) every step")
     trace.add_argument("--model", default="smollm2-135m", help="model name or local folder (default smollm2-135m)")
+    trace.add_argument("--dtype", default="float32", metavar="{float32,bfloat16,float16}",
+                       help="weight precision (default float32, which matches the reference; see docs/precision.md)")
     trace.add_argument("--prompt", required=True, help="prompt text, tokenized as written")
     trace.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     trace.add_argument("--strategy", choices=STRATEGY_NAMES, default="beam")
@@ -76,7 +78,7 @@ def _decode(args: argparse.Namespace) -> Trace:
         if len(options) < 2 or any(not o for o in options):
             raise explorer.ParameterError("--constraint-any", alternatives, "two or more non-empty phrases: A|B")
         constraints.append(options)
-    model = explorer.load_model(args.model)
+    model = explorer.load_model(args.model, dtype=args.dtype)
     return explorer.decode(model, args.prompt, args.strategy, chat=args.chat, constraints=constraints,
                            **{k: v for k, v in params.items() if v is not None})
 

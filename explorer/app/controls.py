@@ -8,6 +8,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from explorer.app.state import AppState
+from explorer.models.precision import DTYPES, precision_note
 
 __all__ = ["Controls", "error_box", "set_error", "sync"]
 
@@ -52,6 +53,9 @@ class Controls:
                                                continuous_update=False, layout=_wide("420px"),
                                                placeholder="a built-in name or a local model folder"), "explorer-model")
         self.model_info = widgets.HTML()
+        self.precision = _classed(widgets.Dropdown(options=DTYPES, description="precision", layout=_wide("220px")),
+                                  "explorer-precision")
+        self.precision_info = _classed(widgets.HTML(), "explorer-precision-note")
         self.prompt = _classed(widgets.Textarea(description="prompt", continuous_update=True,
                                                 layout=widgets.Layout(width="640px", height="64px")),
                                "explorer-prompt")
@@ -82,13 +86,16 @@ class Controls:
                               "explorer-force")
         self.clear = _classed(widgets.Button(description="clear selection", layout=_wide("140px")),
                               "explorer-clear-selection")
-        self.errors = {name: error_box() for name in ("model", "prompt", "chat", "max_new_tokens", "load", "force",
-                                                     "panels")}
+        self.errors = {name: error_box() for name in ("model", "precision", "prompt", "chat", "max_new_tokens", "load",
+                                                     "force", "panels")}
 
     def render(self, state: AppState, model_info: str) -> None:
         """Set the controls from ``state``."""
         sync(self.model, state.model)
         sync(self.model_info, model_info)
+        sync(self.precision, state.dtype)
+        sync(self.precision, state.running, "disabled")
+        sync(self.precision_info, f"<span class='explorer-muted'>{html.escape(precision_note(state.dtype))}</span>")
         sync(self.prompt, state.prompt)
         sync(self.chat, state.chat)
         sync(self.max_new_tokens, state.max_new_tokens)
@@ -119,11 +126,13 @@ class Controls:
         sync(self.scrubber, last <= 0, "disabled")
 
     def top(self) -> Any:
-        """Model, prompt, chat toggle and max new tokens."""
+        """Model and precision, prompt, chat toggle and max new tokens."""
         e = self.errors
         settings = widgets.VBox([self.chat, e["chat"], self.max_new_tokens, e["max_new_tokens"]])
         return widgets.VBox([
             widgets.HBox([self.model, self.model_info]), e["model"],
+            widgets.HBox([self.precision, self.precision_info], layout=widgets.Layout(align_items="center")),
+            e["precision"],
             widgets.HBox([widgets.VBox([self.prompt, e["prompt"]]), settings]),
         ])
 

@@ -20,8 +20,9 @@ from explorer.app.outputs import Outputs
 from explorer.app.panels import PanelControls
 from explorer.app.state import AppState, panel_by_id
 from explorer.app.views import STYLE, Same, force_options, panel_summary_html, results_html, save_html
-from explorer.errors import ExplorerError
+from explorer.errors import ExplorerError, ParameterError
 from explorer.models.base import CausalLM
+from explorer.models.precision import DEFAULT_DTYPE, DTYPES
 
 __all__ = ["DEFAULT_MODEL_ENV", "Explorer"]
 
@@ -54,6 +55,8 @@ class Explorer(Actions):
         self._model = None
         name, error = self._open(model)
         self._state = st.initial_state(name)
+        if self._model is not None and self._model.info.dtype in DTYPES:
+            self._state = replace(self._state, dtype=self._model.info.dtype)
         if error:
             self._state = st.set_app_errors(self._state, {"model": error}, f"error: {error}")
         self.controls = Controls(sorted(_registry().available_models()))
@@ -131,6 +134,7 @@ class Explorer(Actions):
         """Wire every control to its event."""
         c = self.controls
         c.model.observe(lambda ch: self.on_model(str(ch["new"])), names="value")
+        c.precision.observe(lambda ch: self.on_precision(str(ch["new"])), names="value")
         c.prompt.observe(lambda ch: self.on_field({"prompt": str(ch["new"])}), names="value")
         c.chat.observe(lambda ch: self.on_field({"chat": bool(ch["new"])}), names="value")
         c.max_new_tokens.observe(lambda ch: self.on_field({"max_new_tokens": int(ch["new"])}), names="value")
@@ -160,13 +164,39 @@ class Explorer(Actions):
         if self._state.running:
             raise ExplorerError("a run is under way: stop it before changing the model")
         self._set(replace(st.set_field(self._state, model=name), status=f"loading model {name}…"))
+        self._load(name, self._state.dtype)
+
+    @event
+    def on_precision(self, dtype: str) -> None:
+        """A precision was chosen: load the model in it."""
+        if dtype == self._state.dtype and self._model is not None:
+            return
+        if self._state.running:
+            raise ExplorerError("a run is under way: stop it before changing the precision")
+        self._set(replace(self._state, dtype=dtype, status=f"loading model {self._state.model} in {dtype}…"))
+        self._load(self._state.model, dtype)
+
+    def _load(self, name: str, dtype: str) -> None:
+        """Load ``name`` in ``dtype`` and check every panel's constraints against it; a failure is shown under the
+        model box. A model that refuses a lower precision (a toy table) is loaded in float32, and the precision
+        box says why."""
+        notes: dict[str, str] = {}
         try:
-            self._model = _registry().load_model(name)
-        except Exception as error:  # any loading failure is reported under the model box
+            try:
+                model = _registry().load_model(name, dtype=dtype)
+            except ParameterError as error:
+                if error.name != "dtype" or dtype == DEFAULT_DTYPE:
+                    raise
+                notes["precision"] = one_line(error)
+                model = _registry().load_model(name)
+        except Exception as error:  # any loading failure is reported inline
             self._model = None
             self._set(st.set_app_errors(self._state, {"model": one_line(error)}, f"error: {one_line(error)}"))
             return
-        state = replace(self._state, status=f"model {name} loaded")
+        self._model = model
+        errors = {**{k: v for k, v in self._state.errors.items() if k != "precision"}, **notes}
+        state = replace(self._state, dtype=model.info.dtype if notes else dtype, errors=errors,
+                        status=f"model {model.info.name} loaded")
         for panel in state.panels:
             state = st.set_constraints(state, panel.id, panel.constraints, self._constraint_preview(
                 panel.constraints)[1] if panel.strategy == "constrained" else "")

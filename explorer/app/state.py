@@ -107,10 +107,11 @@ class Selection:
 @dataclass(frozen=True, eq=False)
 class AppState:
     """Everything the views draw. ``errors`` holds inline messages of the controls above the panels
-    (``model``, ``prompt``, ``chat``, ``max_new_tokens``, ``load``, ``force``, ``panels``); ``pending`` the panels
-    the current run has still to decode."""
+    (``model``, ``precision``, ``prompt``, ``chat``, ``max_new_tokens``, ``load``, ``force``, ``panels``);
+    ``pending`` the panels the current run has still to decode. ``dtype`` is the model's precision."""
 
     model: str
+    dtype: str = "float32"
     prompt: str = "The recipe needs"
     chat: bool = False
     max_new_tokens: int = 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -15,7 +16,7 @@ from explorer.errors import ExplorerError
 from explorer.models.base import ModelInfo
 from explorer.models.tokenizer import Tokenizer
 
-__all__ = ["HFCausalLM", "align_weights", "model_info", "quiet_progress_bars"]
+__all__ = ["HFCausalLM", "align_weights", "cast_copy", "model_info", "quiet_progress_bars"]
 
 _Layer = TypeVar("_Layer")
 
@@ -83,6 +84,37 @@ def align_weights(model: torch.nn.Module, alignment: int = 64) -> int:
     return copied
 
 
+def _float32_pattern(model: PreTrainedModel, dtype: torch.dtype) -> re.Pattern[str] | None:
+    """The parameter names ``from_pretrained(..., dtype=dtype)`` keeps in float32, as transformers 5 decides:
+    the class's ``_keep_in_fp32_modules`` for float16, ``_keep_in_fp32_modules_strict`` for float16 and
+    bfloat16, each a glob searched anywhere in the name. ``None`` when nothing is kept."""
+    globs: set[str] = set()
+    if dtype == torch.float16:
+        globs.update(getattr(model, "_keep_in_fp32_modules", None) or ())
+    if dtype in (torch.float16, torch.bfloat16):
+        globs.update(getattr(model, "_keep_in_fp32_modules_strict", None) or ())
+    return re.compile("|".join(glob.replace("*", ".*") for glob in sorted(globs))) if globs else None
+
+
+def cast_copy(model: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:
+    """A deep copy of ``model`` whose floating-point parameters are cast to ``dtype``; ``model`` is untouched.
+
+    Only parameters are cast, as ``from_pretrained(..., dtype=dtype)`` loads them: buffers (rotary frequencies)
+    stay as they are, and so do the modules the model class keeps in float32. Tied parameters stay tied. The
+    float32 parameters are never copied, so the copy costs only its own weights' memory.
+    """
+    keep = _float32_pattern(model, dtype)
+    memo: dict[int, object] = {}
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():  # tied parameters are listed once
+            if parameter.is_floating_point() and not (keep is not None and keep.search(name)):
+                cast = parameter.detach().to(dtype=dtype, memory_format=torch.contiguous_format, copy=True)
+                memo[id(parameter)] = torch.nn.Parameter(cast, requires_grad=parameter.requires_grad)
+    copied = copy.deepcopy(model, memo)
+    copied.config.dtype = dtype
+    return copied
+
+
 def _gather_layer(layer: _Layer, rows: torch.Tensor) -> _Layer:
     """A copy of one cache layer holding only ``rows``, gathered by the layer's own ``reorder_cache`` (what
     ``generate()`` uses for beams: ``index_select``, so new tensors). The copy gets its own lists and dicts, so
@@ -120,7 +152,17 @@ class HFCausalLM:
         self._device = model.device
 
     def __repr__(self) -> str:
-        return f"HFCausalLM({self.info.name!r}, vocab_size={self.info.vocab_size})"
+        return f"HFCausalLM({self.info.name!r}, vocab_size={self.info.vocab_size}, dtype={self.info.dtype!r})"
+
+    def cast(self, dtype: str) -> HFCausalLM:
+        """A new model whose weights are a ``dtype`` copy of this one's (``"bfloat16"`` or ``"float16"``), named
+        ``"<name> (<dtype>)"``; this model and its weights are untouched, the tokenizer is shared.
+
+        Its logits are still returned as float32 (``start``/``step``), so everything downstream stays float32.
+        """
+        from explorer.models.precision import display_name, torch_dtype
+
+        return HFCausalLM(cast_copy(self.hf, torch_dtype(dtype)), self.tokenizer, display_name(self.info.name, dtype))
 
     def start(self, prompt_ids: list[int], rows: int = 1) -> tuple[torch.Tensor, object]:
         """Run the prompt; return float32 logits ``[rows, vocab]`` for the next token and the cache (``rows`` rows).
@@ -163,8 +205,17 @@ class HFCausalLM:
 
     def _last_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Float32 logits of the last position: a fresh copy the caller owns (an ordinary tensor when the caller is
-        not in inference mode, so it may be edited in place)."""
-        return logits[:, -1, :].to(dtype=torch.float32, copy=True)
+        not in inference mode, so it may be edited in place).
+
+        Lower-precision logits are cast first, as ``generate()`` does, and checked: float16 can overflow to
+        inf/nan, which would silently break every score downstream.
+        """
+        last = logits[:, -1, :].to(dtype=torch.float32, copy=True)
+        if logits.dtype != torch.float32 and not bool(torch.isfinite(last).all()):
+            raise ExplorerError(
+                f"{self.info.dtype} logits of {self.info.name!r} overflowed to inf/nan: use dtype='float32'"
+            )
+        return last
 
     def _check_prompt(self, prompt_ids: list[int]) -> None:
         """Refuse an empty prompt, ids outside the vocabulary, or a prompt longer than the context."""

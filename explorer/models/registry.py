@@ -13,10 +13,11 @@ from urllib.parse import urlparse
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from explorer.errors import ExplorerError, ModelNotFoundError
+from explorer.errors import ExplorerError, ModelNotFoundError, ParameterError
 from explorer.models import tiny
 from explorer.models.base import CausalLM
 from explorer.models.hf import HFCausalLM, quiet_progress_bars
+from explorer.models.precision import DEFAULT_DTYPE, check_dtype
 from explorer.models.tokenizer import Tokenizer
 
 __all__ = ["DEFAULT_MODEL", "available_models", "load_model"]
@@ -37,7 +38,7 @@ _BUILTIN: dict[str, tuple[str, Callable[[], CausalLM]]] = {
 }
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-_loaded: dict[str, CausalLM] = {}
+_loaded: dict[tuple[str, str], CausalLM] = {}  # (name, dtype) -> model
 _lock = threading.Lock()
 
 
@@ -141,20 +142,44 @@ def _resolve(name: str) -> CausalLM:
     return _load_hub(name)
 
 
-def load_model(name: str = DEFAULT_MODEL) -> CausalLM:
+def _cast(model: CausalLM, name: str, dtype: str) -> CausalLM:
+    """A ``dtype`` copy of a loaded float32 model; a one-line error for models that have no weights to cast."""
+    if isinstance(model, HFCausalLM):
+        return model.cast(dtype)
+    from explorer.models.table import TableModel
+
+    why = "a next-token table has no weights to cast" if isinstance(model, TableModel) else \
+        f"a {type(model).__name__} cannot change precision"
+    raise ParameterError("dtype", dtype, f"{DEFAULT_DTYPE!r} for model {name!r} ({why})")
+
+
+def load_model(name: str = DEFAULT_MODEL, dtype: str = DEFAULT_DTYPE) -> CausalLM:
     """The model called ``name``, loaded once per process (later calls return the same object).
 
     ``name`` is a built-in name (see ``available_models()``), a local folder with ``config.json`` and
     ``*.safetensors``, or a Hugging Face hub id. Unknown names raise ``ModelNotFoundError``.
 
+    ``dtype`` is ``"float32"`` (the default: results equal the reference's), ``"bfloat16"`` or ``"float16"``: a
+    separate model made by casting a copy of the float32 one (loaded first if need be, and left untouched), named
+    ``"<name> (<dtype>)"`` in traces. Toy tables refuse lower precisions (they have no weights). See
+    ``explorer.models.precision`` for what each was measured to cost and gain.
+
     >>> lm = load_model("tiny-random")
     >>> lm is load_model("tiny-random"), lm.info.vocab_size
     (True, 1000)
+    >>> load_model("tiny-random", dtype="bfloat16").info.name
+    'tiny-random (bfloat16)'
     """
+    dtype = check_dtype(dtype)
     if not isinstance(name, str) or not name.strip():
         raise _unknown(name if isinstance(name, str) else repr(name))
     with _lock:
-        model = _loaded.get(name)
+        model = _loaded.get((name, DEFAULT_DTYPE))
         if model is None:
-            model = _loaded[name] = _resolve(name)
-        return model
+            model = _loaded[(name, DEFAULT_DTYPE)] = _resolve(name)
+        if dtype == DEFAULT_DTYPE:
+            return model
+        cast = _loaded.get((name, dtype))
+        if cast is None:
+            cast = _loaded[(name, dtype)] = _cast(model, name, dtype)
+        return cast

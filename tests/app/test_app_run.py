@@ -70,7 +70,7 @@ class Recorder:
 
     def hooks(self) -> Hooks:
         return Hooks(
-            lambda jobs, number, total: self.started.append(tuple(j.name for j in jobs)),
+            lambda jobs, _number, _total: self.started.append(tuple(j.name for j in jobs)),
             self.progress.append,
             lambda job, trace: self.traces.__setitem__(job.name, trace),
             lambda job, error: self.errors.__setitem__(job.name, str(error)),
