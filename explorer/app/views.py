@@ -45,6 +45,10 @@ STYLE = """<style>
 .explorer-app table.explorer-table td, .explorer-app table.explorer-table th { padding: 2px 5px;
   border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
 .explorer-app .explorer-muted { color: #666; font-size: 12px; }
+/* A branch's name and summary hold its forced token, which can be long and without spaces: wrap it in the panel. */
+.explorer-app .explorer-panel .widget-hbox > .widget-html, .explorer-app .explorer-panel-summary,
+.explorer-app .explorer-panel-summary > .widget-html-content { min-width: 0; overflow-wrap: anywhere; }
+.explorer-app .explorer-panel .explorer-remove { flex-shrink: 0; }
 </style>"""
 
 

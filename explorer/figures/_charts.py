@@ -11,20 +11,26 @@ from plotly.subplots import make_subplots
 
 from explorer.figures._paths import Index, index, result_path
 from explorer.figures._style import (
+    CONTROLS,
     FATE_COLORS,
     adjustment,
     base_layout,
     constraint_names,
     esc,
+    esc_name,
     fmt,
     panel_color,
     pct,
     result_color,
-    safe,
+    safe_hover,
+    safe_label,
 )
 from explorer.trace import Candidate, Hypothesis, Result, Trace
 
 __all__ = ["constraint_progress", "score_timelines", "step_candidates"]
+
+#: Characters of token text under a candidate's bars.
+AXIS_LABEL_WIDTH = 24
 
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
@@ -50,12 +56,13 @@ def _so_far(idx: Index, hyp: Hypothesis, limit: int = 40) -> str:
     text = "".join(reversed(parts))
     if not text:
         return "at the prompt"
+    text = text.translate(CONTROLS)  # a bidi override or control character in a token cannot act on the title
     return "“" + esc(("…" + text[-limit:]) if len(text) > limit else text) + "”"
 
 
 def _candidate_hover(c: Candidate) -> str:
     """Hover text of one candidate bar."""
-    lines = [f"<b>{safe(c.text)}</b>  id {c.token_id} · vocab rank {c.rank + 1}",
+    lines = [f"<b>{safe_hover(c.text)}</b>  id {c.token_id} · vocab rank {c.rank + 1}",
              f"log-prob {fmt(c.logprob)} · p {pct(c.logprob)}"]
     lines += [f"  {esc(name)} {adjustment(v)}" for name, v in c.adjustments if v != 0.0]
     lines += [f"processed score {fmt(c.score)} · p {pct(c.score)}", f"cumulative {fmt(c.total)}",
@@ -64,8 +71,9 @@ def _candidate_hover(c: Candidate) -> str:
 
 
 def _labels(cands: tuple[Candidate, ...]) -> list[str]:
-    """Axis labels: visible token text, made unique with the token id where two read the same."""
-    texts = [safe(c.text) for c in cands]
+    """Axis labels: visible token text (a long one cut: its bar's hover has all of it), made unique with the token
+    id where two read the same."""
+    texts = [safe_label(c.text, AXIS_LABEL_WIDTH) for c in cands]
     return [f"{t} #{c.token_id}" if texts.count(t) > 1 else t for t, c in zip(texts, cands, strict=True)]
 
 
@@ -118,16 +126,16 @@ def _timeline(trace: Trace, result: Result, idx: Index) -> tuple[list[float], li
         made = idx.made.get(("h", hyp.id))
         xs.append(float(len(hyp.token_ids)))
         ys.append(hyp.score)
-        hover.append(f"{safe(made.text) if made else 'prompt'} · h{hyp.id} · cumulative {fmt(hyp.score)}")
+        hover.append(f"{safe_hover(made.text) if made else 'prompt'} · h{hyp.id} · cumulative {fmt(hyp.score)}")
     if path.tail is not None:
         xs.append(float(len(path.tail.token_ids)))
         ys.append(path.tail.score)
-        hover.append(f"{safe(path.last.text) if path.last else '?'} · f{path.tail.id} · ended "
+        hover.append(f"{safe_hover(path.last.text) if path.last else '?'} · f{path.tail.id} · ended "
                      f"({esc(path.tail.reason)}) · cumulative {fmt(path.tail.score)}")
     elif path.last is not None:
         xs.append(xs[-1] + 1 if xs else 1.0)
         ys.append(path.last.total)
-        hover.append(f"{safe(path.last.text)} · cumulative {fmt(path.last.total)}")
+        hover.append(f"{safe_hover(path.last.text)} · cumulative {fmt(path.last.total)}")
     if hover:
         hover[-1] += f"<br><b>final score {fmt(result.score)}</b> (length-penalised)"
     return xs, ys, hover
@@ -153,10 +161,10 @@ def score_timelines(traces: Mapping[str, Trace]) -> go.Figure:
             xs, ys, hover = _timeline(trace, result, idx)
             fig.add_trace(go.Scatter(
                 x=xs, y=ys, mode="lines+markers", legendgroup=name,
-                name=f"{esc(name)} · result {result.rank} (final {fmt(result.score)})",
+                name=f"{esc_name(name)} · result {result.rank} (final {fmt(result.score)})",
                 line={"color": panel_color(i), "dash": DASHES[result.rank % len(DASHES)], "width": 2.5},
                 marker={"size": [5] * (len(xs) - 1) + [11], "symbol": ["circle"] * (len(xs) - 1) + ["diamond"]},
-                hovertext=[f"{esc(name)} · result {result.rank}<br>{h}" for h in hover], hoverinfo="text"))
+                hovertext=[f"{esc_name(name)} · result {result.rank}<br>{h}" for h in hover], hoverinfo="text"))
     longest = max((len(r.token_ids) for t in traces.values() for r in t.results), default=0)
     fig.update_xaxes(title="tokens generated", zeroline=False, dtick=1 if longest <= 16 else None, tickformat="d")
     fig.update_yaxes(title="cumulative score")
@@ -225,7 +233,7 @@ def _progress_row(trace: Trace, idx: Index, row: int, n: int, slots: int) -> lis
 def _progress_hover(hyp: Hypothesis, idx: Index, kind: str, names: list[str]) -> str:
     """Hover text of a hypothesis in the progress chart."""
     made = idx.made.get(("h", hyp.id))
-    lines = [f"<b>{safe(made.text) if made else 'prompt'}</b>  h{hyp.id} · slot {hyp.slot} · {kind}"]
+    lines = [f"<b>{safe_hover(made.text) if made else 'prompt'}</b>  h{hyp.id} · slot {hyp.slot} · {kind}"]
     if hyp.constraint is not None:
         for i, (status, got, length) in enumerate(zip(hyp.constraint.status, hyp.constraint.matched,
                                                       hyp.constraint.lengths, strict=False)):

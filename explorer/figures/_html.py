@@ -7,18 +7,20 @@ import math
 from collections.abc import Mapping
 
 from explorer.figures._paths import index, result_path
-from explorer.figures._style import MISSING, esc, fmt, panel_color, pct, visible
+from explorer.figures._style import CONTROLS, MISSING, esc, esc_name, fmt, panel_color, pct, visible
 from explorer.trace import Result, Trace
 
 __all__ = ["results_table_html", "tokens_html"]
 
 _SHADE = "213, 94, 0"  # the colour of an unlikely token; a likely one is nearly white
-_SHOWN = {ord("\t"): "⇥", ord("\r"): "␍"} | {c: chr(0x2400 + c) for c in range(0x20) if c not in (9, 10, 13)}
 
 
 def _token_body(text: str) -> str:
-    """A token's text for a span: escaped, control characters visible, a newline as ``⏎`` and a line break."""
-    return html.escape(text.translate(_SHOWN)).replace("\n", "⏎<br>") if text else "∅"
+    """A token's text for a span: escaped, control, invisible and bidi characters visible, a newline as ``⏎`` and
+    a line break. Joiners stay (emoji sequences need them), unless the token is nothing else."""
+    if not text.strip("\u200c\u200d"):
+        return html.escape(visible(text))
+    return html.escape(text.translate(CONTROLS)).replace("\n", "⏎<br>")
 
 
 def _result(trace: Trace, rank: int) -> Result:
@@ -54,8 +56,9 @@ def tokens_html(trace: Trace, rank: int = 0) -> str:
             style = f"background:rgba({_SHADE},{alpha:.2f});"
             about = f"p {pct(cand.logprob)} · log-prob {fmt(cand.logprob)}"
         tip = html.escape(f"#{i} {visible(text)} (id {token_id})\n{about}", quote=True).replace("\n", "&#10;")
-        spans.append(f'<span class="explorer-token" style="{style}border-radius:3px;margin-right:1px" '
-                     f'title="{tip}">{_token_body(text)}</span>')
+        # Each token is its own bidi isolate: a right-to-left token cannot reorder its neighbours.
+        spans.append(f'<span class="explorer-token" style="{style}border-radius:3px;margin-right:1px;'
+                     f'unicode-bidi:isolate" title="{tip}">{_token_body(text)}</span>')
     head = (f'<div class="explorer-tokens-head" style="font-size:0.85em;color:#555;margin-bottom:4px">'
             f"result {result.rank} · score {fmt(result.score)} · {len(result.token_ids)} tokens"
             f"{' · ended with eos' if result.ended_with_eos else ''} · darker = less likely</div>")
@@ -73,9 +76,11 @@ def _cell(text: str, title: str | None = None, style: str = "") -> str:
 def _row(panel: str, color: str, trace: Trace, result: Result) -> str:
     """One result as a table row."""
     satisfied = {True: "✓", False: "✗", None: MISSING}[result.constraints_satisfied]
-    short = esc(result.text) if len(result.text) <= 60 else esc(result.text[:57]) + "…"
+    text = result.text.translate(CONTROLS)  # no bidi override or control character acts on the cell
+    short = esc(text) if len(text) <= 60 else esc(text[:57]) + "…"
     cells = [
-        _cell(esc(panel), style=f"border-left:4px solid {color}"),
+        _cell(esc_name(panel), title=esc(panel.translate(CONTROLS), quote=True),
+              style=f"border-left:4px solid {color}"),
         _cell(esc(trace.strategy)),
         _cell(str(result.rank), style="text-align:right"),
         _cell(fmt(result.score), style="text-align:right"),
@@ -83,7 +88,7 @@ def _row(panel: str, color: str, trace: Trace, result: Result) -> str:
         _cell(satisfied, style="text-align:center"),
         _cell(str(result.finished_step), style="text-align:right"),
         _cell(f"{trace.total_ms:.0f} ms", style="text-align:right"),
-        _cell(short, title=esc(result.text, quote=True), style="white-space:pre;font-family:Menlo,Consolas,monospace"),
+        _cell(short, title=esc(text, quote=True), style="white-space:pre;font-family:Menlo,Consolas,monospace"),
     ]
     return "<tr>" + "".join(cells) + "</tr>"
 

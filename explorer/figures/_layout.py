@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from explorer.figures._paths import Index, index
-from explorer.figures._style import adjustment, constraint_names, esc, fmt, pct, safe
+from explorer.figures._style import adjustment, constraint_names, esc, fmt, pct, safe_hover, safe_label
 from explorer.frames import tree_frames
 from explorer.trace import Candidate, ConstraintProgress, Trace
 
@@ -154,7 +154,7 @@ def _hover(trace: Trace, idx: Index, nodes: pd.DataFrame, many_groups: bool) -> 
         if key[0] == "h" and parent_id is pd.NA:
             lines = [f"<b>prompt</b>  {key} · root · {place}", f"cumulative {fmt(score)}"]
         else:
-            token = tokens.get(text) or tokens.setdefault(text, safe(text))
+            token = tokens.get(text) or tokens.setdefault(text, safe_hover(text))
             lines = [f"<b>{token}</b>  {key} · {kind} · {place}"]
             lines += _candidate_lines(c) if c is not None else ["(candidate not recorded)"]
             lines.append(f"cumulative {fmt(score)}")
@@ -179,7 +179,7 @@ def _hover(trace: Trace, idx: Index, nodes: pd.DataFrame, many_groups: bool) -> 
 
 def _labels(texts: list[Any], kind: Objects) -> Objects:
     """Token text beside each node (escaped once per distinct text); ``prompt`` for a root, nothing if unknown."""
-    seen = {text: safe(text) for text in set(texts) if text is not pd.NA}
+    seen = {text: safe_label(text) for text in set(texts) if text is not pd.NA}
     labels = np.array([seen.get(text, "") if text is not pd.NA else "" for text in texts], dtype=object)
     labels[(labels == "") & (kind == "hypothesis")] = "prompt"
     return labels

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 __all__ = [
+    "CONTROLS",
     "FATE_COLORS",
     "FONT",
     "MISSING",
@@ -18,11 +19,14 @@ __all__ = [
     "base_layout",
     "constraint_names",
     "esc",
+    "esc_name",
     "fmt",
     "panel_color",
     "pct",
     "result_color",
     "safe",
+    "safe_hover",
+    "safe_label",
     "visible",
 ]
 
@@ -45,6 +49,13 @@ _INVISIBLE = (*range(0x2000, 0x2010), *range(0x2028, 0x2030), 0x205F, 0x2060, *r
               0xFEFF)
 _VISIBLE.update({c: f"⟨U+{c:04X}⟩" for c in _INVISIBLE})
 _RUN = re.compile(r"([␣⇥⏎])\1{3,}")
+# Combining marks past the second on one character (the common blocks: diacritics, extended, supplement, for
+# symbols, half marks).
+_MARKS = re.compile("([\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]{2})"
+                    "[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
+#: ``visible``'s symbols for text that keeps its spaces and line breaks: control, invisible and bidi characters only.
+#: The zero-width joiner and non-joiner stay too: emoji sequences and Persian or Indic text need them.
+CONTROLS = {c: symbol for c, symbol in _VISIBLE.items() if c not in (ord(" "), ord("\n"), 0xA0, 0x200C, 0x200D)}
 
 
 def visible(text: str | None) -> str:
@@ -71,9 +82,47 @@ def safe(text: str | None) -> str:
     return html.escape(visible(text), quote=False)
 
 
+#: Characters of token text on one line of a hover label: plotly never wraps one, a long token would be pages wide.
+HOVER_WIDTH = 60
+#: Characters of token text written beside a tree node (its hover label has all of it).
+LABEL_WIDTH = 10
+
+
+def safe_hover(text: str | None) -> str:
+    """``safe(text)`` for a hover label: cut into lines of ``HOVER_WIDTH`` characters (``<br>`` between them).
+
+    >>> safe_hover("<" + "x" * 70)
+    '&lt;xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx<br>xxxxxxxxxxx'
+    """
+    shown = visible(text)
+    return "<br>".join(html.escape(shown[i : i + HOVER_WIDTH], quote=False) for i in range(0, len(shown), HOVER_WIDTH))
+
+
+def safe_label(text: str | None, width: int = LABEL_WIDTH) -> str:
+    """``safe(text)`` for a label beside a node or on an axis: at most ``width`` characters (then ``…``) and at most two
+    combining marks on a character (a "zalgo" token would pile marks over its neighbours).
+
+    >>> safe_label("<" + "x" * 70), len(safe_label("Z" + "\N{COMBINING ACUTE ACCENT}" * 9))
+    ('&lt;xxxxxxxx…', 3)
+    """
+    shown = _MARKS.sub(r"\1", visible(text))
+    return html.escape(shown if len(shown) <= width else shown[: width - 1] + "…", quote=False)
+
+
 def esc(text: str, *, quote: bool = False) -> str:
     """Plain text (a reason, a note, a name) HTML-escaped, its line breaks as ``⏎`` (``quote`` for attributes)."""
     return html.escape(text, quote=quote).replace("\n", "⏎")
+
+
+def esc_name(text: str, limit: int = 40) -> str:
+    """A name in a title, legend or table cell (a panel's name may hold a forced token): control, invisible and
+    bidi characters visible, cut to ``limit`` characters (then ``…``), HTML-escaped.
+
+    >>> esc_name('#3 beam ↳ step 1 "<' + "x" * 40 + '"')
+    '#3 beam ↳ step 1 "&lt;xxxxxxxxxxxxxxxxxxxx…'
+    """
+    shown = text.translate(CONTROLS)
+    return esc(shown if len(shown) <= limit else shown[: limit - 1] + "…")
 
 
 MISSING = "\N{EN DASH}"

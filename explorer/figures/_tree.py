@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from explorer.errors import ParameterError
 from explorer.figures._layout import TreeLayout, tree_layout
-from explorer.figures._style import FATE_COLORS, NODE_SCALE, base_layout, esc, panel_color, result_color
+from explorer.figures._style import FATE_COLORS, NODE_SCALE, base_layout, esc_name, panel_color, result_color
 from explorer.trace import Trace
 
 __all__ = ["ColorMode", "node_at", "search_tree", "search_trees"]
@@ -246,7 +246,7 @@ def _draw(lays: Mapping[str | None, TreeLayout], *, color: ColorMode, show_prune
         layout[f"xaxis{suffix}"] = {**xaxis, "domain": list(domain), "anchor": f"y{suffix}"}
         layout[f"yaxis{suffix}"] = {**yaxis, "anchor": f"x{suffix}", **({"title": None} if i else {})}
         if not single:
-            annotations.append({"text": esc(str(name)), "x": sum(domain) / 2, "y": 1.0, "xref": "paper",
+            annotations.append({"text": esc_name(str(name)), "x": sum(domain) / 2, "y": 1.0, "xref": "paper",
                                 "yref": "paper", "xanchor": "center", "yanchor": "bottom", "showarrow": False,
                                 "font": {"size": 14}})
     heading = title if title is not None else lays[None].title if single else None

@@ -335,13 +335,18 @@ class AppPage:
         for stale in OUT.glob(f"{name}-*.png"):  # screenshots of an earlier run of this test
             stale.unlink()
 
-    def shot(self, moment: str) -> Path:
-        """A full-page screenshot ``tests/out/<test>-<moment>.png``.
+    def shot(self, moment: str, *, window: bool = False) -> Path:
+        """A full-page screenshot ``tests/out/<test>-<moment>.png`` (``window``: only the window, as it is).
 
         Voila's lab template scrolls inside a box (``#rendered_cells``), not the page, so a plain full-page
-        screenshot would stop at the window: the window is made as tall as that box's content for the shot."""
+        screenshot would stop at the window: the window is made as tall as that box's content for the shot. That
+        relayout ends a hover, so a hover label is shot with ``window=True``."""
         OUT.mkdir(parents=True, exist_ok=True)
         path = OUT / f"{self.name}-{slug(moment)}.png"
+        if window:
+            self.page.screenshot(path=str(path))
+            self.shots.append(path)
+            return path
         size = self.page.viewport_size
         tall = int(self.page.evaluate(CONTENT_HEIGHT))
         if size and tall > size["height"]:
@@ -465,6 +470,33 @@ class AppPage:
         summary = self.page.evaluate(TREE_SUMMARY, ".explorer-tree")
         assert summary is not None, f"no plotly figure in .explorer-tree. {self.explain()}"
         return dict(summary)
+
+
+#: Console errors that are not ours, each with why it is tolerated. Everything else fails the test.
+KNOWN_CONSOLE_NOISE: list[tuple[str, str]] = [
+    # Chromium logs every aborted request as a console error; the requests themselves are checked separately
+    # (``seen.external``), so the echo in the console is not counted twice.
+    (r"^Failed to load resource: net::ERR_FAILED \[https?://(?!127\.0\.0\.1|localhost)", "blocked request"),
+]
+
+#: Page errors that are not ours, each with why it is tolerated.
+KNOWN_PAGE_ERRORS: list[tuple[str, str]] = []
+
+
+def _unexpected(messages: list[str], known: list[tuple[str, str]]) -> list[str]:
+    return [m for m in messages if not any(re.search(pattern, m) for pattern, _why in known)]
+
+
+def check_clean(app: AppPage) -> None:
+    """No request left the machine, no page error, no console error of ours, no traceback text anywhere."""
+    seen = app.seen
+    assert not seen.external, f"the page asked other hosts (blocked): {seen.external}"
+    errors = _unexpected(seen.page_errors, KNOWN_PAGE_ERRORS)
+    assert not errors, f"page errors: {errors}. {app.explain()}"
+    console = _unexpected(seen.console_errors, KNOWN_CONSOLE_NOISE)
+    assert not console, f"console errors: {console}. {app.explain()}"
+    text = app.page.locator("body").inner_text()
+    assert "Traceback" not in text, f"the page shows a traceback. {app.explain()}"
 
 
 #: JS: the height of the page's content, including what scrolls inside Voila's boxes.

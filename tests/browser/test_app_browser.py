@@ -8,24 +8,12 @@ raise no errors of its own. Screenshots land in ``tests/out/``.
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from browser_harness import ECHO_TIMEOUT, RUN_TIMEOUT, AppPage
+from browser_harness import ECHO_TIMEOUT, RUN_TIMEOUT, AppPage, check_clean
 
 pytestmark = pytest.mark.browser
 
 PROMPT = "The secret of good bread is"
-
-#: Console errors that are not ours, each with why it is tolerated. Everything else fails the test.
-KNOWN_CONSOLE_NOISE: list[tuple[str, str]] = [
-    # Chromium logs every aborted request as a console error; the requests themselves are checked separately
-    # (``seen.external``), so the echo in the console is not counted twice.
-    (r"^Failed to load resource: net::ERR_FAILED \[https?://(?!127\.0\.0\.1|localhost)", "blocked request"),
-]
-
-#: Page errors that are not ours, each with why it is tolerated.
-KNOWN_PAGE_ERRORS: list[tuple[str, str]] = []
 
 #: JS: the page position of the first clickable node (a hypothesis: customdata [panel key, "h<id>"]) of a panel.
 NODE_POSITION = """([sel, panelKey]) => {
@@ -55,22 +43,6 @@ DETAILS_FINGERPRINT = """() => {
   return JSON.stringify([(gd.layout.title && gd.layout.title.text) || '', gd.data.map(t => [t.type, t.name,
     (t.x || []).length])]);
 }"""
-
-
-def _unexpected(messages: list[str], known: list[tuple[str, str]]) -> list[str]:
-    return [m for m in messages if not any(re.search(pattern, m) for pattern, _why in known)]
-
-
-def check_clean(app: AppPage) -> None:
-    """No request left the machine, no page error, no console error of ours, no traceback text anywhere."""
-    seen = app.seen
-    assert not seen.external, f"the page asked other hosts (blocked): {seen.external}"
-    errors = _unexpected(seen.page_errors, KNOWN_PAGE_ERRORS)
-    assert not errors, f"page errors: {errors}. {app.explain()}"
-    console = _unexpected(seen.console_errors, KNOWN_CONSOLE_NOISE)
-    assert not console, f"console errors: {console}. {app.explain()}"
-    text = app.page.locator("body").inner_text()
-    assert "Traceback" not in text, f"the page shows a traceback. {app.explain()}"
 
 
 def test_two_panels_run_and_draw_their_trees(app_page: AppPage) -> None:
