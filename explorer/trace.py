@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT_VERSION",
+    "PLACEHOLDER",
     "Candidate",
     "ConstraintProgress",
     "Fate",
@@ -23,6 +24,10 @@ __all__ = [
 
 #: Version of the JSON trace format; bumped on any incompatible change (see ``trace.schema.json``).
 FORMAT_VERSION = "1.0"
+
+#: Scores at or below this are the reference's "impossible" placeholders (-1e9 and what is added to it): rows that
+#: fill a beam when too few real continuations exist, never a real hypothesis's score.
+PLACEHOLDER = -1.0e8
 
 Fate = Literal["kept", "pruned", "finished", "masked"]
 FATES: tuple[Fate, ...] = ("kept", "pruned", "finished", "masked")

@@ -235,6 +235,18 @@ def test_color_modes(traces: dict[str, Trace], color: str) -> None:
         assert np.allclose(np.asarray(hyps.marker.color), values[lay.kind == "hypothesis"])
 
 
+def test_placeholder_rows_do_not_stretch_the_colour_scale() -> None:
+    # Four beams on a toy with fewer continuations: the reference fills beams with -1e9 rows.
+    toy = explorer.load_model("toy:d2l-beam")
+    trace = explorer.decode(toy, toy.prompt, "beam", num_beams=4, max_new_tokens=6)  # type: ignore[attr-defined]
+    scores = [h.score for s in trace.steps for h in s.hypotheses]
+    assert min(scores) <= -1e9
+    real = [x for x in scores if x > -1e8]
+    axis = search_tree(trace).layout.coloraxis  # over hypotheses and finished entries, placeholders left out
+    assert -10 < axis.cmin <= min(real)
+    assert axis.cmax >= max(real)
+
+
 def test_unknown_color_mode_is_refused(traces: dict[str, Trace]) -> None:
     with pytest.raises(explorer.ParameterError, match="color='hue'"):
         search_tree(traces["beam"], color="hue")  # type: ignore[arg-type]

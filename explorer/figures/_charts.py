@@ -103,8 +103,12 @@ def step_candidates(trace: Trace, hyp_id: int) -> go.Figure:
     colors = [FATE_COLORS.get(c.fate, "#999") for c in cands]
     raw = np.exp([c.logprob for c in cands])
     done = np.exp([c.score for c in cands])
-    fig = go.Figure(layout=base_layout(height=360, barmode="group", bargap=0.25, bargroupgap=0.05,
-                                       title={"text": title, "x": 0.01, "xanchor": "left"}))
+    # The title has the top line to itself and the legend the line under it: a long "so far" text in the title
+    # must not run under the legend.
+    fig = go.Figure(layout=base_layout(
+        height=380, barmode="group", bargap=0.25, bargroupgap=0.05,
+        title={"text": title, "x": 0.01, "xanchor": "left", "yref": "container", "y": 0.98, "yanchor": "top"},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0.0}))
     common = {"x": labels, "hovertext": hover, "hoverinfo": "text", "customdata": [c.token_id for c in cands]}
     fig.add_trace(go.Bar(y=raw, name="raw probability", **common,
                          marker={"color": colors, "opacity": 0.55, "pattern": {"shape": "/", "solidity": 0.3}}))
@@ -114,7 +118,7 @@ def step_candidates(trace: Trace, hyp_id: int) -> go.Figure:
                                  marker={"symbol": "square", "size": 12, "color": FATE_COLORS.get(fate, "#999")}))
     fig.update_xaxes(title=None, type="category", tickangle=-40 if len(cands) > 12 else 0)
     fig.update_yaxes(title="probability", rangemode="tozero", tickformat=".0%")
-    fig.update_layout(margin={"t": 72})
+    fig.update_layout(margin={"t": 96})
     return fig
 
 

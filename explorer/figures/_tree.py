@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from explorer.errors import ParameterError
 from explorer.figures._layout import TreeLayout, tree_layout
 from explorer.figures._style import FATE_COLORS, NODE_SCALE, base_layout, esc_name, panel_color, result_color
-from explorer.trace import Trace
+from explorer.trace import PLACEHOLDER, Trace
 
 __all__ = ["ColorMode", "node_at", "search_tree", "search_trees"]
 
@@ -186,12 +186,14 @@ def _shown(lay: TreeLayout, show_pruned: bool, upto_step: int | None) -> Mask:
 
 
 def _color_axis(lays: Sequence[TreeLayout], color: ColorMode) -> dict[str, Any]:
-    """One colour axis for every panel (continuous modes), over the finite values of hypotheses and entries."""
+    """One colour axis for every panel (continuous modes), over the finite values of hypotheses and entries; the
+    reference's "impossible" placeholders (-1e9 rows that fill a beam when too few continuations exist) are left
+    out, so that they do not stretch the scale and flatten every real score into one colour."""
     if color == "group":
         return {}
     values = np.concatenate([(lay.score if color == "score" else lay.logprob)[~np.isin(lay.kind, _LEAF_KINDS)]
                              for lay in lays] or [np.zeros(0)])
-    values = values[np.isfinite(values)]
+    values = values[np.isfinite(values) & (values > PLACEHOLDER)]
     low, high = (float(values.min()), float(values.max())) if len(values) else (-1.0, 0.0)
     return {"coloraxis": {"colorscale": NODE_SCALE, "cmin": low, "cmax": high if high > low else low + 1e-6,
                           "colorbar": {"title": {"text": _COLORBAR[color]}, "thickness": 12, "len": 0.8,

@@ -14,7 +14,7 @@ from explorer.errors import ExplorerError
 from explorer.params import DecodeParams
 from explorer.processors.base import Context, Processor, run_processors
 from explorer.strategies._record import Scored, read_candidates
-from explorer.trace import Candidate, ConstraintProgress, Fate, Hypothesis, Result, Step
+from explorer.trace import PLACEHOLDER, Candidate, ConstraintProgress, Fate, Hypothesis, Result, Step
 
 __all__ = [
     "STRATEGIES",
@@ -183,8 +183,6 @@ class BeamRow:
         return self.parent_id is None and self.score <= PLACEHOLDER
 
 
-#: Scores at or below this are the reference's "impossible" placeholders (-1e9 and what is added to it).
-PLACEHOLDER = -1.0e8
 
 
 def record_beams(scored: Scored, setup: Setup, fates: Fates, pruned_why: str, beams: list[BeamRow]) -> list[Hypothesis]:
