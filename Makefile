@@ -104,6 +104,7 @@ bench: prepare browser $(VENV)/.bench-installed $(REF_VENV)/.installed
 	$(BIN)/python benchmarks/bench_engine.py --reference-python $(REF_VENV)/bin/python
 	$(BIN)/python benchmarks/bench_scaling.py
 	$(BIN)/python benchmarks/bench_compare.py
+	$(BIN)/python benchmarks/bench_precision.py
 	$(BIN)/python benchmarks/bench_app.py
 
 clean:
