@@ -71,7 +71,10 @@ def results_html(trace: Trace | None, tokens_html: Callable[[Trace, int], str], 
         rows.append(f'<tr class="explorer-result-head"><td>#{r.rank}</td><td>{_fmt(r.score)}</td>'
                     f"<td>{len(r.token_ids)}</td><td>{met}</td><td>{r.finished_step} ({end})</td></tr>"
                     f'<tr><td colspan="5">{tokens_html(trace, r.rank)}</td></tr>')
-    caption = f"{len(trace.steps)} steps in {trace.total_ms / 1000:.2f} s, stop: {html.escape(trace.stop_reason)}"
+    others = len(trace.meta.get("batched_with") or [1]) - 1
+    together = f", side by side with {others} other panel{'s' if others != 1 else ''}" if others > 0 else ""
+    caption = (f"{len(trace.steps)} steps in {trace.total_ms / 1000:.2f} s{together}, "
+               f"stop: {html.escape(trace.stop_reason)}")
     return (f'<table class="explorer-table"><caption class="explorer-muted">{caption}</caption>'
             "<tr><th>rank</th><th>score</th><th>tokens</th><th>constraints</th><th>finish step</th></tr>"
             + "".join(rows) + "</table>")
