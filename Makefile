@@ -25,7 +25,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install browser app prepare test check lint typecheck pytest fixtures bench clean
+.PHONY: help install browser app prepare test check lint typecheck pytest fixtures bench screenshot clean
 
 help:
 	@echo "make app       serve the explorer with Voila on http://127.0.0.1:8866"
@@ -70,7 +70,7 @@ app: prepare
 		$(APP_VOILA_ARGS)
 
 lint: install
-	$(BIN)/ruff check explorer tests benchmarks
+	$(BIN)/ruff check explorer tests benchmarks docs
 
 typecheck: install
 	$(BIN)/mypy
@@ -79,7 +79,7 @@ pytest: install browser
 	$(BIN)/python -m pytest
 
 check test: install browser
-	$(BIN)/ruff check explorer tests benchmarks
+	$(BIN)/ruff check explorer tests benchmarks docs
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
@@ -106,6 +106,10 @@ bench: prepare browser $(VENV)/.bench-installed $(REF_VENV)/.installed
 	$(BIN)/python benchmarks/bench_compare.py
 	$(BIN)/python benchmarks/bench_precision.py
 	$(BIN)/python benchmarks/bench_app.py
+
+# The README's picture of the app (SmolLM2, beam and diverse side by side), taken in headless Chromium.
+screenshot: prepare browser
+	$(BIN)/python docs/make_screenshot.py
 
 clean:
 	rm -rf $(STATE) .pytest_cache .mypy_cache .ruff_cache
