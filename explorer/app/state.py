@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from explorer.app._params import carry_params, check_params, default_params
-from explorer.figures import visible
+from explorer.figures import clip, visible
 from explorer.trace import Trace
 
 __all__ = [
@@ -46,15 +46,6 @@ PanelKind = Literal["edit", "branch", "loaded"]
 TreeColor = Literal["score", "logprob", "group"]
 
 
-def _short(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, the cut marked with an ellipsis.
-
-    >>> _short("Pneumonoultramicroscopic", 10), _short("bread", 10)
-    ('Pneumonou…', 'bread')
-    """
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 @dataclass(frozen=True)
 class Branch:
     """Where a branch panel came from: the source panel, the node it forked at, and the forced token."""
@@ -90,9 +81,9 @@ class Panel:
         """What the panel is called in its header, the trees and the summary."""
         if self.branch is not None:
             b = self.branch
-            return f'{self.strategy} ↳ step {b.step} "{_short(visible(b.token_text), 24)}"'
+            return f'{self.strategy} ↳ step {b.step} "{clip(visible(b.token_text), 24)}"'
         if self.kind == "loaded":
-            return f"{_short(visible(self.name), 40)} ({self.strategy})"
+            return f"{clip(visible(self.name), 40)} ({self.strategy})"
         return self.strategy
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 from explorer.figures._charts import constraint_progress, score_timelines, step_candidates
 from explorer.figures._html import results_table_html, tokens_html
 from explorer.figures._layout import TreeLayout, tree_layout
-from explorer.figures._style import PALETTE, RESULT_COLORS, visible
+from explorer.figures._style import PALETTE, RESULT_COLORS, clip, visible
 from explorer.figures._tree import ColorMode, node_at, search_tree, search_trees
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "RESULT_COLORS",
     "ColorMode",
     "TreeLayout",
+    "clip",
     "constraint_progress",
     "node_at",
     "results_table_html",

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 
 from explorer.figures._paths import index, result_path
-from explorer.figures._style import CONTROLS, MISSING, esc, esc_name, fmt, panel_color, pct, visible
+from explorer.figures._style import CONTROLS, MISSING, clip, esc, esc_name, fmt, panel_color, pct, visible
 from explorer.trace import Result, Trace
 
 __all__ = ["results_table_html", "tokens_html"]
@@ -77,7 +77,7 @@ def _row(panel: str, color: str, trace: Trace, result: Result) -> str:
     """One result as a table row."""
     satisfied = {True: "✓", False: "✗", None: MISSING}[result.constraints_satisfied]
     text = result.text.translate(CONTROLS)  # no bidi override or control character acts on the cell
-    short = esc(text) if len(text) <= 60 else esc(text[:57]) + "…"
+    short = esc(clip(text, 58))
     cells = [
         _cell(esc_name(panel), title=esc(panel.translate(CONTROLS), quote=True),
               style=f"border-left:4px solid {color}"),

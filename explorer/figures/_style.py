@@ -17,6 +17,7 @@ __all__ = [
     "RESULT_COLORS",
     "adjustment",
     "base_layout",
+    "clip",
     "constraint_names",
     "esc",
     "esc_name",
@@ -73,6 +74,15 @@ def visible(text: str | None) -> str:
     return _RUN.sub(lambda m: f"{m.group(1)}\N{MULTIPLICATION SIGN}{len(m.group(0))}", text.translate(_VISIBLE))
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, the cut marked with an ellipsis.
+
+    >>> clip("Pneumonoultramicroscopic", 10), clip("bread", 10)
+    ('Pneumonou…', 'bread')
+    """
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def safe(text: str | None) -> str:
     """Token text made visible, then HTML-escaped, for hover labels and plotly text (which render markup).
 
@@ -106,7 +116,7 @@ def safe_label(text: str | None, width: int = LABEL_WIDTH) -> str:
     ('&lt;xxxxxxxx…', 3)
     """
     shown = _MARKS.sub(r"\1", visible(text))
-    return html.escape(shown if len(shown) <= width else shown[: width - 1] + "…", quote=False)
+    return html.escape(clip(shown, width), quote=False)
 
 
 def esc(text: str, *, quote: bool = False) -> str:
@@ -121,8 +131,7 @@ def esc_name(text: str, limit: int = 40) -> str:
     >>> esc_name('#3 beam ↳ step 1 "<' + "x" * 40 + '"')
     '#3 beam ↳ step 1 "&lt;xxxxxxxxxxxxxxxxxxxx…'
     """
-    shown = text.translate(CONTROLS)
-    return esc(shown if len(shown) <= limit else shown[: limit - 1] + "…")
+    return esc(clip(text.translate(CONTROLS), limit))
 
 
 MISSING = "\N{EN DASH}"
