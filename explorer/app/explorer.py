@@ -42,18 +42,20 @@ class Explorer(Actions):
 
     ``Explorer().widget`` is the root widget; a notebook cell ending in ``Explorer()`` shows the app. ``model`` is
     a built-in name, a local model folder or a loaded ``CausalLM``; by default the model named by
-    ``$DECODING_EXPLORER_MODEL``, else ``smollm2-135m``. A model that fails to load is reported inline.
+    ``$DECODING_EXPLORER_MODEL``, else ``smollm2-135m``. ``dtype`` is the precision a named model opens in
+    (``"float32"``, the default and the only one equal to the reference, ``"bfloat16"`` or ``"float16"``; a loaded
+    model keeps its own). A model that fails to load is reported inline.
 
     >>> app = Explorer("tiny-random")  # doctest: +SKIP
     >>> app.run(wait=True); app.state.status  # doctest: +SKIP
     'done: 2 panels, 40 steps, 0.3 s'
     """
 
-    def __init__(self, model: str | CausalLM | None = None) -> None:
+    def __init__(self, model: str | CausalLM | None = None, *, dtype: str = DEFAULT_DTYPE) -> None:
         self._lock = threading.RLock()
         self._rendering = False
         self._model = None
-        name, error = self._open(model)
+        name, error = self._open(model, dtype)
         self._state = st.initial_state(name)
         if self._model is not None and self._model.info.dtype in DTYPES:
             self._state = replace(self._state, dtype=self._model.info.dtype)
@@ -100,14 +102,16 @@ class Explorer(Actions):
 
     # --- building -----------------------------------------------------------------------------------------------
 
-    def _open(self, model: str | CausalLM | None) -> tuple[str, str]:
-        """Load the first model: its name, and the loading error (empty when it loaded)."""
+    def _open(self, model: str | CausalLM | None, dtype: str) -> tuple[str, str]:
+        """Load the first model: its name (without a precision suffix), and the loading error (empty when it
+        loaded)."""
         if model is not None and not isinstance(model, str):
             self._model = model
-            return model.info.name, ""
+            info = model.info
+            return info.name.removesuffix(f" ({info.dtype})") if info.dtype != DEFAULT_DTYPE else info.name, ""
         name = model or os.environ.get(DEFAULT_MODEL_ENV, "").strip() or _registry().DEFAULT_MODEL
         try:
-            self._model = _registry().load_model(name)
+            self._model = _registry().load_model(name, dtype=dtype)
         except Exception as error:  # shown inline: the app still opens
             return name, one_line(error)
         return name, ""

@@ -73,3 +73,24 @@ def test_the_precision_cannot_change_during_a_run(app: Explorer) -> None:
     thread.join()
     assert seen == [True]
     assert not app.controls.precision.disabled
+
+
+def test_the_app_can_open_in_a_lower_precision(tiny: CausalLM) -> None:
+    app = Explorer("tiny-random", dtype="float16")
+    assert app.model is explorer.load_model("tiny-random", dtype="float16")
+    assert (app.state.model, app.state.dtype, app.controls.precision.value) == ("tiny-random", "float16", "float16")
+    app.controls.precision.value = "float32"
+    assert app.model is tiny
+
+
+def test_a_loaded_lower_precision_model_keeps_its_name_and_precision(tiny: CausalLM) -> None:
+    app = Explorer(explorer.load_model("tiny-random", dtype="bfloat16"))
+    assert (app.state.model, app.state.dtype) == ("tiny-random", "bfloat16")
+    app.controls.precision.value = "float32"
+    assert app.model is tiny
+
+
+def test_a_bad_precision_opens_the_app_with_the_message() -> None:
+    app = Explorer("tiny-random", dtype="half")
+    assert app.model is None
+    assert app.state.status == "error: dtype='half' is invalid: expected one of 'float32', 'bfloat16', 'float16'"
