@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
-from transformers import DynamicCache
+from floor import bare_loop
 
 import explorer
 
@@ -41,20 +41,6 @@ CASES: dict[str, dict[str, Any]] = {
     "constrained": {"num_beams": 4, "constraints": [" flour"]},
 }
 LABELS = {"greedy": "greedy", "beam": "beam 4", "diverse": "diverse 4x2", "constrained": "constrained 4"}
-
-
-def bare_loop(model: Any, prompt: list[int], rows: int, steps: int) -> float:
-    """Seconds for a prefill plus ``steps - 1`` single-token forwards with a KV cache, no search, no recording."""
-    hf = model.hf
-    ids = torch.tensor([prompt] * rows)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        cache = DynamicCache(config=hf.config)
-        out = hf(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        for _ in range(steps - 1):
-            token = out.logits[:, -1, :].argmax(-1, keepdim=True)
-            out = hf(input_ids=token, past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
-    return time.perf_counter() - start
 
 
 def traced(model: Any, prompt: list[int], strategy: str, steps: int) -> tuple[float, explorer.Trace]:
@@ -195,7 +181,7 @@ def run(args: argparse.Namespace, worker: ReferenceWorker | None) -> None:
         same: list[bool] = []
         score_diff = 0.0
         for _ in range(args.repeats):  # interleaved: every variant sees the same machine load
-            times["bare"].append(bare_loop(model, prompt, rows, args.tokens))
+            times["bare"].append(sum(bare_loop(model, prompt, rows, args.tokens)))
             seconds, trace = traced(model, prompt, strategy, args.tokens)
             assert len(trace.steps) == args.tokens, f"{strategy} stopped after {len(trace.steps)} steps"
             times["traced"].append(seconds)

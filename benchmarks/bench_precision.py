@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 import torch
-from transformers import DynamicCache
+from floor import bare_loop
 
 import explorer
 from explorer.models.hf import HFCausalLM
@@ -60,20 +60,6 @@ CHAT = [
 ]
 
 
-def bare_loop(model: HFCausalLM, prompt: list[int], rows: int, steps: int) -> float:
-    """Seconds for a prefill plus ``steps - 1`` single-token forwards with a KV cache, no search, no recording."""
-    hf = model.hf
-    ids = torch.tensor([prompt] * rows)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        cache = DynamicCache(config=hf.config)
-        out = hf(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        for _ in range(steps - 1):
-            token = out.logits[:, -1, :].argmax(-1, keepdim=True)
-            out = hf(input_ids=token, past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
-    return time.perf_counter() - start
-
-
 def traced(model: HFCausalLM, prompt: list[int], num_beams: int, steps: int) -> float:
     """Seconds for a fully recorded greedy (``num_beams=1``) or beam decode of exactly ``steps`` steps."""
     strategy, params = ("greedy", {}) if num_beams == 1 else ("beam", {"num_beams": num_beams})
@@ -97,7 +83,7 @@ def speed(models: dict[str, HFCausalLM], steps: int, repeats: int) -> list[dict[
         full: dict[str, list[float]] = {d: [] for d in models}
         for _ in range(repeats):  # interleaved: every precision sees the same machine
             for dtype, model in models.items():
-                bare[dtype].append(bare_loop(model, prompt, beams, steps))
+                bare[dtype].append(sum(bare_loop(model, prompt, beams, steps)))
                 full[dtype].append(traced(model, prompt, beams, steps))
         for dtype in models:
             rows.append({"case": name, "rows": beams, "dtype": dtype,

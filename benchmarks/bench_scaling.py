@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DynamicCache
+from floor import bare_loop
 
 import explorer
 from explorer.trace_io import dump_trace
@@ -58,28 +58,6 @@ def prompt_of(model: Any, length: int) -> list[int]:
         text += TEXT
         ids = list(explorer.tokenize_prompt(model, text))
     return ids[:length]
-
-
-def bare_loop(model: Any, prompt: list[int], rows: int, steps: int, gather: bool) -> tuple[float, float]:
-    """Seconds of the prefill and of the ``steps - 1`` single-token forwards after it (with the cache gather of
-    beam search before each forward when ``gather``)."""
-    hf = model.hf
-    ids = torch.tensor([prompt] * rows)
-    order = torch.roll(torch.arange(rows), 1)  # not the identity: every row moves, as beams do
-    with torch.inference_mode():
-        start = time.perf_counter()
-        cache: Any = DynamicCache(config=hf.config)
-        out = hf(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
-        prefilled = time.perf_counter()
-        for _ in range(steps - 1):
-            token = out.logits[:, -1, :].argmax(-1, keepdim=True)
-            if gather:
-                cache = model.select(cache, order)
-            out = hf(input_ids=token, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            cache = out.past_key_values
-        end = time.perf_counter()
-    return prefilled - start, end - prefilled
 
 
 def decode_kwargs(beams: int, steps: int) -> dict[str, Any]:
