@@ -18,7 +18,9 @@ from explorer.processors import build_processors
 from explorer.strategies import STRATEGIES, Setup
 from explorer.trace import Step, Trace
 
-__all__ = ["ConstraintSpec", "Plan", "compare", "decode", "parse_constraints", "plan", "tokenize_prompt"]
+__all__ = [
+    "ConstraintSpec", "Plan", "compare", "decode", "parse_constraints", "plan", "run_plans", "tokenize_prompt",
+]
 
 #: A constraint as the API takes it: a phrase (text or token ids), a list of alternatives, or a built constraint.
 ConstraintSpec = str | Sequence[int] | Sequence[str] | Sequence[Sequence[int]] | Constraint
@@ -208,10 +210,22 @@ def compare(
     if not runs:
         raise ParameterError("runs", {}, "at least one named run")
     plans = {name: plan(model, prompt, chat=chat, **dict(spec)) for name, spec in runs.items()}
+    return run_plans(model, plans, on_step=on_step, should_stop=should_stop)
+
+
+def run_plans(
+    model: CausalLM,
+    plans: Mapping[str, Plan],
+    *,
+    on_step: Callable[[str, Step], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Trace]:
+    """Decode runs already checked by :func:`plan` (all on one prompt) side by side, as :func:`compare` does:
+    for callers that plan each run themselves, e.g. to report a refused run on its own and go on with the rest."""
     jobs = {name: (STRATEGIES[p.strategy], p.setup) for name, p in plans.items()}
     outcomes = run_many(model, jobs, on_step, should_stop)
-    meta = {"batched_with": sorted(runs)} if len(runs) > 1 else {}
-    return {name: _trace(model, plans[name], outcomes[name], meta) for name, p in plans.items()}
+    meta = {"batched_with": sorted(plans)} if len(plans) > 1 else {}
+    return {name: _trace(model, p, outcomes[name], meta) for name, p in plans.items()}
 
 
 def _check_context(model: CausalLM, prompt_ids: tuple[int, ...], p: DecodeParams) -> None:

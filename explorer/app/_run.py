@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from explorer.api import compare, decode, plan
+from explorer.api import Plan, decode, plan, run_plans
 from explorer.models.base import CausalLM
 from explorer.trace import Trace
 
@@ -175,28 +175,27 @@ class Runner:
         when the batched run itself fails, the jobs run again one after another so that the error reaches the
         panel it belongs to."""
         model = self._model()
-        failure, ready = "", []
+        failure = ""
+        ready: list[tuple[Job, Plan]] = []
         for job in jobs:
             try:
                 kwargs = job.kwargs()
-                plan(model, job.prompt, kwargs.pop("strategy"), **kwargs)
+                ready.append((job, plan(model, job.prompt, kwargs.pop("strategy"), **kwargs)))
             except Exception as error:  # the panel's own inline error; the others still run
                 failure = failure or one_line(error)
                 self._hooks.on_error(job, error)
-            else:
-                ready.append(job)
-        if len(ready) < 2:
-            return self._run_in_turn(tuple(ready), counts, 1, len(ready)) or failure
-        self._hooks.on_start(tuple(ready), 1, len(ready))
+        planned = tuple(job for job, _ in ready)
+        if len(planned) < 2:
+            return self._run_in_turn(planned, counts, 1, len(planned)) or failure
+        self._hooks.on_start(planned, 1, len(planned))
         try:
-            runs = {job.name: {k: v for k, v in job.kwargs().items() if k != "chat"} for job in ready}
-            traces = compare(model, ready[0].prompt, runs, chat=ready[0].chat, on_step=self._on_step(counts),
-                             should_stop=self._stop.is_set)
+            traces = run_plans(model, {job.name: p for job, p in ready}, on_step=self._on_step(counts),
+                               should_stop=self._stop.is_set)
         except Exception:  # rerun one by one: the error then names its panel
             counts[0] = 0
             self._hooks.on_progress(0)
-            return self._run_in_turn(tuple(ready), counts, 1, len(ready)) or failure
-        for job in ready:
+            return self._run_in_turn(planned, counts, 1, len(planned)) or failure
+        for job in planned:
             self._finished(job, traces[job.name], counts)
         return failure
 
