@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import html
-import re
+from widget_text import shown_text, visible_error
 
 import explorer
 from explorer.app import Explorer
 from explorer.models.base import CausalLM
 
 
-def _text(widget: object) -> str:
-    return html.unescape(re.sub(r"<[^>]+>", "", str(getattr(widget, "value", ""))))
-
-
-def _error(app: Explorer, name: str) -> str:
-    box = app.controls.errors[name]
-    return "" if box.layout.display == "none" else _text(box)
-
-
 def test_float32_is_the_default_and_says_it_matches_the_reference(app: Explorer, tiny: CausalLM) -> None:
     assert app.state.dtype == app.controls.precision.value == "float32"
     assert app.model is tiny
-    assert "results equal the reference" in _text(app.controls.precision_info)
+    assert "results equal the reference" in shown_text(app.controls.precision_info)
 
 
 def test_bfloat16_runs_and_every_trace_says_so(app: Explorer, tiny: CausalLM) -> None:
@@ -30,7 +20,7 @@ def test_bfloat16_runs_and_every_trace_says_so(app: Explorer, tiny: CausalLM) ->
     assert app.state.dtype == "bfloat16"
     assert app.model is explorer.load_model("tiny-random", dtype="bfloat16")
     assert app.state.status == "model tiny-random (bfloat16) loaded"
-    note = _text(app.controls.precision_info)
+    note = shown_text(app.controls.precision_info)
     assert note.startswith("bfloat16: ")
     assert "the speed of float32" in note
     assert "/20 prompts" in note
@@ -50,12 +40,13 @@ def test_a_toy_table_keeps_float32_and_the_precision_box_says_why(app: Explorer)
     app.controls.model.value = "toy:d2l-beam"
     assert app.model is explorer.load_model("toy:d2l-beam")
     assert app.state.dtype == app.controls.precision.value == "float32"
-    assert _error(app, "precision").startswith("dtype='bfloat16' is invalid: expected 'float32' for model "
-                                               "'toy:d2l-beam' (a next-token table has no weights to cast)")
-    assert _error(app, "model") == ""
+    assert visible_error(app.controls.errors["precision"]).startswith(
+        "dtype='bfloat16' is invalid: expected 'float32' for model 'toy:d2l-beam' (a next-token table has no weights "
+        "to cast)")
+    assert visible_error(app.controls.errors["model"]) == ""
     app.controls.model.value = "tiny-random"
     assert app.model is explorer.load_model("tiny-random")
-    assert _error(app, "precision") == ""
+    assert visible_error(app.controls.errors["precision"]) == ""
 
 
 def test_the_precision_cannot_change_during_a_run(app: Explorer) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import html
 import json
 import re
 import threading
@@ -12,16 +11,12 @@ from typing import Any
 
 import pytest
 from plotly.callbacks import Points
+from widget_text import visible_error
 
 from explorer.app import Explorer
 from explorer.app.explorer import DEFAULT_MODEL_ENV
 from explorer.models.base import CausalLM
 from explorer.trace_io import dump_trace, load_trace
-
-
-def _visible_error(box: Any) -> str:
-    """The text of an inline error box, or "" while it is hidden."""
-    return "" if box.layout.display == "none" else html.unescape(re.sub(r"<[^>]+>", "", box.value))
 
 
 def _node_trace(app: Explorer, name: str) -> Any:
@@ -77,23 +72,23 @@ def test_an_invalid_parameter_shows_under_its_control_and_nothing_runs(app: Expl
     panel.strategy.value = "diverse"
     panel.knobs["num_beam_groups"].value = 3
     message = "num_beam_groups=3 is invalid: expected an integer >= 2 that divides num_beams=4"
-    assert _visible_error(panel.errors["num_beam_groups"]) == message
+    assert visible_error(panel.errors["num_beam_groups"]) == message
     assert app.run(wait=True) is None
     assert app.state.status == f"error: {message}"
     assert all(p.trace is None for p in app.state.panels)
     assert "no trace yet" in panel.results.value
     panel.knobs["num_beam_groups"].value = 2
-    assert _visible_error(panel.errors["num_beam_groups"]) == ""
+    assert visible_error(panel.errors["num_beam_groups"]) == ""
 
 
 def test_global_errors_show_under_their_controls(app: Explorer) -> None:
     app.controls.max_new_tokens.value = 0
     assert app.run(wait=True) is None
-    assert _visible_error(app.controls.errors["max_new_tokens"]).startswith("max_new_tokens=0 is invalid")
+    assert visible_error(app.controls.errors["max_new_tokens"]).startswith("max_new_tokens=0 is invalid")
     app.controls.max_new_tokens.value = 3
     app.controls.prompt.value = ""
     assert app.run(wait=True) is None
-    assert _visible_error(app.controls.errors["prompt"]).startswith("prompt='' is invalid")
+    assert visible_error(app.controls.errors["prompt"]).startswith("prompt='' is invalid")
 
 
 def test_only_the_knobs_of_the_strategy_show(app: Explorer) -> None:
@@ -118,9 +113,9 @@ def test_the_constraints_preview_follows_the_text(app: Explorer) -> None:
     assert panel.preview.value.count("<div>") == 2
     assert "[393, 87, 280]" in panel.preview.value
     panel.constraints.value = "a||b"
-    assert _visible_error(panel.errors["constraints"]).startswith("constraint option")
+    assert visible_error(panel.errors["constraints"]).startswith("constraint option")
     panel.constraints.value = " flour"
-    assert _visible_error(panel.errors["constraints"]) == ""
+    assert visible_error(panel.errors["constraints"]) == ""
     app.run(wait=True)
     assert app.state.panels[1].trace is not None
     assert app.state.panels[1].trace.constraints[0]["text"] == " flour"
@@ -131,10 +126,10 @@ def test_panels_can_be_added_up_to_four_and_removed(app: Explorer) -> None:
         app.controls.add.click()
     assert len(app.state.panels) == 4
     assert len(app._panel_row.children) == 5
-    assert _visible_error(app.controls.errors["panels"]).startswith("at most 4 strategy panels")
+    assert visible_error(app.controls.errors["panels"]).startswith("at most 4 strategy panels")
     app.panel(0).remove.click()
     assert [p.id for p in app.state.panels] == [2, 3, 4]
-    assert _visible_error(app.controls.errors["panels"]) == ""
+    assert visible_error(app.controls.errors["panels"]) == ""
     app.run(wait=True)
     assert app.state.status.startswith("done: 3 panels")
 
@@ -205,7 +200,7 @@ def test_force_and_continue_makes_a_branch_panel(app: Explorer) -> None:
 
 def test_force_without_a_selection_says_so(app: Explorer) -> None:
     app.controls.force.click()
-    assert _visible_error(app.controls.errors["force"]) == "select a node of a tree first"
+    assert visible_error(app.controls.errors["force"]) == "select a node of a tree first"
 
 
 def test_save_gives_the_trace_as_json(app: Explorer) -> None:
@@ -251,7 +246,7 @@ def test_loading_a_trace_adds_a_read_only_panel(app: Explorer, tiny: CausalLM) -
 )
 def test_loading_a_broken_file_shows_an_inline_error(app: Explorer, content: bytes, message: str) -> None:
     _upload(app, "broken.json", content)
-    assert _visible_error(app.controls.errors["load"]).startswith(message)
+    assert visible_error(app.controls.errors["load"]).startswith(message)
     assert len(app.state.panels) == 2
 
 
@@ -282,9 +277,9 @@ def test_the_model_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
 def test_a_model_that_fails_to_load_is_reported_inline(tmp_path: Any) -> None:
     app = Explorer(str(tmp_path))
     assert app.model is None
-    assert "has no config.json" in _visible_error(app.controls.errors["model"])
+    assert "has no config.json" in visible_error(app.controls.errors["model"])
     assert app.run(wait=True) is None
     assert app.state.status.startswith("error: no model is loaded")
     app.controls.model.value = "tiny-random"
     assert app.model is not None
-    assert _visible_error(app.controls.errors["model"]) == ""
+    assert visible_error(app.controls.errors["model"]) == ""
