@@ -22,7 +22,7 @@ from explorer.app.state import AppState, panel_by_id
 from explorer.app.views import STYLE, Same, force_options, panel_summary_html, results_html, save_html
 from explorer.errors import ExplorerError, ParameterError
 from explorer.models.base import CausalLM
-from explorer.models.precision import DEFAULT_DTYPE, DTYPES
+from explorer.models.precision import DEFAULT_DTYPE, DTYPES, base_name
 
 __all__ = ["DEFAULT_MODEL_ENV", "Explorer"]
 
@@ -107,8 +107,7 @@ class Explorer(Actions):
         loaded)."""
         if model is not None and not isinstance(model, str):
             self._model = model
-            info = model.info
-            return info.name.removesuffix(f" ({info.dtype})") if info.dtype != DEFAULT_DTYPE else info.name, ""
+            return base_name(model.info.name, model.info.dtype) if model.info.dtype in DTYPES else model.info.name, ""
         name = model or os.environ.get(DEFAULT_MODEL_ENV, "").strip() or _registry().DEFAULT_MODEL
         try:
             self._model = _registry().load_model(name, dtype=dtype)

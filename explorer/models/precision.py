@@ -16,8 +16,8 @@ import torch
 from explorer.errors import ParameterError
 
 __all__ = [
-    "DEFAULT_DTYPE", "DTYPES", "MEASURED", "MEASURED_ON", "Measured", "check_dtype", "display_name", "precision_note",
-    "torch_dtype",
+    "DEFAULT_DTYPE", "DTYPES", "MEASURED", "MEASURED_ON", "Measured", "base_name", "check_dtype", "display_name",
+    "precision_note", "torch_dtype",
 ]
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -56,6 +56,15 @@ def display_name(name: str, dtype: str) -> str:
     ('smollm2-135m', 'smollm2-135m (bfloat16)')
     """
     return name if check_dtype(dtype) == DEFAULT_DTYPE else f"{name} ({dtype})"
+
+
+def base_name(name: str, dtype: str) -> str:
+    """The model name ``display_name`` started from.
+
+    >>> base_name("smollm2-135m (bfloat16)", "bfloat16"), base_name("smollm2-135m", "float32")
+    ('smollm2-135m', 'smollm2-135m')
+    """
+    return name if check_dtype(dtype) == DEFAULT_DTYPE else name.removesuffix(f" ({dtype})")
 
 
 @dataclass(frozen=True)
