@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from explorer.errors import ExplorerError
 from explorer.models.base import ModelInfo
 from explorer.models.tokenizer import Tokenizer
 
-__all__ = ["HFCausalLM", "align_weights", "cast_copy", "model_info", "quiet_progress_bars"]
+__all__ = ["HFCausalLM", "align_weights", "cache_keyword", "cast_copy", "model_info", "quiet_progress_bars"]
 
 _Layer = TypeVar("_Layer")
 
@@ -42,6 +43,23 @@ def quiet_progress_bars() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+def cache_keyword(model: torch.nn.Module) -> str:
+    """The keyword ``model.forward`` takes its KV cache by, read from its signature: ``"cache"`` (transformers
+    5.24 and later, where ``past_key_values`` is deprecated) or ``"past_key_values"`` (earlier releases).
+
+    The forward's output carries the cache under the same name. Decided from the signature, not from a version
+    string, so a model class that moves later (or earlier) than the rest of transformers is still called right.
+
+    >>> cache_keyword(load_model("tiny-random").hf)  # doctest: +SKIP
+    'cache'
+    """
+    parameters = inspect.signature(type(model).forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in parameters:
+            return name
+    raise ExplorerError(f"{type(model).__name__}.forward takes no KV cache (neither cache= nor past_key_values=)")
 
 
 def model_info(name: str, model: PreTrainedModel, tokenizer: Tokenizer) -> ModelInfo:
@@ -149,6 +167,7 @@ class HFCausalLM:
         self.tokenizer = tokenizer
         self.info = model_info(name, model, tokenizer)
         self._cache_config = model.config.get_text_config(decoder=True)
+        self._cache_keyword = cache_keyword(model)
         self._device = model.device
 
     def __repr__(self) -> str:
@@ -176,9 +195,7 @@ class HFCausalLM:
             raise ExplorerError(f"rows={rows!r} is invalid: expected an integer >= 1")
         input_ids = torch.tensor([prompt_ids] * rows, dtype=torch.long, device=self._device)
         cache = DynamicCache(config=self._cache_config)
-        with torch.inference_mode():
-            out = self.hf(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        return self._last_logits(out.logits), out.past_key_values
+        return self._forward(input_ids, cache)
 
     def step(self, tokens: torch.Tensor, cache: object) -> tuple[torch.Tensor, object]:
         """Feed one token per row (``tokens``: ``[rows]`` int64); return logits ``[rows, vocab]`` and the cache.
@@ -190,9 +207,14 @@ class HFCausalLM:
         held = _cache_rows(past)
         if held is not None and rows.shape[0] != held:
             raise ExplorerError(f"step got {rows.shape[0]} tokens for a cache of {held} rows")
+        return self._forward(rows, past)
+
+    def _forward(self, input_ids: torch.Tensor, cache: DynamicCache) -> tuple[torch.Tensor, object]:
+        """One forward over ``input_ids`` ``[rows, length]`` extending ``cache``: the last position's logits and the
+        cache, passed by the keyword the installed transformers takes (``cache_keyword``)."""
         with torch.inference_mode():
-            out = self.hf(input_ids=rows, past_key_values=past, use_cache=True, logits_to_keep=1)
-        return self._last_logits(out.logits), out.past_key_values
+            out = self.hf(input_ids=input_ids, use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache})
+        return self._last_logits(out.logits), out[self._cache_keyword]
 
     def select(self, cache: object, rows: torch.Tensor) -> object:
         """Gather cache rows by index (``rows``: ``[new_rows]`` int64) into a new cache; ``cache`` is untouched."""
