@@ -2,7 +2,14 @@
 
 The fixtures are made by ``tests/reference/make_fixtures.py`` in its own virtualenv (``make fixtures``); here the
 engine decodes the same prompt ids with the same parameters and must return the same token ids, best first, with
-``sequences_scores`` equal within 1e-4.
+``sequences_scores`` equal within 1e-4 or 1e-5 of their size, whichever is larger.
+
+Why relative: the fixtures were made on one CPU and the suite runs on others. The same float32 weights give logits
+that differ in the last bits from one CPU's matrix kernels to another's (measured: 1.2e-6 relative on SmolLM2, between
+an AVX-512 machine and an AMX one), and a sequence score sums them over every step, scaled by its length when
+``length_penalty`` is negative: -329.0257 against -329.0254 (1.0e-6 relative) for 30 tiny-random tokens. Token ids
+must still be identical, and against the installed transformers on the same machine scores agree bit for bit
+(tests/test_transformers_live.py).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from explorer.invariants import check_trace
 from explorer.models.base import CausalLM
 
 FIXTURES = Path(__file__).parent / "reference" / "fixtures"
+SCORE_REL = 1e-5  # 10x the largest cross-CPU difference measured (see the module docstring)
 
 
 def _documents() -> list[dict[str, Any]]:
@@ -62,7 +70,7 @@ def test_same_tokens_and_scores_as_the_reference(case: dict[str, Any], request: 
     assert [list(r.token_ids) for r in trace.results] == [e["token_ids"] for e in expected]
     for result, want in zip(trace.results, expected, strict=True):
         if want["score"] is not None:
-            assert result.score == pytest.approx(want["score"], abs=1e-4)
+            assert result.score == pytest.approx(want["score"], rel=SCORE_REL, abs=1e-4)
         if case["strategy"] == "constrained":
             assert result.constraints_satisfied == want["constraints_satisfied"]
     assert check_trace(trace) == []
