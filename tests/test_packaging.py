@@ -1,46 +1,138 @@
-"""The project installs what it needs: environment.yml matches pyproject.toml, and CI runs make test."""
+"""The project installs what it needs: environment.yml matches pyproject.toml and the lock, and CI runs make test."""
 
 from __future__ import annotations
 
 import re
 import tomllib
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+LOCK = ROOT / ".ci" / "lock" / "main.txt"
+# environment.yml lists the direct dependencies and these extras of pyproject.toml (all of them, as the lock does).
+EXTRAS = ("app", "dev", "lab", "bench")
+# conda-forge names that are not the PyPI name.
+CONDA_TO_PYPI = {
+    "pytorch": "torch", "pytorch-cpu": "torch", "playwright-python": "playwright", "matplotlib-base": "matplotlib",
+}
+NOT_DEPENDENCIES = {"python", "pip"}  # in environment.yml's conda section, but not the project's dependencies
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[ ]", requirement, maxsplit=1)[0].lower()
+    return _normalize(re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0])
 
 
-def _pyproject_requirements() -> dict[str, str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _direct_dependencies() -> list[str]:
+    project = _pyproject()
     reqs = list(project["dependencies"])
-    for extra in ("app", "dev"):
+    for extra in EXTRAS:
         reqs += project["optional-dependencies"][extra]
-    return {_name(r): r for r in reqs}
+    return [_name(r) for r in reqs]
 
 
-def _environment_requirements() -> dict[str, str]:
-    lines = (ROOT / "environment.yml").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
-    reqs = [line.strip()[2:] for line in lines[start + 1 :] if line.strip().startswith("- ")]
-    return {_name(r): r for r in reqs if not r.startswith("-e")}
+def _locked_versions() -> dict[str, str]:
+    """`name==version \\` lines of the pip-compile lock, e.g. {"torch": "2.13.0+cpu"}."""
+    pins = re.findall(r"^([A-Za-z0-9._-]+)==(\S+) \\$", LOCK.read_text(), re.M)
+    return {_normalize(name): version for name, version in pins}
 
 
-def test_environment_yml_lists_the_same_packages_as_pyproject() -> None:
-    ours, conda = _pyproject_requirements(), _environment_requirements()
-    assert set(ours) == set(conda)
-    for name, requirement in ours.items():
-        if name != "torch":
-            assert conda[name] == requirement, name
+def _environment() -> tuple[list[str], list[str]]:
+    """environment.yml's conda specs (`name=version[=build]`) and pip lines, comments stripped."""
+    conda: list[str] = []
+    pip: list[str] = []
+    section = None
+    for raw in (ROOT / "environment.yml").read_text().splitlines():
+        line = raw.split(" #", 1)[0].rstrip()
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line == "dependencies:":
+            section = conda
+        elif line == "  - pip:":
+            section = pip
+        elif not line.startswith(" "):
+            section = None
+        elif section is not None and line.lstrip().startswith("- "):
+            section.append(line.lstrip()[2:].strip())
+    return conda, pip
 
 
-def test_torch_is_pinned_to_the_same_cpu_build_everywhere() -> None:
-    makefile = (ROOT / "Makefile").read_text()
-    pin = re.search(r"^TORCH := (torch==\S+)$", makefile, re.M)
-    assert pin is not None
-    assert _environment_requirements()["torch"] == pin.group(1)
+def _conda_pins() -> list[tuple[str, str]]:
+    """(PyPI name, version) of each conda spec; `pytorch=2.13.0=cpu_*` gives ("torch", "2.13.0")."""
+    pins = []
+    for spec in _environment()[0]:
+        name, _, rest = spec.partition("=")
+        name = CONDA_TO_PYPI.get(_normalize(name), _normalize(name))
+        if name not in NOT_DEPENDENCIES:
+            pins.append((name, rest.split("=")[0]))
+    return pins
+
+
+def _pip_pins() -> list[tuple[str, str]]:
+    """(name, version) of each `name==version` line; options (--extra-index-url, -e .) are not packages."""
+    pins = []
+    for line in _environment()[1]:
+        if line.startswith("-"):
+            continue
+        name, sep, version = line.partition("==")
+        assert sep, f"not pinned with ==: {line!r}"
+        pins.append((_normalize(name), version))
+    return pins
+
+
+def test_the_parsers_find_the_packages() -> None:
+    conda, pip = _environment()
+    assert {"python=3.11", "pip", "-e ."} <= set(conda) | set(pip)
+    assert len(_conda_pins()) + len(_pip_pins()) > 10
+    assert len(_conda_pins()) > 10  # conda-forge first: PyPI only for what it lacks
+    assert len(_pip_pins()) > 5
+    assert len(_direct_dependencies()) > 10
+    assert len(_locked_versions()) > 100
+    assert _locked_versions()["numpy"].count(".") == 2
+
+
+def test_every_extra_is_a_decision() -> None:
+    """A new extra in pyproject.toml must be added to EXTRAS (and environment.yml) or left out on purpose here."""
+    assert set(_pyproject()["optional-dependencies"]) == set(EXTRAS)
+
+
+def test_environment_lists_each_direct_dependency_exactly_once() -> None:
+    listed = Counter(name for name, _ in _conda_pins() + _pip_pins())
+    assert [name for name, n in listed.items() if n > 1] == []
+    assert sorted(listed) == sorted(_direct_dependencies())
+
+
+def test_environment_pins_the_locked_versions() -> None:
+    locked = _locked_versions()
+    for name, version in _pip_pins():
+        assert version == locked[name], name
+    for name, version in _conda_pins():  # conda versions have no local part: torch 2.13.0+cpu is pytorch 2.13.0
+        assert version == locked[name].split("+")[0], name
+
+
+def test_torch_is_the_locked_cpu_build() -> None:
+    locked = _locked_versions()["torch"]
+    assert locked.endswith("+cpu")
+    pip = dict(_pip_pins())
+    if "torch" in pip:  # PyPI's torch is a CUDA build: the +cpu wheel needs PyTorch's CPU index
+        assert pip["torch"] == locked
+        assert "--extra-index-url https://download.pytorch.org/whl/cpu" in _environment()[1]
+    else:
+        assert any(spec.startswith(f"pytorch={locked.split('+')[0]}=cpu") for spec in _environment()[0])
+
+
+def test_python_is_the_oldest_supported_and_the_locks() -> None:
+    oldest = re.fullmatch(r">=(\d+\.\d+)", _pyproject()["requires-python"])
+    assert oldest is not None
+    assert f"python={oldest.group(1)}" in _environment()[0]
+    assert f"pip-compile with Python {oldest.group(1)}\n" in LOCK.read_text()
 
 
 def test_ci_runs_make_test() -> None:
