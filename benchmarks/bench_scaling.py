@@ -1,10 +1,11 @@
 """How the time per step grows with the number of beams and the prompt length, traced against a bare loop.
 
-Usage: ``python benchmarks/bench_scaling.py [--model smollm2-135m] [--tokens 40] [--repeats 3]
+Usage: ``python benchmarks/bench_scaling.py [--model smollm2-135m] [--tokens 40] [--repeats 3] [--no-figures]
 [--json benchmarks/out/scaling.json] [--plot benchmarks/out/scaling.png]``, or ``--from-json FILE`` to redraw
 the plot (and reprint the tables) from an earlier run without measuring again.
 
-Two sweeps, every run making exactly ``--tokens`` steps (eos banned with ``min_new_tokens``):
+Two sweeps, every run making exactly ``--tokens`` steps (eos banned with ``min_new_tokens``), then the trace and
+figure costs at the largest tree (16 beams x 100 steps):
 
 - beams 1, 2, 4, 8, 16 (1 is greedy) on a 16-token prompt;
 - prompt lengths 16, 128, 512 tokens, for greedy and beam 4.
@@ -17,6 +18,11 @@ single-token steps (the traced run's prefill is its first step's ``forward_ms``)
 run under ``tracemalloc`` gives the memory the trace keeps per step and the peak of Python allocations during
 the decode per step (tensors are not Python allocations and are not counted), and ``dump_trace`` gives the
 compact JSON size per step.
+
+Traces and figures: a 16-beam x 100-step beam search on ``tiny-random`` (the costs depend on the tree, not on the
+model), best of ``--repeats`` interleaved: ``dump_trace`` and ``load_trace`` (parse, schema, rebuild),
+``candidates_frame``, ``tree_frames``, ``tree_layout`` (frames included), ``search_tree`` from the trace and from
+a precomputed layout, and a step-scrubber redraw (``search_tree(layout, upto_step=50)``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import gc
 import json
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +40,16 @@ import torch
 from floor import bare_loop
 
 import explorer
-from explorer.trace_io import dump_trace
+from explorer.figures import search_tree, tree_layout
+from explorer.frames import candidates_frame, tree_frames
+from explorer.trace_io import dump_trace, load_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 BEAMS = (1, 2, 4, 8, 16)
 PROMPT_LENGTHS = (16, 128, 512)
 SHORT = 16
 LENGTH_BEAMS = (1, 4)  # greedy and beam 4 for the prompt-length sweep
+FIGURE_BEAMS, FIGURE_STEPS = 16, 100  # the tree of the traces-and-figures costs
 # Repeated and cut to the wanted number of tokens; only the prompt's length matters here.
 TEXT = (
     "The secret to a good loaf of bread is patience. Mix flour, water, salt and a little yeast, then let the dough "
@@ -114,6 +124,36 @@ def measure(model: Any, prompt: list[int], beams: int, steps: int, repeats: int,
     return row
 
 
+def figure_costs(repeats: int) -> dict[str, Any]:
+    """Milliseconds (best of ``repeats``, interleaved) to save, load, frame and draw a 16-beam x 100-step trace."""
+    model = explorer.load_model("tiny-random")
+    trace = explorer.decode(model, [5, 6, 7], "beam", num_beams=FIGURE_BEAMS, max_new_tokens=FIGURE_STEPS,
+                            length_penalty=0.0, early_stopping="never")
+    text = dump_trace(trace)
+    layout = tree_layout(trace)
+    work: dict[str, Callable[[], object]] = {
+        "dump_trace": lambda: dump_trace(trace),
+        "load_trace": lambda: load_trace(text),
+        "candidates_frame": lambda: candidates_frame(trace),
+        "tree_frames": lambda: tree_frames(trace),
+        "tree_layout (frames included)": lambda: tree_layout(trace),
+        "search_tree from the trace": lambda: search_tree(trace),
+        "search_tree from the layout": lambda: search_tree(layout),
+        "scrub (layout, upto_step=50)": lambda: search_tree(layout, upto_step=50),
+    }
+    for run in work.values():  # warm-up: pandas, plotly, the schema
+        run()
+    times: dict[str, list[float]] = {name: [] for name in work}
+    for _ in range(repeats):
+        for name, run in work.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {"steps": len(trace.steps), "hypotheses": sum(len(s.hypotheses) for s in trace.steps),
+            "candidates": sum(len(h.candidates) for s in trace.steps for h in s.hypotheses),
+            "json_bytes": len(text.encode()), "ms": {name: 1000 * min(t) for name, t in times.items()}}
+
+
 def num(value: float | None, digits: int = 1) -> str:
     """A table cell, '-' when not measured."""
     return "-" if value is None else f"{value:.{digits}f}"
@@ -149,6 +189,12 @@ def tables(report: dict[str, Any]) -> str:
                      f"| {num(row['traced_prefill_ms'], 0)} | {num(row['bare_ms_per_step'])} "
                      f"| {num(row['gather_ms_per_step'])} | {num(row['traced_ms_per_step'])} "
                      f"| {num(row['ratio'], 3)} |")
+    figures = report.get("figures")
+    if figures:
+        lines += ["", f"### Traces and figures (tiny-random, {FIGURE_BEAMS} beams x {figures['steps']} steps: "
+                  f"{figures['hypotheses']:,} hypotheses, {figures['candidates']:,} candidates, JSON "
+                  f"{figures['json_bytes'] / 1e6:.1f} MB)", "", "| operation | ms |", "|---|---|"]
+        lines += [f"| {name} | {num(ms)} |" for name, ms in figures["ms"].items()]
     return "\n".join(lines)
 
 
@@ -233,6 +279,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["lengths"].append(row)
             print(f"prompt {length:>3}, beams {beams}: bare {row['bare_ms_per_step']:.1f}, "
                   f"traced {row['traced_ms_per_step']:.1f} ms/step", flush=True)
+    if not args.no_figures:
+        report["figures"] = figure_costs(args.repeats)
+        print("traces and figures: " + ", ".join(f"{k} {v:.0f} ms" for k, v in report["figures"]["ms"].items()),
+              flush=True)
     return report
 
 
@@ -246,6 +296,7 @@ def main() -> None:
     parser.add_argument("--beams", type=int, nargs="*", default=list(BEAMS))
     parser.add_argument("--lengths", type=int, nargs="*", default=list(PROMPT_LENGTHS))
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc and JSON-size runs")
+    parser.add_argument("--no-figures", action="store_true", help="skip the traces-and-figures costs")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "scaling.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "out" / "scaling.png")
     parser.add_argument("--from-json", type=Path, help="redraw from this file instead of measuring")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,11 @@ from pathlib import Path
 import pytest
 
 from explorer.cli import main
+
+
+def _contains(tokens: list[int], needle: list[int]) -> bool:
+    """Whether ``needle`` occurs contiguously in ``tokens``."""
+    return any(tokens[i : i + len(needle)] == needle for i in range(len(tokens) - len(needle) + 1))
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -27,7 +33,13 @@ def test_trace_prints_a_summary_and_writes_json(tmp_path: Path) -> None:
     assert "rank" in done.stdout
     doc = json.loads(out.read_text())
     assert {"prompt_token_ids", "params", "steps", "results"} <= doc.keys()
-    assert doc["results"][0]["constraints_satisfied"] in (True, False)
+    phrase, either = doc["constraints"]
+    assert (phrase["text"], either["texts"]) == (" flour", [" sugar", " eggs"])
+    best = doc["results"][0]
+    assert _contains(best["token_ids"], phrase["token_ids"])  # six tokens are room enough for both
+    assert any(_contains(best["token_ids"], option) for option in either["options"])
+    assert best["constraints_satisfied"] is True
+    assert re.search(r"^ +0 .* met ", done.stdout, re.MULTILINE)  # and the summary says so
     assert doc["params"]["num_beams"] == 3
 
 

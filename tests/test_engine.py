@@ -10,6 +10,7 @@ import pytest
 import explorer
 from explorer.invariants import check_trace
 from explorer.models.base import CausalLM
+from explorer.trace import Hypothesis, Trace
 
 PROMPT = [5, 6, 7, 8, 9]
 RUNS: list[tuple[str, dict[str, Any]]] = [
@@ -26,6 +27,20 @@ RUNS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+RECORD_TOP_K = 10  # the default: candidates recorded per hypothesis, besides the selected ones
+
+
+def _fates_agree(trace: Trace, hyp: Hypothesis, max_new_tokens: int) -> None:
+    """Each candidate's fate matches its numbers: masked exactly when its score is -inf, a child exactly when kept
+    or finished, and finished (not kept) exactly when its token is eos or the last one allowed."""
+    for c in hyp.candidates:
+        assert (c.fate == "masked") == (c.score == -math.inf), c
+        assert (c.child is not None) == (c.fate in ("kept", "finished")), c
+        if c.fate in ("kept", "finished"):
+            ends = c.token_id in trace.eos_token_ids or len(hyp.token_ids) + 1 == max_new_tokens
+            assert (c.fate == "finished") == ends, c
+
+
 @pytest.mark.parametrize(("strategy", "params"), RUNS)
 def test_invariants_hold(tiny: CausalLM, strategy: str, params: dict[str, Any]) -> None:
     trace = explorer.decode(tiny, PROMPT, strategy, max_new_tokens=12, **params)
@@ -35,8 +50,15 @@ def test_invariants_hold(tiny: CausalLM, strategy: str, params: dict[str, Any]) 
     for step in trace.steps:
         assert step.hypotheses
         for hyp in step.hypotheses:
-            assert len(hyp.candidates) >= min(10, 1)
-            assert all(c.fate in ("kept", "pruned", "finished", "masked") for c in hyp.candidates)
+            ranks = [c.rank for c in hyp.candidates]
+            assert ranks[:RECORD_TOP_K] == list(range(RECORD_TOP_K))  # the vocabulary's best tokens, best first
+            assert all(rank >= RECORD_TOP_K for rank in ranks[RECORD_TOP_K:])  # then selected ones from further
+            _fates_agree(trace, hyp, 12)
+            picked = [c for c in hyp.candidates if c.fate in ("kept", "finished")]
+            if strategy in ("greedy", "sample"):
+                assert len(picked) == 1  # one row, one token drawn
+            if strategy == "greedy":
+                assert picked == [hyp.candidates[0]]  # the argmax, rank 0
 
 
 @pytest.mark.parametrize(("strategy", "params"), RUNS)
@@ -72,9 +94,21 @@ def test_processor_adjustments_are_recorded(tiny: CausalLM) -> None:
 
 
 def test_masked_candidates_name_their_processor(tiny: CausalLM) -> None:
-    trace = explorer.decode(tiny, [5, 6, 5], "greedy", max_new_tokens=4, no_repeat_ngram_size=2)
-    masked = [c for s in trace.steps for h in s.hypotheses for c in h.candidates if c.fate == "masked"]
-    assert all(c.reason == "masked by no_repeat_ngram" and c.score == -math.inf for c in masked)
+    prompt = [5, 6, 5]  # after the last 5, token 6 would repeat the bigram (5, 6)
+    trace = explorer.decode(tiny, prompt, "greedy", max_new_tokens=4, no_repeat_ngram_size=2, record_top_k=1000)
+    masked = []
+    for step in trace.steps:
+        for hyp in step.hypotheses:
+            seq = [*prompt, *hyp.token_ids]
+            banned = {seq[i + 1] for i in range(len(seq) - 1) if seq[i] == seq[-1]}
+            here = [c for c in hyp.candidates if c.fate == "masked"]
+            assert {c.token_id for c in here} == banned  # the whole vocabulary is recorded: every ban shows
+            masked += here
+    assert [c.token_id for c in masked] == [6]
+    for c in masked:
+        assert c.reason == "masked by no_repeat_ngram"
+        assert c.score == -math.inf
+        assert c.adjustments == (("no_repeat_ngram", -math.inf),)
 
 
 def test_greedy_equals_beam_with_one_beam_without_eos(tiny: CausalLM) -> None:

@@ -6,7 +6,6 @@ import dataclasses
 import itertools
 import math
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,6 @@ import pytest
 
 import explorer
 from explorer.figures import (
-    TreeLayout,
     constraint_progress,
     node_at,
     results_table_html,
@@ -189,7 +187,7 @@ def test_finished_entries_show_their_normalized_score(traces: dict[str, Trace], 
         fin = entries[key]
         assert f"final score {fin.normalized_score:.3f}" in t.hovertext[i]
         assert t.name == ("finished (accepted)" if fin.accepted else "finished (not accepted)")
-        assert t.text is None or f"{fin.normalized_score:.2f}" in t.text[i]
+        assert t.text[i].endswith(f"{fin.normalized_score:.2f}")  # few entries: each is labelled
         assert t.marker.symbol == ("diamond" if fin.accepted else "diamond-open")
 
 
@@ -215,7 +213,12 @@ def test_result_paths_are_highlighted(traces: dict[str, Trace], name: str) -> No
         assert _segments(line) == len(on_path)
     assert _named(fig, "result 0")[0].line.width > _named(fig, "edges")[0].line.width
     hovers = dict(zip(_keys(fig, "hypothesis"), _named(fig, "hypothesis")[0].hovertext, strict=True))
-    assert "★ on the path of result 0" in hovers["h0"] or any("result 0" in h for h in hovers.values())
+    rank_of = dict(zip(nodes["node"], nodes["result_rank"], strict=True))
+    for key, hover in hovers.items():  # a star exactly on the nodes of a result's path, naming the best result
+        starred = re.findall(r"★ on the path of result (\d+)", hover)
+        assert starred == ([] if pd.isna(rank_of[key]) else [str(rank_of[key])]), key
+    (root,) = nodes.loc[(nodes["result_rank"] == 0) & nodes["parent"].isna(), "node"]  # result 0's root
+    assert "★ on the path of result 0" in hovers[root]
 
 
 @pytest.mark.parametrize("color", ["score", "logprob", "group"])
@@ -381,7 +384,7 @@ def test_search_trees_one_panel_per_trace(traces: dict[str, Trace]) -> None:
 def test_a_layout_redraws_like_its_trace(traces: dict[str, Trace]) -> None:
     trace = traces["constrained"]
     lay = tree_layout(trace)
-    assert isinstance(lay, TreeLayout)
+    assert list(lay.key) == list(tree_frames(trace)[0]["node"])  # one row per node, in tree_frames' order
     assert search_tree(lay, upto_step=3).to_json() == search_tree(trace, upto_step=3).to_json()
     assert search_trees({"a": lay}).to_json() == search_trees({"a": trace}).to_json()
 
@@ -401,25 +404,16 @@ def test_node_at_reads_customdata() -> None:
     assert node_at(["h1"]) == (None, "h1")
 
 
-def test_large_trees_use_webgl_and_build_fast(tiny: CausalLM) -> None:
+def test_large_trees_use_webgl(tiny: CausalLM) -> None:
+    """How fast this figure builds is measured in benchmarks/bench_scaling.py (traces and figures)."""
     trace = explorer.decode(tiny, [5, 6, 7], "beam", num_beams=16, max_new_tokens=100, length_penalty=0.0,
                             early_stopping="never")
-    start = time.perf_counter()
-    frames = tree_frames(trace)
-    framed = time.perf_counter()
     lay = tree_layout(trace)
-    laid = time.perf_counter()
     fig = search_tree(lay)
-    drawn = time.perf_counter()
-    search_tree(lay, upto_step=50)
-    scrubbed = time.perf_counter()
-    print(f"\n16 beams x 100 steps, {len(frames[0])} nodes: tree_frames {framed - start:.3f}s, "
-          f"tree_layout {laid - framed:.3f}s (frames included), search_tree(layout) {drawn - laid:.3f}s, "
-          f"scrub {scrubbed - drawn:.3f}s")
     assert {t.type for t in fig.data if t.name in ("pruned", "hypothesis", "edges")} == {"scattergl"}
     assert sum(1 for t in fig.data if t.name == "edges") == 1
     assert len(_keys(fig, "hypothesis")) == sum(len(s.hypotheses) for s in trace.steps)
-    assert drawn - framed < 5.0  # generous: the measured figure is printed above
+    assert search_tree(lay, upto_step=50).to_json() == search_tree(trace, upto_step=50).to_json()  # scrubbing
     small = search_tree(explorer.decode(tiny, PROMPT, "greedy", max_new_tokens=3))
     assert {t.type for t in small.data} == {"scatter"}
 
@@ -467,7 +461,8 @@ def test_score_timelines_end_at_each_result(traces: dict[str, Trace]) -> None:
     fig = score_timelines(panels)
     assert len(fig.data) == sum(len(t.results) for t in panels.values())
     lines = iter(fig.data)
-    for i, (name, trace) in enumerate(panels.items()):
+    colors: dict[str, str] = {}
+    for name, trace in panels.items():
         for result in trace.results:
             line = next(lines)
             assert line.name.startswith(f"{name} · result {result.rank} (final ")
@@ -478,7 +473,7 @@ def test_score_timelines_end_at_each_result(traces: dict[str, Trace]) -> None:
             assert line.x[-1] == len(result.token_ids)
             assert line.x[0] == 0
             assert line.y[0] == 0.0
-            assert line.line.color == fig.data[0].line.color or i > 0
+            assert line.line.color == colors.setdefault(name, line.line.color)  # one colour per panel
     beam = [t for t in fig.data if t.name.startswith("beam")]
     assert beam[0].line.dash != beam[1].line.dash  # one dash per rank
     assert len({t.line.color for t in fig.data if " · result 0 (" in t.name}) == len(panels)

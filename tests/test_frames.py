@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
-import time
 from typing import Any
 
 import numpy as np
@@ -331,17 +329,13 @@ def _big_trace(beams: int = 16, steps: int = 100, per: int = 10) -> Trace:
     return Trace("m", "beam", None, (1,), {}, (), ("p",), (2,), tuple(out), (result,), "max_new_tokens", 1.0)
 
 
-@pytest.mark.skipif(sys.gettrace() is not None, reason="timing under a tracer/debugger is meaningless")
-def test_frames_of_a_16x100_trace_are_fast() -> None:
+def test_frames_of_a_16x100_trace_have_a_row_per_candidate() -> None:
+    """Their speed is measured in benchmarks/bench_scaling.py (traces and figures)."""
     trace = _big_trace()
-    candidates_frame(trace)  # warm up pandas
-    start = time.perf_counter()
     df = candidates_frame(trace)
     _, edges = tree_frames(trace)
-    elapsed = time.perf_counter() - start
     assert len(df) == 16_000
     assert len(edges) == 16_000
-    assert elapsed < 2.0, f"frames took {elapsed:.2f} s"
 
 
 def test_a_circular_loaded_trace_does_not_hang() -> None:
