@@ -5,18 +5,27 @@ from __future__ import annotations
 import math
 from itertools import pairwise
 
-from explorer.trace import Hypothesis, Trace
+from explorer.trace import PLACEHOLDER, Finished, Hypothesis, Trace
 
 __all__ = ["check_trace"]
 
 TOLERANCE = 1e-4  # relative: float32 sums over many steps
+UNPENALISED = ("greedy", "sample")  # strategies whose finished entries are ranked by their plain score
+SORTED = ("beam", "beam-sample", "diverse")  # strategies whose beams come sorted by score (per group)
 
 
 def _close(a: float, b: float) -> bool:
-    """Equal up to float32 accumulation error (relative for large magnitudes)."""
+    """Equal up to float32 accumulation error (relative for large magnitudes); NaN only matches NaN."""
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
     if math.isinf(a) or math.isinf(b):
         return a == b
     return abs(a - b) <= TOLERANCE * max(1.0, abs(a), abs(b))
+
+
+def _tied(a: float, b: float) -> bool:
+    """The same score (two NaN scores count as tied: a row where every token was masked has them)."""
+    return a == b or (math.isnan(a) and math.isnan(b))
 
 
 def _contains(tokens: tuple[int, ...], needle: tuple[int, ...]) -> bool:
@@ -28,13 +37,23 @@ def check_trace(trace: Trace) -> list[str]:
     """Every broken invariant, as a readable line; an empty list means the trace is consistent.
 
     - each hypothesis after the first step, and each finished entry, comes from a recorded candidate of its
-      parent with the same token (the selected token is among the recorded candidates), and every kept or
-      finished candidate leads to one;
-    - a hypothesis's score is its parent's score plus that candidate's score (cumulative sums);
-    - each candidate's ``logprob`` plus its processors' adjustments gives its ``score``;
+      parent with the same token (the selected token is among the recorded candidates) and extends its parent's
+      tokens, and every kept or finished candidate leads to one;
+    - a hypothesis's score is its parent's score plus that candidate's score (cumulative sums), and so is a
+      finished entry's;
+    - a finished entry's ``length`` is its number of tokens, and its ``normalized_score`` is its score divided by
+      ``length ** length_penalty`` in the beam family (greedy and sample: the score itself);
+    - each candidate's ``logprob`` plus its processors' adjustments gives its ``score``, and its ``total`` is its
+      hypothesis's score plus its ``score``;
+    - a candidate's ``rank`` is its place among the vocabulary by ``score`` (0 = best): within a hypothesis a higher
+      score has a better rank, and no rank is better than the number of recorded candidates scoring higher;
     - beams within a step (and group) are sorted by score, except in constrained search (sorted by bank);
     - results are sorted best first, hold generated tokens only, end with eos exactly when they say so;
+    - a result from a recorded finished entry holds its tokens and its ``normalized_score``;
     - a result marked as satisfying its constraints contains each of them.
+
+    A hypothesis or finished entry scoring at or below :data:`~explorer.trace.PLACEHOLDER` (the reference's -1e9
+    filler beams) is not checked as a sum. Candidates with tied scores may share a rank (see ``_check_ranks``).
 
     >>> import explorer
     >>> check_trace(explorer.decode(explorer.load_model("tiny-random"), [5, 6], "beam", max_new_tokens=4))
@@ -49,11 +68,9 @@ def check_trace(trace: Trace) -> list[str]:
         for hyp in step.hypotheses:
             problems += _check_parent(hyp, by_id, step.index)
             problems += _check_candidates(hyp, step.index)
+            problems += _check_ranks(hyp, step.index)
         for fin in step.finished:
-            source = by_id.get(fin.hypothesis)
-            if source is None or not any(c.child == fin.id and c.token_id == fin.token_ids[-1]
-                                         for c in source.candidates):
-                problems.append(f"step {step.index}: finished entry {fin.id} has no matching recorded candidate")
+            problems += _check_finished(trace, fin, by_id.get(fin.hypothesis), step.index)
         problems += _check_order(trace, step.hypotheses, step.index)
     problems += _check_links(trace)
     problems += _check_results(trace)
@@ -92,32 +109,85 @@ def _check_parent(hyp: Hypothesis, by_id: dict[int, Hypothesis], index: int) -> 
     if parent is None:
         return [f"step {index}: hypothesis {hyp.id} names a missing parent {hyp.parent}"]
     match = [c for c in parent.candidates if c.child == hyp.id]
-    if not match and hyp.score <= -1e8:
+    if not match and hyp.score <= PLACEHOLDER:
         # An ending kept as a beam (score -1e9) because too few continuations were possible: the reference does
         # this; its candidate is recorded as finished, and the zombie beam links to it by token.
         match = [c for c in parent.candidates if c.fate == "finished" and c.token_id == hyp.token_ids[-1]]
     if not match or match[0].token_id != hyp.token_ids[-1] or parent.token_ids != hyp.token_ids[:-1]:
         return [f"step {index}: hypothesis {hyp.id} is not a recorded candidate of {parent.id}"]
-    if hyp.score > -1e8 and not _close(parent.score + match[0].score, hyp.score):
+    if hyp.score > PLACEHOLDER and not _close(parent.score + match[0].score, hyp.score):
         return [f"step {index}: hypothesis {hyp.id} scores {hyp.score}, parent + token = "
                 f"{parent.score + match[0].score}"]
     return []
 
 
+def _check_finished(trace: Trace, fin: Finished, source: Hypothesis | None, index: int) -> list[str]:
+    """The entry extends a recorded candidate of its hypothesis; its score, length and normalized score add up."""
+    match = [] if source is None or not fin.token_ids else [
+        c for c in source.candidates if c.child == fin.id and c.token_id == fin.token_ids[-1]]
+    if source is None or not match or source.token_ids != fin.token_ids[:-1]:
+        return [f"step {index}: finished entry {fin.id} has no matching recorded candidate"]
+    if fin.length != len(fin.token_ids):
+        return [f"step {index}: finished entry {fin.id} has length {fin.length} for {len(fin.token_ids)} tokens"]
+    if fin.score <= PLACEHOLDER:
+        return []
+    if not _close(source.score + match[0].score, fin.score):
+        return [f"step {index}: finished entry {fin.id} scores {fin.score}, hypothesis + token = "
+                f"{source.score + match[0].score}"]
+    if trace.strategy in UNPENALISED:
+        expected, how = fin.score, "score"
+    else:
+        expected, how = fin.score / fin.length ** float(trace.params.get("length_penalty", 1.0)), \
+            "score / length ** length_penalty"
+    if not _close(expected, fin.normalized_score):
+        return [f"step {index}: finished entry {fin.id}: normalized_score = {fin.normalized_score}, {how} = "
+                f"{expected}"]
+    return []
+
+
 def _check_candidates(hyp: Hypothesis, index: int) -> list[str]:
-    """Each candidate's adjustments explain its score."""
+    """Each candidate's adjustments explain its score, and its total is the hypothesis's score plus that."""
     problems = []
     for c in hyp.candidates:
         adjusted = c.logprob + sum(change for _, change in c.adjustments)
         if c.score > -math.inf and not _close(adjusted, c.score):
             problems.append(f"step {index}: hypothesis {hyp.id} token {c.token_id}: logprob + adjustments = "
                             f"{adjusted}, score = {c.score}")
+        if not _close(hyp.score + c.score, c.total):
+            problems.append(f"step {index}: hypothesis {hyp.id} token {c.token_id}: total = {c.total}, "
+                            f"hypothesis score + score = {hyp.score + c.score}")
     return problems
 
 
+def _check_ranks(hyp: Hypothesis, index: int) -> list[str]:
+    """Candidates' ranks are places among the whole vocabulary (0 = best) by their processed ``score``.
+
+    A strictly higher score has a strictly better rank, and no rank is better than the number of recorded candidates
+    that score strictly higher. Tied scores may share a rank: the engine places the top ``record_top_k`` in
+    ``torch.topk`` order but any other recorded candidate after every token that scores strictly higher.
+    """
+    ranked = sorted(hyp.candidates, key=lambda c: c.rank)
+    higher = 0  # how many recorded candidates score strictly higher than the current one
+    for i, c in enumerate(ranked):
+        if i and not _tied(ranked[i - 1].score, c.score):
+            before = ranked[i - 1]
+            if c.score > before.score or c.rank == before.rank:
+                hi, lo = (c, before) if c.score > before.score else (before, c)
+                return [f"step {index}: hypothesis {hyp.id} token {hi.token_id} scores above token {lo.token_id} "
+                        f"({hi.score} > {lo.score}) but ranks {hi.rank}, not before {lo.rank}"]
+            higher = i
+        if c.rank < higher:
+            return [f"step {index}: hypothesis {hyp.id} token {c.token_id} has rank {c.rank} < {higher}, the number "
+                    f"of recorded candidates scoring higher"]
+    return []
+
+
 def _check_order(trace: Trace, hyps: tuple[Hypothesis, ...], index: int) -> list[str]:
-    """Beams come sorted by score within their group (not in constrained search, which sorts by bank)."""
-    if trace.strategy not in ("beam", "diverse"):
+    """Beams come sorted by score within their group (not in constrained search, which sorts by bank).
+
+    Beam-sample draws its continuations at random but keeps the best of them in order, as beam search does.
+    """
+    if trace.strategy not in SORTED:
         return []
     groups: dict[int, list[float]] = {}
     for hyp in hyps:
@@ -129,13 +199,21 @@ def _check_order(trace: Trace, hyps: tuple[Hypothesis, ...], index: int) -> list
 
 
 def _check_results(trace: Trace) -> list[str]:
-    """Results: sorted, generated tokens only, eos where claimed, constraints where claimed."""
+    """Results: sorted, as their finished entries, generated tokens only, eos and constraints where claimed."""
     problems = []
     scores = [r.score for r in trace.results]
     if any(a < b for a, b in pairwise(scores)):
         problems.append(f"results are not sorted best first: {scores}")
+    finished = {f.id: f for step in trace.steps for f in step.finished}
     eos = set(trace.eos_token_ids)
     for r in trace.results:
+        fin = finished.get(r.source) if r.source is not None else None
+        if fin is not None and r.token_ids != fin.token_ids:
+            problems.append(f"result {r.rank}: tokens {list(r.token_ids)} differ from its finished entry {fin.id}'s "
+                            f"{list(fin.token_ids)}")
+        if fin is not None and not _close(r.score, fin.normalized_score):
+            problems.append(f"result {r.rank} scores {r.score}, its finished entry {fin.id} has normalized_score "
+                            f"{fin.normalized_score}")
         ends = bool(r.token_ids) and r.token_ids[-1] in eos
         if ends != r.ended_with_eos or any(t in eos for t in r.token_ids[:-1]):
             problems.append(f"result {r.rank}: eos placement does not match ended_with_eos={r.ended_with_eos}")
