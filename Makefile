@@ -24,7 +24,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install browser app prepare test check lint typecheck pytest fixtures bench screenshot clean lock test-latest
+.PHONY: help install browser app prepare test check lint typecheck pytest fixtures bench screenshot clean lock test-latest print-env
 
 help:
 	@echo "make app       serve the explorer with Voila on http://127.0.0.1:8866"
@@ -141,6 +141,12 @@ test-latest: browser
 	@grep -iE "^(transformers|tokenizers|torch|numpy|pandas|plotly|ipywidgets|voila|jupyterlab|jsonschema)==" $(STATE)/latest-versions.txt
 	$(LATEST_VENV)/bin/python -m pytest -p no:cacheprovider -m "not lock"
 	rm -rf $(LATEST_VENV)
+
+# The state variables above, for a shell that runs .venv/bin/python by hand: eval "$$(make -s print-env)"
+STATE_VARS := XDG_CACHE_HOME XDG_CONFIG_HOME XDG_DATA_HOME IPYTHONDIR JUPYTER_CONFIG_DIR JUPYTER_DATA_DIR \
+	JUPYTER_RUNTIME_DIR MPLCONFIGDIR HF_HOME HF_HUB_OFFLINE TRANSFORMERS_OFFLINE TOKENIZERS_PARALLELISM
+print-env:
+	@$(foreach v,$(STATE_VARS),echo "export $(v)=$($(v))";)
 
 clean:
 	rm -rf $(STATE) .pytest_cache .mypy_cache .ruff_cache
