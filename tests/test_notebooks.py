@@ -4,7 +4,8 @@ Each exercise in a notebook is three cells: a question, an answer cell tagged ``
 check cell tagged ``check`` (one expression returning a :class:`explorer.teaching.Feedback`). The cells tagged
 ``exercise-setup`` build the runs the exercises are about, on their own. Here they run in plain Python, and each
 check is evaluated with the right answer (known by hand for the toys, computed independently for real models) and
-with a wrong one: a check that always says yes, or always no, fails.
+with a wrong one, each in the spellings a student may type (2, 2.0, "2", " 2 "): a check that always says yes, or
+always no, or that takes "2" for another answer than 2, fails.
 """
 
 from __future__ import annotations
@@ -149,6 +150,25 @@ def _exercise_params() -> list[Any]:
     return _params(COURSE, {n for n in COURSE if _uses_smollm2(n, "exercise-setup")})
 
 
+def _spellings(value: Any) -> list[Any]:
+    """One answer as a student may type it: 2 as 2.0, "2" and " 2 "; 0.36 as "0.36"; True as "True"; text padded."""
+    if isinstance(value, bool):
+        return [value, str(value), str(value).lower()]
+    if isinstance(value, int):
+        return [value, float(value), str(value), f" {value} "]
+    if isinstance(value, float):
+        return [value, repr(value), f" {value!r} "]
+    return [value, f" {value} "]
+
+
+def _verdict(cell: nbformat.NotebookNode, ns: Namespace, answer: Any, where: str) -> Feedback:
+    """The notebook's own check cell, evaluated with ``answer``."""
+    ns["answer"] = answer
+    feedback = eval(compile(cell.source, where, "eval"), ns)
+    assert isinstance(feedback, Feedback), where
+    return feedback
+
+
 @pytest.mark.parametrize("name", _exercise_params())
 def test_each_check_accepts_the_right_answer_and_rejects_a_wrong_one(name: str) -> None:
     nb = _read(name)
@@ -157,19 +177,18 @@ def test_each_check_accepts_the_right_answer_and_rejects_a_wrong_one(name: str) 
         exec(compile(cell.source, f"{name}:exercise-setup", "exec"), ns)  # the notebook's own set-up
     for number, (cell, answers) in enumerate(zip(_tagged(nb, "check"), EXERCISES[name], strict=True), start=1):
         right, wrong = answers.resolve(ns)
-        verdicts = {}
-        for label, value in (("none", None), ("right", right), ("wrong", wrong)):
-            ns["answer"] = value
-            feedback = eval(compile(cell.source, f"{name}:check {number}", "eval"), ns)  # the notebook's own check
-            assert isinstance(feedback, Feedback)
-            verdicts[label] = feedback
         where = f"{name}, exercise {number}"
-        assert not verdicts["none"], where
-        assert not verdicts["none"].answered, where
-        assert "Hint" in verdicts["none"].message, where
-        assert verdicts["right"], f"{where}: the right answer {right!r} was rejected: {verdicts['right']}"
-        assert not verdicts["wrong"], f"{where}: the wrong answer {wrong!r} was accepted"
-        assert verdicts["wrong"].answered, where
+        pending = _verdict(cell, ns, None, where)
+        assert not pending, where
+        assert not pending.answered, where
+        assert "Hint" in pending.message, where
+        for spelling in _spellings(right):
+            feedback = _verdict(cell, ns, spelling, where)
+            assert feedback, f"{where}: the right answer {spelling!r} was rejected: {feedback}"
+        for spelling in _spellings(wrong):
+            feedback = _verdict(cell, ns, spelling, where)
+            assert not feedback, f"{where}: the wrong answer {spelling!r} was accepted"
+            assert feedback.answered, where
 
 
 def _execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
