@@ -1,7 +1,10 @@
 """Exercise checks for the course notebooks: each computes the right answer from a trace and says whether yours is it.
 
 Every check takes the student's ``answer`` last; ``None`` (the notebooks' placeholder) gives a hint instead of a
-verdict, so a notebook runs top to bottom before anyone has answered.
+verdict, so a notebook runs top to bottom before anyone has answered. An answer counts in any of its natural
+spellings: ``2``, ``2.0``, ``"2"`` and ``" 2 "`` are the same count, ``0.36``, ``"0.36"``, ``"36%"`` and ``"9/25"``
+the same probability, ``"True"`` and ``"yes"`` the same as ``True``, and texts ignore surrounding and repeated
+whitespace; an answer of the wrong kind (``"two"``, ``True`` for a count) is told what kind is expected.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from explorer import _answers
 from explorer.models.base import CausalLM
 from explorer.trace import Candidate, Hypothesis, Result, Trace
 
@@ -68,15 +72,26 @@ def _no_answer(hint: str) -> Feedback:
     return Feedback(False, f"no answer yet. Hint: {hint}", answered=False)
 
 
-def _number(answer: object) -> float | None:
-    """``answer`` as a float, or ``None`` when it is not a number."""
-    if isinstance(answer, bool) or not isinstance(answer, int | float):
-        return None
-    return float(answer)
-
-
 def _not_a(kind: str, answer: object) -> Feedback:
     return Feedback(False, f"expected {kind}, got {answer!r}")
+
+
+def _judge_count(answer: object, truth: int, right: str, hint: str) -> Feedback:
+    """The verdict on a count or a step number, spelt as the student likes (2, 2.0, "2")."""
+    value = _answers.count(answer)
+    if value is None:
+        return _not_a("a whole number", answer)
+    return _verdict(value == truth, right, f"not quite (you said {value}): {hint}")
+
+
+def _judge_probability(answer: object, truth: float, tolerance: float, hint: str) -> Feedback:
+    """The verdict on a probability (0.36, "0.36", "36%"), right within ``tolerance``."""
+    value = _answers.probability(answer)
+    if value is None:
+        return _not_a("a probability (a number)", answer)
+    if not 0.0 <= value <= 1.0:
+        return Feedback(False, f"a probability is between 0 and 1 (you said {value:g}): {hint}")
+    return _verdict(abs(value - truth) <= tolerance, f"yes: {truth:.3f}", f"not quite (you said {value:g}): {hint}")
 
 
 def _same_text(a: str, b: str) -> bool:
@@ -159,26 +174,21 @@ def _step_hypotheses(trace: Trace, step: int) -> tuple[Hypothesis, ...]:
 # --- greedy and beam search -------------------------------------------------------------------------------------
 
 
-def check_best_probability(trace: Trace, answer: float | None, tolerance: float = 0.005) -> Feedback:
+def check_best_probability(trace: Trace, answer: float | str | None, tolerance: float = 0.005) -> Feedback:
     """Is ``answer`` the probability of the best result (exp of its summed log-probs, no length penalty)?"""
     hint = "multiply the probabilities of the best result's tokens (eos included)"
     if answer is None:
         return _no_answer(hint)
-    value = _number(answer)
-    if value is None:
-        return _not_a("a probability (a number)", answer)
-    truth = math.exp(result_logprob(trace))
-    return _verdict(abs(value - truth) <= tolerance, f"yes: {truth:.3f}", f"not quite (you said {answer}): {hint}")
+    return _judge_probability(answer, math.exp(result_logprob(trace)), tolerance, hint)
 
 
-def check_live_hypotheses(trace: Trace, step: int, answer: int | None) -> Feedback:
+def check_live_hypotheses(trace: Trace, step: int, answer: int | str | None) -> Feedback:
     """Is ``answer`` the number of live hypotheses at ``step``?"""
     hint = f"count the hypotheses of trace.steps[{step}]"
     if answer is None:
         return _no_answer(hint)
     truth = len(_step_hypotheses(trace, step))
-    return _verdict(answer == truth, f"yes: {truth} hypotheses are live at step {step}",
-                    f"not quite (you said {answer}): {hint}")
+    return _judge_count(answer, truth, f"yes: {truth} hypotheses are live at step {step}", hint)
 
 
 def check_survivor(model: CausalLM, trace: Trace, step: int, answer: str | None) -> Feedback:
@@ -197,7 +207,7 @@ def check_survivor(model: CausalLM, trace: Trace, step: int, answer: str | None)
                     f"not quite ({answer.strip()!r} is not live at step {step}): {hint}")
 
 
-def check_divergence_step(first: Trace, second: Trace, answer: int | None) -> Feedback:
+def check_divergence_step(first: Trace, second: Trace, answer: int | str | None) -> Feedback:
     """Is ``answer`` the first step (from 0) at which the two runs' best results chose different tokens?"""
     hint = "compare the token ids of the two best results, position by position (position i is chosen at step i)"
     if answer is None:
@@ -205,7 +215,7 @@ def check_divergence_step(first: Trace, second: Trace, answer: int | None) -> Fe
     truth = divergence_step(first, second)
     if truth is None:
         return _verdict(False, "", "the two best results are identical: they never diverge")
-    return _verdict(answer == truth, f"yes: they part at step {truth}", f"not quite (you said {answer}): {hint}")
+    return _judge_count(answer, truth, f"yes: they part at step {truth}", hint)
 
 
 def check_result_text(trace: Trace, answer: str | None, rank: int = 0) -> Feedback:
@@ -233,14 +243,13 @@ def check_pruned_token(trace: Trace, step: int, answer: str | None) -> Feedback:
                     f"not quite ({answer.strip()!r} was not pruned at step {step}): {hint}")
 
 
-def check_steps_run(trace: Trace, answer: int | None) -> Feedback:
+def check_steps_run(trace: Trace, answer: int | str | None) -> Feedback:
     """Is ``answer`` the number of steps the search ran before it stopped?"""
     hint = "each step is one forward pass; count trace.steps (the first step is step 0)"
     if answer is None:
         return _no_answer(hint)
     truth = len(trace.steps)
-    return _verdict(answer == truth, f"yes: {truth} steps (stop reason: {trace.stop_reason})",
-                    f"not quite (you said {answer}): {hint}")
+    return _judge_count(answer, truth, f"yes: {truth} steps (stop reason: {trace.stop_reason})", hint)
 
 
 # --- sampling ---------------------------------------------------------------------------------------------------
@@ -256,7 +265,7 @@ def _candidate(trace: Trace, step: int, token: str, slot: int) -> Candidate:
     return cands[0]
 
 
-def check_processed_probability(trace: Trace, token: str, answer: float | None, step: int = 0, slot: int = 0,
+def check_processed_probability(trace: Trace, token: str, answer: float | str | None, step: int = 0, slot: int = 0,
                                 tolerance: float = 0.01) -> Feedback:
     """Is ``answer`` the probability that sampling gives ``token`` at ``step`` after every processor?
 
@@ -265,14 +274,10 @@ def check_processed_probability(trace: Trace, token: str, answer: float | None, 
     hint = "the 'prob' column is the raw probability; the probability after the processors is exp('score')"
     if answer is None:
         return _no_answer(hint)
-    value = _number(answer)
-    if value is None:
-        return _not_a("a probability (a number)", answer)
-    truth = math.exp(_candidate(trace, step, token, slot).score)
-    return _verdict(abs(value - truth) <= tolerance, f"yes: {truth:.3f}", f"not quite (you said {answer}): {hint}")
+    return _judge_probability(answer, math.exp(_candidate(trace, step, token, slot).score), tolerance, hint)
 
 
-def check_surviving_tokens(trace: Trace, step: int, processor: str, answer: int | None) -> Feedback:
+def check_surviving_tokens(trace: Trace, step: int, processor: str, answer: int | str | None) -> Feedback:
     """Is ``answer`` how many of the best hypothesis's recorded candidates ``processor`` left unmasked at ``step``?"""
     hint = f"count the candidates whose adj_{processor} is not -inf"
     if answer is None:
@@ -281,31 +286,32 @@ def check_surviving_tokens(trace: Trace, step: int, processor: str, answer: int 
     masked = sum(1 for c in hyp.candidates if dict(c.adjustments).get(processor) == -math.inf)
     truth = len(hyp.candidates) - masked
     right = f"yes: {truth} of the {len(hyp.candidates)} recorded candidates survive {processor}"
-    return _verdict(answer == truth, right, f"not quite (you said {answer}): {hint}")
+    return _judge_count(answer, truth, right, hint)
 
 
-def check_distinct_results(trace: Trace, answer: int | None) -> Feedback:
+def check_distinct_results(trace: Trace, answer: int | str | None) -> Feedback:
     """Is ``answer`` the number of different texts among the results?"""
     hint = "put the texts of trace.results in a set and count it"
     if answer is None:
         return _no_answer(hint)
     truth = len({r.text for r in trace.results})
-    return _verdict(answer == truth, f"yes: {truth} different texts among {len(trace.results)} results",
-                    f"not quite (you said {answer}): {hint}")
+    return _judge_count(answer, truth, f"yes: {truth} different texts among {len(trace.results)} results", hint)
 
 
 # --- diverse and constrained beam search -------------------------------------------------------------------------
 
 
-def check_penalty(trace: Trace, step: int, group: int, token_id: int, answer: float | None) -> Feedback:
+def check_penalty(trace: Trace, step: int, group: int, token_id: int, answer: float | str | None) -> Feedback:
     """Is ``answer`` the diversity penalty (the adjustment, <= 0) that ``token_id`` got in ``group`` at ``step``?"""
     hint = ("the adjustment is -diversity_penalty times the number of earlier groups' beams that chose the token "
             "at this step (see the adj_diversity_penalty column)")
     if answer is None:
         return _no_answer(hint)
-    value = _number(answer)
+    value = _answers.number(answer)
     if value is None:
         return _not_a("a number", answer)
+    if value > 0:
+        return Feedback(False, f"a penalty lowers the score: give it as a number <= 0 (you said {value:g})")
     for hyp in _step_hypotheses(trace, step):
         if hyp.group != group:
             continue
@@ -313,7 +319,7 @@ def check_penalty(trace: Trace, step: int, group: int, token_id: int, answer: fl
             if c.token_id == token_id:
                 truth = dict(c.adjustments).get("diversity_penalty", 0.0)
                 return _verdict(math.isclose(value, truth, abs_tol=1e-6), f"yes: {truth:g}",
-                                f"not quite (you said {answer}): {hint}")
+                                f"not quite (you said {value:g}): {hint}")
     return Feedback(False, f"token {token_id} is not recorded for group {group} at step {step}")
 
 
@@ -332,7 +338,7 @@ def check_group_result(trace: Trace, group: int, answer: str | None) -> Feedback
                     f"not quite (you said {answer.strip()!r}): {hint}")
 
 
-def check_completion_step(trace: Trace, answer: int | None, rank: int = 0) -> Feedback:
+def check_completion_step(trace: Trace, answer: int | str | None, rank: int = 0) -> Feedback:
     """Is ``answer`` the step at which the result of ``rank`` first had every constraint complete?
 
     Steps count from 0; a hypothesis recorded at step t holds the tokens of steps 0 to t - 1.
@@ -345,8 +351,7 @@ def check_completion_step(trace: Trace, answer: int | None, rank: int = 0) -> Fe
     done = [s.index - 1 for s in trace.steps for h in s.hypotheses if h.constraint is not None
             and h.constraint.completed and result.token_ids[: len(h.token_ids)] == h.token_ids]
     truth = min(done) if done else result.finished_step
-    return _verdict(answer == truth, f"yes: the constraints were complete after step {truth}",
-                    f"not quite (you said {answer}): {hint}")
+    return _judge_count(answer, truth, f"yes: the constraints were complete after step {truth}", hint)
 
 
 def check_forced_token(trace: Trace, step: int, answer: str | None) -> Feedback:
@@ -360,19 +365,21 @@ def check_forced_token(trace: Trace, step: int, answer: str | None) -> Feedback:
     if not forced:
         return Feedback(False, f"nothing was forced at step {step}")
     ok = answer in forced or answer.strip() in {t.strip() for t in forced}
-    return _verdict(ok, f"yes: {answer!r} was forced at step {step}", f"not quite (you said {answer!r}): {hint}")
+    said = answer if answer in forced else answer.strip()
+    return _verdict(ok, f"yes: {said!r} was forced at step {step}", f"not quite (you said {said!r}): {hint}")
 
 
-def check_constraints_satisfied(trace: Trace, answer: bool | None, rank: int = 0) -> Feedback:
+def check_constraints_satisfied(trace: Trace, answer: bool | str | None, rank: int = 0) -> Feedback:
     """Is ``answer`` (True or False) whether the result of ``rank`` contains every constraint?"""
     hint = f"read trace.results[{rank}].constraints_satisfied, or look for each phrase in its tokens"
     if answer is None:
         return _no_answer(hint)
-    if not isinstance(answer, bool):
+    value = _answers.truth(answer)
+    if value is None:
         return _not_a("True or False", answer)
     truth = bool(_result(trace, rank).constraints_satisfied)
     said = "it does" if truth else "it does not"
-    return _verdict(answer == truth, f"yes: {said}", f"not quite (you said {answer}): {hint}")
+    return _verdict(value == truth, f"yes: {said}", f"not quite (you said {value}): {hint}")
 
 
 # --- grading handed-in traces --------------------------------------------------------------------------------------

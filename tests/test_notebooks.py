@@ -4,7 +4,8 @@ Each exercise in a notebook is three cells: a question, an answer cell tagged ``
 check cell tagged ``check`` (one expression returning a :class:`explorer.teaching.Feedback`). The cells tagged
 ``exercise-setup`` build the runs the exercises are about, on their own. Here they run in plain Python, and each
 check is evaluated with the right answer (known by hand for the toys, computed independently for real models) and
-with a wrong one: a check that always says yes, or always no, fails.
+with a wrong one, each in the spellings a student may type (2, 2.0, "2", " 2 "): a check that always says yes, or
+always no, or that takes "2" for another answer than 2, fails.
 """
 
 from __future__ import annotations
@@ -49,13 +50,14 @@ def _first_difference(ns: Namespace) -> int:
 
 
 def _nucleus_size(ns: Namespace) -> int:
-    """How many of the 15 most likely first tokens top-p 0.8 keeps, from the model's own logits."""
+    """How many of the 15 most likely first tokens the run's top-p keeps, from the model's own logits."""
     import torch
 
     model, trace = ns["model"], ns["nucleus"]
     logits, _ = model.start(list(trace.prompt_token_ids))
     probs = torch.softmax(logits[0].double(), dim=-1).sort(descending=True).values
-    needed = int((probs.cumsum(0) < 0.8).sum()) + 1  # the smallest top set with mass >= 0.8
+    top_p = trace.params["top_p"]
+    needed = int((probs.cumsum(0) < top_p).sum()) + 1  # the smallest top set with mass >= top_p
     return min(needed, len(trace.steps[0].hypotheses[0].candidates))
 
 
@@ -66,28 +68,28 @@ def _distinct(name: str) -> Callable[[Namespace], int]:
 # The toy models' tables (explorer/data/toys) make these answers checkable by hand.
 EXERCISES: dict[str, list[Answers]] = {
     "01_quickstart": [
-        Answers(0.36, 0.20),  # dog has: 0.4 x 0.9 (x 1.0 for eos); greedy's nice woman is 0.20
+        Answers(0.5, 0.05),  # The car -> drives 0.5 (x 1.0 for eos); the prompt's car (0.1) does not count
         Answers(2, 3),  # two beams
-        Answers("car", "dog"),  # after The: nice 0.5 and dog 0.4 are kept, car 0.1 pruned
+        Answers("turns", "is"),  # after The car: drives 0.5 and is 0.3 are kept, turns 0.2 pruned
     ],
     "02_greedy_vs_beam": [
-        Answers("A C", "A A"),  # step 1 ranks A B (0.2), A C (0.15) above B x (0.05) and A A, A <eos>
+        Answers("C B", "B A"),  # from <s> A: step 1 ranks C B (0.3 x 0.6) and B C (0.4 x 0.4) above B A (0.08)
         Answers("A", "A C B"),  # log 0.1 / 2^0.25 = -1.94 beats log 0.054 / 4^0.25 = -2.06
         Answers(5, 4),  # "never" runs past the full pool at step 3, and stops after step 4
         Answers(_first_difference, lambda ns: _first_difference(ns) + 1),
     ],
     "03_sampling": [
-        Answers(0.4**2 / (0.5**2 + 0.4**2 + 0.1**2), 0.4),  # p^(1/T) renormalised, T = 0.5
+        Answers(0.4**4 / (0.5**4 + 0.4**4 + 0.1**4), 0.381),  # p^(1/T) renormalised, T = 0.25 (0.381: T = 0.5)
         Answers(_nucleus_size, lambda ns: _nucleus_size(ns) + 1),
         Answers(_distinct("hot"), lambda ns: _distinct("hot")(ns) + 1),
     ],
     "04_diverse_beam_search": [
         Answers(-1.4, -0.7),  # groups 0 and 1 both chose nice: 2 x 0.7
         Answers("bad outside", "cold outside"),  # group 2 avoids nice (-1.91) for bad (-1.39), then outside 0.6
-        Answers("nice today", "cold outside"),  # a 0.3 penalty is too weak to push group 1 off nice
+        Answers("cold outside", "nice today"),  # nice today pays 0.9 twice: (-1.20 - 1.8) / 3 = -1.00 < -0.94
     ],
     "05_constrained_beam_search": [
-        Answers("cake", "like"),
+        Answers("with", "jam"),  # a phrase is forced one token at a time, from its first
         Answers(1, 0),  # I love cake: cake is the token of step 1
         Answers(True, False),  # four tokens leave room for "like tea with jam"
     ],
@@ -149,6 +151,25 @@ def _exercise_params() -> list[Any]:
     return _params(COURSE, {n for n in COURSE if _uses_smollm2(n, "exercise-setup")})
 
 
+def _spellings(value: Any) -> list[Any]:
+    """One answer as a student may type it: 2 as 2.0, "2" and " 2 "; 0.36 as "0.36"; True as "True"; text padded."""
+    if isinstance(value, bool):
+        return [value, str(value), str(value).lower()]
+    if isinstance(value, int):
+        return [value, float(value), str(value), f" {value} "]
+    if isinstance(value, float):
+        return [value, repr(value), f" {value!r} "]
+    return [value, f" {value} "]
+
+
+def _verdict(cell: nbformat.NotebookNode, ns: Namespace, answer: Any, where: str) -> Feedback:
+    """The notebook's own check cell, evaluated with ``answer``."""
+    ns["answer"] = answer
+    feedback = eval(compile(cell.source, where, "eval"), ns)
+    assert isinstance(feedback, Feedback), where
+    return feedback
+
+
 @pytest.mark.parametrize("name", _exercise_params())
 def test_each_check_accepts_the_right_answer_and_rejects_a_wrong_one(name: str) -> None:
     nb = _read(name)
@@ -157,19 +178,18 @@ def test_each_check_accepts_the_right_answer_and_rejects_a_wrong_one(name: str) 
         exec(compile(cell.source, f"{name}:exercise-setup", "exec"), ns)  # the notebook's own set-up
     for number, (cell, answers) in enumerate(zip(_tagged(nb, "check"), EXERCISES[name], strict=True), start=1):
         right, wrong = answers.resolve(ns)
-        verdicts = {}
-        for label, value in (("none", None), ("right", right), ("wrong", wrong)):
-            ns["answer"] = value
-            feedback = eval(compile(cell.source, f"{name}:check {number}", "eval"), ns)  # the notebook's own check
-            assert isinstance(feedback, Feedback)
-            verdicts[label] = feedback
         where = f"{name}, exercise {number}"
-        assert not verdicts["none"], where
-        assert not verdicts["none"].answered, where
-        assert "Hint" in verdicts["none"].message, where
-        assert verdicts["right"], f"{where}: the right answer {right!r} was rejected: {verdicts['right']}"
-        assert not verdicts["wrong"], f"{where}: the wrong answer {wrong!r} was accepted"
-        assert verdicts["wrong"].answered, where
+        pending = _verdict(cell, ns, None, where)
+        assert not pending, where
+        assert not pending.answered, where
+        assert "Hint" in pending.message, where
+        for spelling in _spellings(right):
+            feedback = _verdict(cell, ns, spelling, where)
+            assert feedback, f"{where}: the right answer {spelling!r} was rejected: {feedback}"
+        for spelling in _spellings(wrong):
+            feedback = _verdict(cell, ns, spelling, where)
+            assert not feedback, f"{where}: the wrong answer {spelling!r} was accepted"
+            assert feedback.answered, where
 
 
 def _execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 import explorer
 from explorer import teaching
@@ -59,8 +63,9 @@ def test_probability_and_divergence(d2l: CausalLM, beam: Trace) -> None:
     assert math.exp(teaching.result_logprob(beam)) == pytest.approx(0.054)
     assert teaching.check_best_probability(beam, 0.054)
     assert not teaching.check_best_probability(beam, 0.048)
-    not_a_number = teaching.check_best_probability(beam, "0.054")  # type: ignore[arg-type]
+    not_a_number = teaching.check_best_probability(beam, "about 0.05")
     assert not not_a_number
+    assert not_a_number.answered
     assert "expected a probability" in not_a_number.message
     assert teaching.divergence_step(greedy, beam) == 1  # A B C vs A C B
     assert teaching.divergence_step(beam, beam) is None
@@ -87,3 +92,95 @@ def test_a_handed_in_trace_reproduces_and_an_edited_one_does_not(d2l: CausalLM) 
     edited = dataclasses.replace(trace, results=(dataclasses.replace(first, score=first.score + 0.5),))
     assert not teaching.check_reproduces(tiny, edited)
     assert not teaching.check_reproduces(d2l, trace)  # made with another model
+
+
+# --- one answer, every natural spelling ----------------------------------------------------------------------------
+
+Check = Callable[[Any], teaching.Feedback]
+
+
+@pytest.fixture(scope="module")
+def checks(d2l: CausalLM, beam: Trace) -> dict[str, Check]:
+    """Every check on a toy run whose right answer is known by hand (in the comments)."""
+    how = explorer.load_model("toy:how-to-generate")
+    cake = explorer.load_model("toy:constrained")
+    weather = explorer.load_model("toy:diverse")
+    greedy = explorer.decode(d2l, "<s>", "greedy", max_new_tokens=5)
+    two = explorer.decode(how, "The", "beam", num_beams=2, max_new_tokens=5, num_return_sequences=2)
+    cool = explorer.decode(how, "The", "sample", max_new_tokens=1, seed=0, temperature=0.5, top_k=2)
+    three = explorer.decode(cake, "I", "constrained", constraints=["cake"], num_beams=3, max_new_tokens=5,
+                            length_penalty=0.0)
+    groups = explorer.decode(weather, "The weather is", "diverse", num_beams=3, num_beam_groups=3,
+                             diversity_penalty=0.7, max_new_tokens=5, num_return_sequences=3)
+    nice = weather.tokenizer.encode("nice")[0]
+    return {
+        "live": lambda a: teaching.check_live_hypotheses(beam, 1, a),  # 2 beams
+        "divergence": lambda a: teaching.check_divergence_step(greedy, beam, a),  # A B C vs A C B: 1
+        "steps": lambda a: teaching.check_steps_run(beam, a),  # A C B <eos>: 4
+        "surviving": lambda a: teaching.check_surviving_tokens(cool, 0, "top_k", a),  # nice, dog of 3: 2
+        "distinct": lambda a: teaching.check_distinct_results(two, a),  # dog has, nice woman: 2
+        "completion": lambda a: teaching.check_completion_step(three, a),  # I love cake: step 1
+        "best": lambda a: teaching.check_best_probability(beam, a),  # 0.5 x 0.3 x 0.6 x 0.6 = 0.054
+        "processed": lambda a: teaching.check_processed_probability(cool, "dog", a),  # 0.16 / 0.41 = 0.390
+        "penalty": lambda a: teaching.check_penalty(groups, 0, 2, nice, a),  # groups 0 and 1 chose nice: -1.4
+        "satisfied": lambda a: teaching.check_constraints_satisfied(three, a),  # True
+        "result": lambda a: teaching.check_result_text(beam, a),  # A C B
+        "survivor": lambda a: teaching.check_survivor(d2l, beam, 2, a),  # A B or A C
+        "pruned": lambda a: teaching.check_pruned_token(two, 0, a),  # car
+        "forced": lambda a: teaching.check_forced_token(three, 0, a),  # cake
+        "group": lambda a: teaching.check_group_result(groups, 2, a),  # bad outside
+    }
+
+
+# For each check: spellings of the right answer (all accepted), and wrong answers, each with what the check must
+# say: "" for a plain "not quite", or the words that tell the student what kind of answer it expects.
+SPELLINGS: dict[str, tuple[tuple[Any, ...], tuple[tuple[Any, str], ...]]] = {
+    "live": ((2, 2.0, "2", " 2 ", "2.0", "\t2\n", np.int64(2), torch.tensor(2)),
+             ((3, ""), ("3", ""), (" 1 ", ""), (2.5, "whole number"), ("2.5", "whole number"),
+              ("two", "whole number"), ("", "whole number"), ([2], "whole number"), (torch.tensor([2, 2]), "whole"))),
+    "divergence": ((1, 1.0, "1", " 1 ", np.int64(1)), ((True, "whole number"), (0, ""), ("2", ""))),
+    "steps": ((4, "4", " 4 ", 4.0), ((5, ""), (" 3", ""), ("4 steps", "whole number"))),
+    "surviving": ((2, "2", 2.0), ((3, ""), ("3", ""))),
+    "distinct": ((2, " 2 ", np.float64(2.0)), ((1, ""), (True, "whole number"))),
+    "completion": ((1, "1", 1.0), ((2, ""), ("0", ""), (True, "whole number"))),
+    "best": ((0.054, "0.054", " 0.054 ", "5.4%", "5.4 %", "27/500", np.float64(0.054), 0.0541),
+             ((0.048, ""), ("0.048", ""), ("4.8%", ""), (5.4, "between 0 and 1"), ("54", "between 0 and 1"),
+              (True, "probability"), ("about 0.05", "probability"))),
+    "processed": ((0.39, "0.39", "39%", 16 / 41), ((0.16, ""), ("0.3", ""), ("25%", ""))),  # 0.16 unnormalised
+    "penalty": ((-1.4, "-1.4", " -1.4 ", "\N{MINUS SIGN}1.4", "-7/5", np.float64(-1.4)),
+                ((-0.7, ""), ("0", ""), (1.4, "lowers the score"), ("1.4", "lowers the score"),
+                 (True, "a number"))),
+    "satisfied": ((True, "True", "true", " yes ", "YES", np.bool_(True)),
+                  ((False, ""), ("False", ""), ("no", ""), (np.bool_(False), ""), (1, "True or False"),
+                   ("maybe", "True or False"))),
+    "result": (("A C B", " A C B ", "A  C B", "A C B\n"), (("A B C", ""), ("A C", ""), (3, "text"))),
+    "survivor": (("A B", " A C ", "A  B"), (("A A", ""), ("A B C", ""), (["A", "B"], "text"))),
+    "pruned": (("car", " car", "car "), (("dog", ""), ("nice", ""), (1, "token"))),
+    "forced": (("cake", " cake "), (("like", ""), ("love", ""), (2, "token"))),
+    "group": (("bad outside", " bad  outside "), (("nice today", ""), ("bad", ""), (None, "Hint"))),
+}
+
+
+def test_every_check_has_spellings(checks: dict[str, Check]) -> None:
+    assert set(SPELLINGS) == set(checks)
+    names = {name for name, fn in inspect.getmembers(teaching, inspect.isfunction)
+             if name.startswith("check_") and "answer" in inspect.signature(fn).parameters}
+    assert len(names) == len(checks)
+
+
+@pytest.mark.parametrize("name", sorted(SPELLINGS))
+def test_a_check_accepts_every_spelling_of_the_right_answer_and_no_wrong_one(name: str,
+                                                                             checks: dict[str, Check]) -> None:
+    rights, wrongs = SPELLINGS[name]
+    check = checks[name]
+    for right in rights:
+        feedback = check(right)
+        assert feedback, f"{name}: {right!r} was rejected: {feedback}"
+        assert feedback.message.startswith("yes"), feedback.message
+    for wrong, says in wrongs:
+        feedback = check(wrong)
+        assert not feedback, f"{name}: the wrong answer {wrong!r} was accepted"
+        assert feedback.answered == (wrong is not None), f"{name}: {wrong!r}"
+        assert says in feedback.message, f"{name}: {wrong!r} gave {feedback.message!r}, expected {says!r}"
+        if not says:
+            assert feedback.message.startswith("not quite"), f"{name}: {wrong!r} gave {feedback.message!r}"
