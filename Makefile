@@ -48,7 +48,22 @@ $(VENV)/.installed: $(LOCK)/main.txt $(LOCK)/smollm2.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed notebook-filter
+
+# Notebooks are committed without outputs, execution counts or widget state: git's clean filter strips them, so that
+# running and saving a notebook leaves nothing to commit (docs/development.md). nbstripout (in the lock) strips; the
+# keys after it are what JupyterLab adds on saving. The command is relative: git runs it at the top of the work tree,
+# so every checkout and worktree of the repository (they share .git/config) uses its own .venv; where that has no
+# nbstripout yet, the notebook passes unchanged (git then shows its outputs) with a note. Outside a git checkout,
+# nothing to set up.
+NBSTRIPOUT_ARGS := --keep-id --extra-keys "metadata.language_info.codemirror_mode metadata.language_info.file_extension \
+	metadata.language_info.mimetype metadata.language_info.nbconvert_exporter metadata.language_info.pygments_lexer \
+	metadata.language_info.version"
+NOTEBOOK_FILTER := if [ -x $(BIN)/nbstripout ]; then exec $(BIN)/nbstripout $(NBSTRIPOUT_ARGS); \
+	else echo "notebook outputs not stripped: run make install" >&2; exec cat; fi
+notebook-filter:
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git config filter.nbstripout.clean '$(NOTEBOOK_FILTER)' && git config filter.nbstripout.smudge cat; fi
 
 # The browser tests drive Debian's Chromium through Playwright (Playwright's own browser download needs more than
 # the package registries): installed with apt, once, only when it is missing.

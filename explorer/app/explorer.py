@@ -94,14 +94,18 @@ class Explorer(Actions):
         return self._panels[self._state.panels[index].id]
 
     def _ipython_display_(self) -> None:
-        """Show the app in a notebook."""
+        """Show the app in a notebook (its MIME bundle, below)."""
         from IPython.display import display
 
-        cast(Callable[[object], None], display)(self.widget)
+        cast(Callable[..., None], display)(self._repr_mimebundle_(), raw=True)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """The root widget's view, for front ends that ask for a MIME bundle."""
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The root widget's view, for front ends that ask for a MIME bundle; as plain text (where a saved notebook
+        is shown without widgets), what to do."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict) and "text/plain" in bundle:
+            bundle["text/plain"] = "Decoding explorer: an interactive app (run the cell to start it)"
+        return bundle
 
     # --- building -----------------------------------------------------------------------------------------------
 
