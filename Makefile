@@ -1,4 +1,5 @@
-# decoding-explorer: `make app` serves the explorer, `make test` runs everything. Both install what is missing.
+# decoding-explorer: `make app` serves the explorer, `make lab` opens the course notebooks in JupyterLab, `make test`
+# runs everything. Each installs what is missing.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -24,10 +25,12 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install browser app prepare test check lint typecheck pytest fixtures bench screenshot clean lock test-latest print-env
+.PHONY: help install notebook-filter browser app lab prepare test check lint typecheck pytest fixtures bench screenshot clean \
+	lock test-latest print-env
 
 help:
 	@echo "make app       serve the explorer with Voila on http://127.0.0.1:8866"
+	@echo "make lab       open the course notebooks (notebooks/) in JupyterLab on http://127.0.0.1:8888, with a token"
 	@echo "make test      lint, type-check and run the whole test suite"
 	@echo "make fixtures  regenerate reference outputs with transformers 4.56.2 (own venv)"
 	@echo "make bench     run the benchmarks (SmolLM2, 2 threads)"
@@ -88,6 +91,16 @@ APP_PORT ?= 8866
 app: prepare
 	JUPYTER_PATH=$(APP_JUPYTER_PATH)$(if $(JUPYTER_PATH),:$(JUPYTER_PATH)) $(BIN)/voila notebooks/app.ipynb --port=$(APP_PORT) --no-browser --Voila.ip=$(APP_IP) \
 		$(APP_VOILA_ARGS)
+
+# The course notebooks in JupyterLab, with the state folders of `make app` (.state/: nothing in $HOME), on loopback
+# with the token JupyterLab makes (it prints the URL, and opens a browser where there is one); as root (a container)
+# with --allow-root, which Jupyter asks for. `make lab LAB_PORT=9000` moves it.
+LAB_IP ?= 127.0.0.1
+LAB_PORT ?= 8888
+LAB_ARGS := --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+lab: prepare
+	$(BIN)/jupyter lab --ServerApp.ip=$(LAB_IP) --ServerApp.port=$(LAB_PORT) $(LAB_ARGS)
 
 lint: install
 	$(BIN)/ruff check explorer tests benchmarks docs
