@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import psutil  # a dependency of ipykernel
@@ -170,6 +170,16 @@ class ServerProcess:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
         psutil.wait_procs(alive, timeout=5)
+
+    @contextlib.contextmanager
+    def running(self, timeout: float = 120.0) -> Iterator[Self]:
+        """The server started and listening; stopped, with its kernels, on leaving (whatever happened)."""
+        self.start()
+        try:
+            self.wait_listening(timeout=timeout)
+            yield self
+        finally:
+            self.stop()
 
     def __enter__(self) -> ServerProcess:
         self.start()

@@ -28,14 +28,9 @@ SIZES = ((1280, 800), (1920, 1080))
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """JupyterLab on a git repository holding the committed app notebook, with the notebook filter set up."""
     root = notebook_repo(tmp_path_factory.mktemp("lab") / "notebooks")
-    server = LabServer(tmp_path_factory.mktemp("lab-state"), root)
-    server.start()
-    try:
-        server.wait_listening(timeout=120)
+    with LabServer(tmp_path_factory.mktemp("lab-state"), root).running() as server:
         server.read_token()
         yield server
-    finally:
-        server.stop()
 
 
 def test_jupyterlab_listens_on_loopback_and_asks_for_its_token(lab: LabServer) -> None:

@@ -17,12 +17,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def voila_dark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoilaServer]:
     server = VoilaServer(tmp_path_factory.mktemp("voila-dark-state"), model="tiny-random", theme="dark")
-    server.start()
-    try:
-        server.wait_listening(timeout=120)
+    with server.running():
         yield server
-    finally:
-        server.stop()
 
 
 def test_voila_dark_theme(voila_dark: VoilaServer, browser: Any) -> None:
