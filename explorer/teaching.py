@@ -19,6 +19,7 @@ from explorer.models.base import CausalLM
 from explorer.trace import Candidate, Hypothesis, Result, Trace
 
 __all__ = [
+    "FEEDBACK_COLORS",
     "Feedback",
     "check_best_probability",
     "check_completion_step",
@@ -59,8 +60,21 @@ class Feedback:
         return self.correct
 
     def _repr_html_(self) -> str:
-        colour = "#1a7f37" if self.correct else ("#b42318" if self.answered else "#475467")
-        return f'<div style="color:{colour};font-weight:600">{html.escape(str(self))}</div>'
+        """The line in the page's own text colour, on a tint of the verdict's colour with a bar of it at the left:
+        readable on a light and on a dark page (the colours hold 3:1 against both, ``FEEDBACK_COLORS``)."""
+        r, g, b = (int(FEEDBACK_COLORS[self.verdict][i : i + 2], 16) for i in (1, 3, 5))
+        return (f'<div class="explorer-feedback explorer-feedback-{self.verdict}" style="font-weight:600;'
+                f"padding:2px 8px;border-left:4px solid {FEEDBACK_COLORS[self.verdict]};"
+                f'background:rgba({r},{g},{b},0.14)">{html.escape(str(self))}</div>')
+
+    @property
+    def verdict(self) -> str:
+        """``"right"``, ``"wrong"`` or ``"pending"`` (no answer yet)."""
+        return "right" if self.correct else ("wrong" if self.answered else "pending")
+
+
+#: The colour of each verdict (a bar and a tint: the text keeps the page's colour).
+FEEDBACK_COLORS = {"right": "#1A7F37", "wrong": "#D92D20", "pending": "#8C8C8C"}
 
 
 def _verdict(correct: bool, right: str, wrong: str) -> Feedback:

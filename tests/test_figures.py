@@ -82,7 +82,8 @@ def _points(fig: go.Figure) -> list[tuple[Any, str, str]]:
 
 
 def _named(fig: go.Figure, name: str) -> list[Any]:
-    return [t for t in fig.data if t.name == name]
+    """The drawn traces called ``name`` (not the legend's own entries, which hold no points)."""
+    return [t for t in fig.data if t.name == name and (t.customdata is not None or t.mode == "lines")]
 
 
 def _segments(trace: Any) -> int:
@@ -180,7 +181,7 @@ def test_finished_entries_show_their_normalized_score(traces: dict[str, Trace], 
     trace = traces[name]
     fig = search_tree(trace)
     entries = {f"f{f.id}": f for s in trace.steps for f in s.finished}
-    shown = {row[1]: (t, i) for t in fig.data if t.name and t.name.startswith("finished")
+    shown = {row[1]: (t, i) for t in fig.data if t.name and t.name.startswith("finished") and t.customdata is not None
              for i, row in enumerate(t.customdata)}
     assert set(shown) == set(entries)
     for key, (t, i) in shown.items():

@@ -18,6 +18,7 @@ from typing import Any
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from notebook_filter import clean
 
 from explorer.teaching import Feedback
 
@@ -128,6 +129,33 @@ def test_committed_without_outputs(name: str) -> None:
             assert cell.execution_count is None, f"{name}: a cell has an execution count"
 
 
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_committed_as_the_notebook_filter_makes_them(path: Path) -> None:
+    """Git's filter (``make install``) would not change a committed notebook: committing one never churns it."""
+    text = path.read_text(encoding="utf-8")
+    assert clean(text) == text
+
+
+def test_the_filter_strips_what_jupyterlab_saves() -> None:
+    """What JupyterLab writes after a run (outputs, counts, timings, widget state, the kernel's language details)
+    is stripped: git has nothing to commit."""
+    committed = (NOTEBOOKS / "app.ipynb").read_text(encoding="utf-8")
+    nb = nbformat.reads(committed, as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.execution_count = 1
+    code.outputs = [nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": "0f" * 16, "version_major": 2, "version_minor": 0},
+        "text/plain": ["VBox(children=(...))"]})]
+    code.metadata["execution"] = {"iopub.status.busy": "2026-11-30T12:00:00.000Z"}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2}}
+    nb.metadata["language_info"] = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                                    "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                                    "pygments_lexer": "ipython3", "version": "3.11.7"}
+    saved = nbformat.writes(nb)
+    assert saved != committed
+    assert clean(saved) == committed
+
+
 @pytest.mark.parametrize("name", COURSE)
 def test_every_exercise_is_a_question_an_answer_and_a_check(name: str) -> None:
     nb = _read(name)
@@ -212,3 +240,5 @@ def test_the_notebook_runs_top_to_bottom(name: str, tmp_path: Path, monkeypatch:
     for cell in _tagged(nb, "check"):  # with the placeholder answers, every check gives its hint
         shown = "".join(o.data.get("text/html", "") for o in cell.outputs if "data" in o)
         assert "no answer yet" in shown, f"{name}: {cell.source}"
+    # Run and saved, the notebook leaves git nothing to commit: the filter takes it back to what is committed.
+    assert clean(nbformat.writes(nb)) == (NOTEBOOKS / f"{name}.ipynb").read_text(encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -141,7 +142,41 @@ def test_ci_runs_make_test() -> None:
     assert "set -euo pipefail" in script
 
 
-def test_readme_starts_with_the_two_commands() -> None:
+def test_readme_starts_with_the_three_commands() -> None:
     head = (ROOT / "README.md").read_text().split("\n## ", 1)[0]
-    assert "make app" in head
-    assert "make test" in head
+    block = head.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in block.splitlines()] == ["make app", "make test", "make lab"]
+
+
+def _dry_run(target: str) -> str:
+    """The commands ``make <target>`` would run here (``make -n``)."""
+    done = subprocess.run(["make", "-n", "-C", str(ROOT), target], check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+def test_make_lab_opens_the_notebooks_on_loopback_with_the_state_of_make_app() -> None:
+    """JupyterLab on notebooks/, on 127.0.0.1, with its own token (nothing turns it off), after SmolLM2 is prepared,
+    with the Makefile's exported state folders (the same as make app's: .state/, nothing in $HOME)."""
+    commands = _dry_run("lab")
+    lab = next(line for line in commands.splitlines() if "jupyter lab" in line)
+    assert lab.startswith(".venv/bin/jupyter lab ")
+    assert "--ServerApp.ip=127.0.0.1" in lab
+    assert "--ServerApp.root_dir=notebooks" in lab
+    assert "token" not in lab.lower()
+    assert "password" not in lab.lower()
+    assert "python -m explorer.models.smollm2" in commands  # make prepare first
+    assert "JUPYTER_" not in lab  # no state of its own: the Makefile's exports
+    assert "XDG_" not in lab
+    printed = subprocess.run(["make", "-s", "-C", str(ROOT), "print-env"], check=True, capture_output=True,
+                             text=True).stdout
+    for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "XDG_CACHE_HOME"):
+        assert f"export {name}={ROOT}/.state/" in printed, name
+
+
+def test_make_install_sets_up_the_notebook_filter() -> None:
+    assert "git config filter.nbstripout.clean" in _dry_run("install")
+    attributes = (ROOT / ".gitattributes").read_text()
+    assert "*.ipynb filter=nbstripout" in attributes.splitlines()
+    teaching = (ROOT / "docs" / "teaching.md").read_text()
+    assert "make lab" in teaching
+    assert "pip install jupyterlab" not in teaching

@@ -14,6 +14,7 @@ import torch
 
 import explorer
 from explorer import teaching
+from explorer.figures._theme import blend, contrast_ratio
 from explorer.models.base import CausalLM
 from explorer.trace import Trace
 
@@ -32,12 +33,27 @@ def test_feedback_shows_right_wrong_and_pending() -> None:
     right = teaching.Feedback(True, "yes")
     wrong = teaching.Feedback(False, "no <b>")
     pending = teaching.Feedback(False, "no answer yet", answered=False)
-    for feedback, truth, mark, colour in ((right, True, "✓", "#1a7f37"), (wrong, False, "✗", "#b42318"),
-                                          (pending, False, "…", "#475467")):
+    for feedback, truth, mark, verdict in ((right, True, "✓", "right"), (wrong, False, "✗", "wrong"),
+                                           (pending, False, "…", "pending")):
         assert bool(feedback) is truth
         assert str(feedback).startswith(mark)
-        assert colour in feedback._repr_html_()
+        assert feedback.verdict == verdict
+        assert f"solid {teaching.FEEDBACK_COLORS[verdict]}" in feedback._repr_html_()
+        assert "color:" not in feedback._repr_html_()  # the text keeps the page's colour, light or dark
     assert "&lt;b&gt;" in wrong._repr_html_()
+    assert len(set(teaching.FEEDBACK_COLORS.values())) == 3
+
+
+@pytest.mark.parametrize("verdict", ["right", "wrong", "pending"])
+def test_feedback_reads_on_a_light_and_a_dark_page(verdict: str) -> None:
+    """The verdict's bar holds 3:1 (a graphical object) on both pages, and the text, in each page's own colour, 4.5:1
+    on the verdict's tint."""
+    colour = teaching.FEEDBACK_COLORS[verdict]
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    for page, ink in (("#FFFFFF", "rgba(0,0,0,0.87)"), ("#111111", "rgba(255,255,255,0.87)")):
+        assert contrast_ratio(colour, page) >= 3.0, (verdict, page)
+        tint = blend(f"rgba({r},{g},{b},0.14)", page)
+        assert contrast_ratio(ink, tint) >= 4.5, (verdict, page)
 
 
 def test_every_check_gives_a_hint_for_no_answer(d2l: CausalLM, beam: Trace) -> None:

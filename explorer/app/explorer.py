@@ -19,8 +19,10 @@ from explorer.app.controls import Controls
 from explorer.app.outputs import Outputs
 from explorer.app.panels import PanelControls
 from explorer.app.state import AppState, panel_by_id
+from explorer.app.theme import ThemeProbe, theme_class
 from explorer.app.views import STYLE, Same, force_options, panel_summary_html, results_html, save_html
 from explorer.errors import ExplorerError, ParameterError
+from explorer.figures import resolve_theme
 from explorer.models.base import CausalLM
 from explorer.models.precision import DEFAULT_DTYPE, DTYPES, base_name
 
@@ -71,6 +73,7 @@ class Explorer(Actions):
                                                           self._job_error, self._run_ended))
         self._add_box = widgets.VBox([self.controls.add, self.controls.errors["panels"]])
         self._panel_row = widgets.Box(layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))
+        self.theme_probe = ThemeProbe(layout=widgets.Layout(display="none"))
         self.widget = self._layout()
         self._connect()
         with self._lock:
@@ -91,14 +94,18 @@ class Explorer(Actions):
         return self._panels[self._state.panels[index].id]
 
     def _ipython_display_(self) -> None:
-        """Show the app in a notebook."""
+        """Show the app in a notebook (its MIME bundle, below)."""
         from IPython.display import display
 
-        cast(Callable[[object], None], display)(self.widget)
+        cast(Callable[..., None], display)(self._repr_mimebundle_(), raw=True)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """The root widget's view, for front ends that ask for a MIME bundle."""
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The root widget's view, for front ends that ask for a MIME bundle; as plain text (where a saved notebook
+        is shown without widgets), what to do."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict) and "text/plain" in bundle:
+            bundle["text/plain"] = "Decoding explorer: an interactive app (run the cell to start it)"
+        return bundle
 
     # --- building -----------------------------------------------------------------------------------------------
 
@@ -129,8 +136,10 @@ class Explorer(Actions):
             title, c.top(), self._panel_row, c.run_row(), o.summary,
             widgets.HTML("<h3 style='margin: 8px 0 2px'>Search trees</h3>"), c.tree_row(), o.tree,
             widgets.HTML("<h3 style='margin: 8px 0 2px'>Selected node</h3>"), o.selection, c.force_row(), o.details_box,
+            self.theme_probe,
         ])
         root.add_class("explorer-app")
+        root.add_class(theme_class(self.outputs.theme))
         return root
 
     def _connect(self) -> None:
@@ -150,6 +159,7 @@ class Explorer(Actions):
         c.stop.on_click(lambda _: self.stop())
         c.force.on_click(lambda _: self.on_force())
         c.clear.on_click(lambda _: self.on_clear())
+        self.theme_probe.observe(lambda ch: self.on_theme(str(ch["new"])), names="theme")
 
     # --- events -------------------------------------------------------------------------------------------------
 
@@ -204,6 +214,14 @@ class Explorer(Actions):
             state = st.set_constraints(state, panel.id, panel.constraints, self._constraint_preview(
                 panel.constraints)[1] if panel.strategy == "constrained" else "")
         self._set(state)
+
+    @event
+    def on_theme(self, theme: str) -> None:
+        """The page's theme was read, or changed: the root's class follows, and the figures are drawn again in it."""
+        self.widget.remove_class(theme_class(self.outputs.theme))
+        self.outputs.theme = resolve_theme(theme)
+        self.widget.add_class(theme_class(self.outputs.theme))
+        self._set(self._state)
 
     @event
     def on_strategy(self, panel_id: int, strategy: str) -> None:

@@ -1,7 +1,7 @@
 """The app's outputs: ONE ``FigureWidget`` for every panel's tree, ONE for details, the selection and the summary.
 
-Each is redrawn only when what it shows changed; the figure widgets are updated in place (a new plotly widget
-would ship its multi-megabyte bundle to the page again).
+Each is redrawn only when what it shows changed, the page's theme included; the figure widgets are updated in place
+(a new plotly widget would ship its multi-megabyte bundle to the page again).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from explorer import figures
 from explorer.app._nodes import NodeInfo
 from explorer.app.controls import sync
 from explorer.app.state import AppState, Panel, panel_by_id
+from explorer.app.theme import on_page
 from explorer.app.views import Same, keyed_traces, placeholder, selection_html, show_figure
+from explorer.figures import Theme
 from explorer.trace import Trace
 
 __all__ = ["Outputs"]
@@ -31,7 +33,7 @@ class Outputs:
     """Trees, details, selection text and the summary table, drawn from the state."""
 
     def __init__(self, on_click: ClickHandler) -> None:
-        self.tree = go.FigureWidget(placeholder("press Run to see the search trees"))
+        self.tree = go.FigureWidget(on_page(placeholder("press Run to see the search trees")))
         self.tree.add_class("explorer-tree")
         # The details figure is made with the first trace, not with the page: each plotly widget loads a 5 MB
         # module in the page, and anywidget gives up on a widget whose module takes over 2 s (then drops its
@@ -45,6 +47,8 @@ class Outputs:
         self.summary = widgets.HTML()
         self.summary.add_class("explorer-summary-view")
         self.keys: dict[str, int] = {}
+        #: The page's theme (``ThemeProbe`` reports it): the figures are drawn in it.
+        self.theme: Theme = "light"
         self._on_click = on_click
         self._deps: dict[str, object] = {}
         self._layouts: dict[int, tuple[Trace, Any]] = {}
@@ -70,24 +74,26 @@ class Outputs:
         self.keys = {p.key: p.id for p in traced}
         self._layouts = {k: v for k, v in self._layouts.items() if any(p.id == k for p in traced)}
         ident = tuple((p.key, Same(p.trace)) for p in traced)
-        if self._changed("tree", (ident, state.tree_color, state.show_pruned, state.upto_step, state.selection)):
+        look = (state.tree_color, state.show_pruned, state.upto_step, state.selection, self.theme)
+        if self._changed("tree", (ident, *look)):
             self._draw_tree(state, traced)
         if self._changed("summary", ident):
             sync(self.summary, figures.results_table_html(keyed_traces(state.panels)) if traced else "")
-        if self._changed("details", (ident, state.selection)):
+        if self._changed("details", (ident, state.selection, self.theme)):
             self._draw_details(state, traced, info)
 
     def _draw_tree(self, state: AppState, traced: list[Panel]) -> None:
         """All panels' trees side by side, up to the scrubbed step, the selected node ringed."""
         if not traced:
-            show_figure(self.tree, placeholder("press Run to see the search trees"))
+            show_figure(self.tree, placeholder("press Run to see the search trees", theme=self.theme))
             return
         selected = None
         panel = panel_by_id(state, state.selection.panel) if state.selection is not None else None
         if panel is not None and state.selection is not None and panel.trace is not None:
             selected = (panel.key, state.selection.node)
         fig = figures.search_trees({p.key: self._layout(p) for p in traced}, color=state.tree_color,
-                                   show_pruned=state.show_pruned, upto_step=state.upto_step, selected=selected)
+                                   show_pruned=state.show_pruned, upto_step=state.upto_step, selected=selected,
+                                   theme=self.theme)
         if fig.layout.width is None:  # plotly's widget is 700 px wide unless told: give each panel room
             fig.update_layout(width=min(TREE_MAX_WIDTH, max(700, TREE_PANEL_WIDTH * len(traced))))
         show_figure(self.tree, fig, self._on_click)
@@ -97,15 +103,15 @@ class Outputs:
         panel = panel_by_id(state, state.selection.panel) if state.selection is not None else None
         sync(self.selection, selection_html(panel, info))
         if panel is not None and panel.trace is not None and info is not None and info.hypothesis is not None:
-            fig = figures.step_candidates(panel.trace, info.hypothesis.id)
+            fig = figures.step_candidates(panel.trace, info.hypothesis.id, theme=self.theme)
         elif traced:
-            fig = figures.score_timelines(keyed_traces(state.panels))
+            fig = figures.score_timelines(keyed_traces(state.panels), theme=self.theme)
         elif self.details is None:
             return
         else:
-            fig = placeholder("score timelines and candidates show here after a run")
+            fig = placeholder("score timelines and candidates show here after a run", theme=self.theme)
         if self.details is None:
-            self.details = go.FigureWidget(fig)
+            self.details = go.FigureWidget(on_page(fig))
             self.details.add_class("explorer-details")
             self.details_box.children = (self.details,)
         else:

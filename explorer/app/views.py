@@ -13,7 +13,8 @@ import plotly.graph_objects as go
 from explorer.app._nodes import NodeInfo
 from explorer.app._params import specs_for
 from explorer.app.state import Panel
-from explorer.figures import visible
+from explorer.app.theme import THEME_CSS, on_page
+from explorer.figures import Theme, message_figure, visible
 from explorer.trace import Trace
 from explorer.trace_io import dump_trace
 
@@ -34,17 +35,17 @@ __all__ = [
 #: Largest trace offered as a download link from the page (a data URI travels through the websocket).
 MAX_SAVE_BYTES = 32 * 1024 * 1024
 
-STYLE = """<style>
-.explorer-app .explorer-error { color: #b00020; }
-.explorer-app .explorer-panel { border: 1px solid #d0d7de; border-radius: 6px; }
+STYLE = "<style>\n" + THEME_CSS + """
+.explorer-app .explorer-error { color: var(--explorer-error); }
+.explorer-app .explorer-panel { border: 1px solid var(--explorer-border); border-radius: 6px; }
 .explorer-app .explorer-panel-branch { border-color: #E69F00; }
 .explorer-app .explorer-panel-loaded { border-color: #56B4E9; }
-.explorer-app .explorer-piece { border: 1px solid #c8c8c8; border-radius: 3px; padding: 0 2px; margin-right: 1px;
-  font-family: monospace; background: #f6f8fa; }
+.explorer-app .explorer-piece { border: 1px solid var(--explorer-piece-border); border-radius: 3px; padding: 0 2px;
+  margin-right: 1px; font-family: monospace; background: var(--explorer-piece); }
 .explorer-app table.explorer-table { border-collapse: collapse; font-size: 12px; }
 .explorer-app table.explorer-table td, .explorer-app table.explorer-table th { padding: 2px 5px;
-  border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
-.explorer-app .explorer-muted { color: #666; font-size: 12px; }
+  border-bottom: 1px solid var(--explorer-rule); text-align: left; vertical-align: top; }
+.explorer-app .explorer-muted { color: var(--explorer-muted); font-size: 12px; }
 /* A branch's name and summary hold its forced token, which can be long and without spaces: wrap it in the panel. */
 .explorer-app .explorer-panel .widget-hbox > .widget-html, .explorer-app .explorer-panel-summary,
 .explorer-app .explorer-panel-summary > .widget-html-content { min-width: 0; overflow-wrap: anywhere; }
@@ -127,8 +128,9 @@ def selection_html(panel: Panel | None, info: NodeInfo | None) -> str:
 
 
 def show_figure(target: Any, fig: go.Figure, on_click: Callable[[Any, Any, Any], None] | None = None) -> None:
-    """Put ``fig`` into the ``FigureWidget`` ``target`` in place: old layout keys cleared, traces replaced, and
-    ``on_click`` attached to every trace with ``customdata``."""
+    """Put ``fig`` into the ``FigureWidget`` ``target`` in place, on the page's background (``on_page``): old layout
+    keys cleared, traces replaced, and ``on_click`` attached to every trace with ``customdata``."""
+    on_page(fig)
     stale = {key: None for key in target.layout.to_plotly_json() if key != "template"}
     if stale:
         target.plotly_relayout(stale)
@@ -174,11 +176,8 @@ def force_options(info: NodeInfo | None) -> tuple[tuple[tuple[str, int], ...], i
     return options, chosen
 
 
-def placeholder(text: str, height: int = 220) -> go.Figure:
-    """An empty figure that says what to do."""
-    fig = go.Figure()
-    fig.update_layout(height=height, xaxis={"visible": False}, yaxis={"visible": False},
-                      margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                      annotations=[{"text": text, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper",
-                                    "yref": "paper", "font": {"size": 14, "color": "#666"}}])
+def placeholder(text: str, height: int = 220, theme: Theme = "light") -> go.Figure:
+    """An empty figure that says what to do, in the page's theme."""
+    fig = message_figure(text, height=height, theme=theme)
+    fig.update_layout(margin={"l": 10, "r": 10, "t": 10, "b": 10})
     return fig

@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-from explorer.figures._charts import constraint_progress, score_timelines, step_candidates
+from explorer.figures._charts import constraint_progress, message_figure, score_timelines, step_candidates
 from explorer.figures._html import results_table_html, tokens_html
 from explorer.figures._layout import TreeLayout, tree_layout
 from explorer.figures._style import PALETTE, RESULT_COLORS, clip, visible
+from explorer.figures._theme import THEMES, Palette, Theme, palette, resolve_theme, template
 from explorer.figures._tree import ColorMode, node_at, search_tree, search_trees
 
 __all__ = [
     "PALETTE",
     "RESULT_COLORS",
+    "THEMES",
     "ColorMode",
+    "Palette",
+    "Theme",
     "TreeLayout",
     "clip",
     "constraint_progress",
+    "message_figure",
     "node_at",
+    "palette",
+    "resolve_theme",
     "results_table_html",
     "score_timelines",
     "search_tree",
     "search_trees",
     "step_candidates",
+    "template",
     "tokens_html",
     "tree_layout",
     "visible",

@@ -25,9 +25,10 @@ from explorer.figures._style import (
     safe_hover,
     safe_label,
 )
+from explorer.figures._theme import Theme, palette, resolve_theme
 from explorer.trace import Candidate, Hypothesis, Result, Trace
 
-__all__ = ["constraint_progress", "score_timelines", "step_candidates"]
+__all__ = ["constraint_progress", "message_figure", "score_timelines", "step_candidates"]
 
 #: Characters of token text under a candidate's bars.
 AXIS_LABEL_WIDTH = 24
@@ -35,11 +36,18 @@ AXIS_LABEL_WIDTH = 24
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 
-def _empty(message: str, title: str | None = None) -> go.Figure:
-    """A figure with no data and a message in the middle."""
-    fig = go.Figure(layout=base_layout(height=240, title={"text": title, "x": 0.01} if title else None))
+def message_figure(message: str, *, title: str | None = None, height: int = 240,
+                   theme: Theme | None = None) -> go.Figure:
+    """A figure with no data and a message in the middle, in the theme's muted colour (``theme`` as in
+    :func:`step_candidates`).
+
+    >>> message_figure("press Run", theme="dark").layout.annotations[0].font.color
+    '#9E9E9E'
+    """
+    look = resolve_theme(theme)
+    fig = go.Figure(layout=base_layout(look, height=height, title={"text": title, "x": 0.01} if title else None))
     fig.add_annotation(text=esc(message), showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
-                       font={"size": 14, "color": "#666"})
+                       font={"size": 14, "color": palette(look).muted})
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig
@@ -77,11 +85,13 @@ def _labels(cands: tuple[Candidate, ...]) -> list[str]:
     return [f"{t} #{c.token_id}" if texts.count(t) > 1 else t for t, c in zip(texts, cands, strict=True)]
 
 
-def step_candidates(trace: Trace, hyp_id: int) -> go.Figure:
+def step_candidates(trace: Trace, hyp_id: int, *, theme: Theme | None = None) -> go.Figure:
     """The recorded candidates of one hypothesis: raw probability (hatched) beside the processed one (solid).
 
     Bars are coloured by fate (kept, finished, pruned, masked); the hover has the log-prob, every processor's
     adjustment, the cumulative score and the reason. Tokens on the axis show their whitespace (``␣``, ``⏎``).
+    ``theme``: ``"light"``, ``"dark"`` or ``None`` (Plotly's default template's, see
+    :func:`explorer.figures.resolve_theme`).
 
     >>> import explorer
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="beam", num_beams=2, max_new_tokens=2)
@@ -89,6 +99,7 @@ def step_candidates(trace: Trace, hyp_id: int) -> go.Figure:
     >>> [tr.name for tr in fig.data][:2], len(fig.data[0].x) == len(t.hypothesis(0).candidates)
     (['raw probability', 'processed probability'], True)
     """
+    look = resolve_theme(theme)
     idx = index(trace)
     if hyp_id not in idx.hyps:
         raise KeyError(hyp_id)
@@ -98,7 +109,8 @@ def step_candidates(trace: Trace, hyp_id: int) -> go.Figure:
              f" · {_so_far(idx, hyp)}")
     cands = hyp.candidates
     if not cands:
-        return _empty("No candidates were recorded for this hypothesis (record_top_k=0).", title)
+        return message_figure("No candidates were recorded for this hypothesis (record_top_k=0).", title=title,
+                              theme=look)
     labels, hover = _labels(cands), [_candidate_hover(c) for c in cands]
     colors = [FATE_COLORS.get(c.fate, "#999") for c in cands]
     raw = np.exp([c.logprob for c in cands])
@@ -106,12 +118,15 @@ def step_candidates(trace: Trace, hyp_id: int) -> go.Figure:
     # The title has the top line to itself and the legend the line under it: a long "so far" text in the title
     # must not run under the legend.
     fig = go.Figure(layout=base_layout(
-        height=380, barmode="group", bargap=0.25, bargroupgap=0.05,
+        look, height=380, barmode="group", bargap=0.25, bargroupgap=0.05,
         title={"text": title, "x": 0.01, "xanchor": "left", "yref": "container", "y": 0.98, "yanchor": "top"},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0.0}))
     common = {"x": labels, "hovertext": hover, "hoverinfo": "text", "customdata": [c.token_id for c in cands]}
+    # Hatching in each bar's own colour ("replace"): the templates' "overlay" default would make plotly.js take the
+    # contrast of the whole colour array for the hatching, log "Invalid color specifier: Array(n)" and hatch in black.
     fig.add_trace(go.Bar(y=raw, name="raw probability", **common,
-                         marker={"color": colors, "opacity": 0.55, "pattern": {"shape": "/", "solidity": 0.3}}))
+                         marker={"color": colors, "opacity": 0.9, "line": {"width": 1, "color": colors},
+                                 "pattern": {"shape": "/", "solidity": 0.45, "fillmode": "replace"}}))
     fig.add_trace(go.Bar(y=done, name="processed probability", **common, marker={"color": colors}))
     for fate in dict.fromkeys(c.fate for c in cands):  # legend entries for the fates present
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=fate, legendgroup="fates",
@@ -145,11 +160,12 @@ def _timeline(trace: Trace, result: Result, idx: Index) -> tuple[list[float], li
     return xs, ys, hover
 
 
-def score_timelines(traces: Mapping[str, Trace]) -> go.Figure:
+def score_timelines(traces: Mapping[str, Trace], *, theme: Theme | None = None) -> go.Figure:
     """Cumulative log-prob of each result along its path, step by step, strategies overlaid.
 
     One colour per panel (strategy), one dash per result rank; the last point (a diamond) is where the result
-    ended, and its hover and the legend give the result's final, length-penalised score.
+    ended, and its hover and the legend give the result's final, length-penalised score. ``theme`` as in
+    :func:`step_candidates`.
 
     >>> import explorer
     >>> m = explorer.load_model("tiny-random")
@@ -158,7 +174,8 @@ def score_timelines(traces: Mapping[str, Trace]) -> go.Figure:
     >>> fig.data[0].name.startswith("beam · result 0 (final "), abs(fig.data[0].y[-1] - t.results[0].score) < 1e-6
     (True, True)
     """
-    fig = go.Figure(layout=base_layout(height=380, title={"text": "Score along each result's path", "x": 0.01}))
+    fig = go.Figure(layout=base_layout(resolve_theme(theme), height=380,
+                                       title={"text": "Score along each result's path", "x": 0.01}))
     for i, (name, trace) in enumerate(traces.items()):
         idx = index(trace)
         for result in trace.results:
@@ -192,7 +209,7 @@ def _status(hyp: Hypothesis, row: int) -> str | None:
     return status[row] if row < len(status) else None
 
 
-def _progress_row(trace: Trace, idx: Index, row: int, n: int, slots: int) -> list[Any]:
+def _progress_row(trace: Trace, idx: Index, row: int, n: int, slots: int, edge: str) -> list[Any]:
     """Traces of one row: the lattice (edges and hypotheses), completions, resets, and the results' paths."""
     jitter = {h.id: (h.slot - (slots - 1) / 2) * 0.5 / max(slots, 1) for h in idx.hyps.values()}
     xs: list[float | None] = []
@@ -214,7 +231,7 @@ def _progress_row(trace: Trace, idx: Index, row: int, n: int, slots: int) -> lis
             points["completed"].append(point)
         if y < before:
             points["reset"].append(point)
-    out: list[Any] = [go.Scatter(x=xs, y=ys, mode="lines", line={"color": "rgba(120,125,130,0.45)", "width": 1},
+    out: list[Any] = [go.Scatter(x=xs, y=ys, mode="lines", line={"color": f"rgba({edge},0.5)", "width": 1},
                                  hoverinfo="skip", showlegend=False)]
     styles = {"hypothesis": ("circle", 6, "#7f8c8d"), "forced": ("triangle-up", 8, "#0072B2"),
               "completed": ("star", 14, "#009E73"), "reset": ("x", 11, "#D55E00")}
@@ -246,21 +263,23 @@ def _progress_hover(hyp: Hypothesis, idx: Index, kind: str, names: list[str]) ->
     return "<br>".join(lines)
 
 
-def constraint_progress(trace: Trace) -> go.Figure:
+def constraint_progress(trace: Trace, *, theme: Theme | None = None) -> go.Figure:
     """How far each hypothesis got with each constraint, step by step: one row per constraint, and the bank.
 
     Dots are hypotheses (jittered by slot; triangles were forced), lines link parent to child, the results' paths
     are bold; stars mark a completed constraint, crosses a reset (progress lost). A run without constraints gives
     an empty figure that says so. Markers carry ``customdata`` ``[None, "h<id>"]`` like :func:`search_tree`.
+    ``theme`` as in :func:`step_candidates`.
 
     >>> import explorer
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=2)
     >>> constraint_progress(t).layout.annotations[0].text
     'This run (greedy) has no constraints.'
     """
+    look = resolve_theme(theme)
     idx = index(trace)
     if not trace.constraints or not any(h.constraint is not None for h in idx.hyps.values()):
-        return _empty(f"This run ({trace.strategy}) has no constraints.")
+        return message_figure(f"This run ({trace.strategy}) has no constraints.", theme=look)
     names = constraint_names(trace.constraints)
     n = len(names)
     lengths = [max((h.constraint.lengths[i] for h in idx.hyps.values() if h.constraint
@@ -269,12 +288,12 @@ def constraint_progress(trace: Trace) -> go.Figure:
     fig = make_subplots(rows=n + 1, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.08)
     slots = max((h.slot for h in idx.hyps.values()), default=0) + 1
     for row in range(n + 1):
-        fig.add_traces(_progress_row(trace, idx, row, n, slots), rows=row + 1, cols=1)
+        fig.add_traces(_progress_row(trace, idx, row, n, slots, palette(look).edge), rows=row + 1, cols=1)
         top = lengths[row] if row < n else max((h.constraint.bank for h in idx.hyps.values() if h.constraint),
                                                default=1)
         fig.update_yaxes(range=[-0.6, top + 0.6], dtick=1 if top <= 12 else None, row=row + 1, col=1)
     fig.update_xaxes(title="tokens generated", row=n + 1, col=1)
-    fig.update_layout(**base_layout(height=170 * (n + 1) + 90,
+    fig.update_layout(**base_layout(look, height=170 * (n + 1) + 90,
                                     title={"text": f"Constraint progress · {trace.strategy}", "x": 0.01},
                                     legend={"orientation": "v", "x": 1.01, "xanchor": "left", "y": 1.0}))
     return fig

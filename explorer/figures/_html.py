@@ -12,7 +12,11 @@ from explorer.trace import Result, Trace
 
 __all__ = ["results_table_html", "tokens_html"]
 
-_SHADE = "213, 94, 0"  # the colour of an unlikely token; a likely one is nearly white
+_SHADE = "213, 94, 0"  # the colour of an unlikely token; a likely one is nearly clear (text keeps the page's colour)
+# The snippets follow the page's theme through CSS variables: the app's own (explorer/app/theme.py), else
+# JupyterLab's and Voila's, else a light default. Each holds 4.5:1 for text on its theme's background.
+MUTED = "var(--explorer-muted, var(--jp-content-font-color2, #666))"
+RULE = "var(--explorer-rule, var(--jp-border-color1, #ccc))"
 
 
 def _token_body(text: str) -> str:
@@ -50,7 +54,7 @@ def tokens_html(trace: Trace, rank: int = 0) -> str:
     for i, (token_id, cand) in enumerate(zip(result.token_ids, path.tokens, strict=True)):
         text = cand.text if cand is not None else idx.text.get(token_id, f"⟨{token_id}⟩")
         if cand is None:
-            style, about = "outline:1px dashed #999;", "probability not recorded"
+            style, about = "outline:1px dashed currentColor;", "probability not recorded"
         else:
             alpha = 0.06 + 0.64 * (1.0 - math.exp(cand.logprob))
             style = f"background:rgba({_SHADE},{alpha:.2f});"
@@ -59,7 +63,7 @@ def tokens_html(trace: Trace, rank: int = 0) -> str:
         # Each token is its own bidi isolate: a right-to-left token cannot reorder its neighbours.
         spans.append(f'<span class="explorer-token" style="{style}border-radius:3px;margin-right:1px;'
                      f'unicode-bidi:isolate" title="{tip}">{_token_body(text)}</span>')
-    head = (f'<div class="explorer-tokens-head" style="font-size:0.85em;color:#555;margin-bottom:4px">'
+    head = (f'<div class="explorer-tokens-head" style="font-size:0.85em;color:{MUTED};margin-bottom:4px">'
             f"result {result.rank} · score {fmt(result.score)} · {len(result.token_ids)} tokens"
             f"{' · ended with eos' if result.ended_with_eos else ''} · darker = less likely</div>")
     body = "".join(spans)
@@ -104,7 +108,7 @@ def results_table_html(traces: Mapping[str, Trace]) -> str:
     (True, 2)
     """
     heads = ("panel", "strategy", "rank", "score", "length", "constraints", "finished step", "time", "text")
-    style = "padding:2px 8px;text-align:left;white-space:nowrap;border-bottom:1px solid #ccc"
+    style = f"padding:2px 8px;text-align:left;white-space:nowrap;border-bottom:1px solid {RULE}"
     head = "".join(f'<th style="{style}">{h}</th>' for h in heads)
     rows = [_row(name, panel_color(i), trace, result)
             for i, (name, trace) in enumerate(traces.items()) for result in trace.results]

@@ -7,6 +7,8 @@ import math
 import re
 from typing import Any
 
+from explorer.figures._theme import Theme, template
+
 __all__ = [
     "CONTROLS",
     "FATE_COLORS",
@@ -31,12 +33,14 @@ __all__ = [
     "visible",
 ]
 
-#: One colour per panel or group, in order (colour-blind friendly, after Okabe and Ito).
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-#: Result paths, best first: rank 0 is the strongest colour.
-RESULT_COLORS = ("#D62728", "#FF7F0E", "#9467BD", "#8C564B", "#E377C2", "#17BECF")
-#: The fate of a recorded candidate.
-FATE_COLORS = {"kept": "#2A9D8F", "finished": "#7B2CBF", "pruned": "#9AA0A6", "masked": "#E63946"}
+#: One colour per panel or group, in order (colour-blind friendly, after Okabe and Ito; their black is a mid grey
+#: here, which stands out on a light and on a dark page).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#8C8C8C")
+#: Result paths, best first: rank 0 is the strongest colour (each at least 3:1 on a dark page; the brown is lighter
+#: than matplotlib's for that).
+RESULT_COLORS = ("#D62728", "#FF7F0E", "#9467BD", "#A0675B", "#E377C2", "#17BECF")
+#: The fate of a recorded candidate (each at least 3:1 on a dark page; pruned is faint on purpose on a light one).
+FATE_COLORS = {"kept": "#2A9D8F", "finished": "#9B59B6", "pruned": "#9AA0A6", "masked": "#E63946"}
 #: Continuous colour scale of node scores and log-probs.
 NODE_SCALE = "Viridis"
 FONT = {"family": "Inter, Segoe UI, Helvetica, Arial, sans-serif", "size": 12}
@@ -182,10 +186,10 @@ def constraint_names(constraints: tuple[dict[str, Any], ...]) -> list[str]:
     return names
 
 
-def base_layout(**extra: Any) -> dict[str, Any]:
-    """Layout shared by the figures: white template, tight margins, readable fonts, hover labels that wrap."""
+def base_layout(theme: Theme = "light", **extra: Any) -> dict[str, Any]:
+    """Layout shared by the figures: the theme's template, tight margins, readable fonts, hover labels that wrap."""
     layout: dict[str, Any] = {
-        "template": "plotly_white",
+        "template": template(theme),
         "font": FONT,
         "margin": {"l": 56, "r": 16, "t": 48, "b": 44},
         "hoverlabel": {"font": {"size": 12, "family": "Menlo, Consolas, monospace"}, "align": "left"},

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from explorer.errors import ParameterError
 from explorer.figures._layout import TreeLayout, tree_layout
 from explorer.figures._style import FATE_COLORS, NODE_SCALE, base_layout, esc_name, panel_color, result_color
+from explorer.figures._theme import Palette, Theme, palette, resolve_theme
 from explorer.trace import PLACEHOLDER, Trace
 
 __all__ = ["ColorMode", "node_at", "search_tree", "search_trees"]
@@ -27,6 +28,8 @@ WORDS_UP_TO_DEPTH = 10  # deeper runs get no token text beside their nodes (it w
 _COLORBAR = {"score": "cumulative<br>score", "logprob": "token<br>log-prob"}
 _LEAF_KINDS = ("pruned", "masked")
 _COLOR_MODES: tuple[ColorMode, ...] = ("score", "logprob", "group")
+#: The legend's symbol of a scored kind, in a neutral grey: the colour bar (or the group entries) explains colours.
+LEGEND_GREY = "#8C8C8C"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class _Panel:
     color: ColorMode
     selected: str | None
     first: bool
+    look: Palette
 
 
 def _customdata(lay: TreeLayout, name: str | None, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
@@ -71,9 +75,10 @@ def _edges(p: _Panel, gl: bool) -> list[dict[str, Any]]:
     for rows, name in ((np.flatnonzero(p.shown & leaf), "pruned edges"), (np.flatnonzero(p.shown & ~leaf), "edges")):
         crowded = len(rows) > 400
         if name == "edges":
-            color, width = ("rgba(90,95,100,0.35)", 0.8) if crowded else ("rgba(90,95,100,0.7)", 1.2)
+            alpha, width = (0.35, 0.8) if crowded else (0.7, 1.2)
         else:
-            color, width = ("rgba(150,155,160,0.2)", 0.5) if crowded else ("rgba(150,155,160,0.35)", 0.7)
+            alpha, width = (0.2, 0.5) if crowded else (0.35, 0.7)
+        color = f"rgba({p.look.edge if name == 'edges' else p.look.faint_edge},{alpha})"
         xs, ys = _segments(lay, rows)
         out.append(_scatter(gl, x=xs, y=ys, mode="lines", line={"color": color, "width": width}, name=name,
                             hoverinfo="skip", showlegend=False))
@@ -122,8 +127,9 @@ def _marker(p: _Panel, kind: str, rows: npt.NDArray[np.int64]) -> dict[str, Any]
                 "color": FATE_COLORS[kind], "symbol": "circle" if kind == "pruned" else "x-thin-open",
                 "line": {"width": 1}}
     if kind == "hypothesis":
-        return {"size": _size(len(rows), 5, 11), **_marker_color(p, rows), "line": {"width": 0.5, "color": "white"}}
-    return {"size": 13, **_marker_color(p, rows), "line": {"width": 1.5, "color": "#333"},
+        return {"size": _size(len(rows), 5, 11), **_marker_color(p, rows),
+                "line": {"width": 0.5 if len(rows) > 200 else 1.0, "color": p.look.outline}}
+    return {"size": 13, **_marker_color(p, rows), "line": {"width": 1.5, "color": p.look.strong_outline},
             "symbol": "diamond" if kind == "accepted" else "diamond-open"}
 
 
@@ -146,9 +152,27 @@ def _nodes(p: _Panel, gl: bool) -> list[dict[str, Any]]:
         out.append(_scatter(gl, x=lay.x[rows], y=lay.y[rows], mode="markers+text" if text is not None else "markers",
                             marker=_marker(p, kind, rows), text=text, name=name, legendgroup=name, legendrank=500,
                             textposition="top center" if kind == "hypothesis" else "middle right",
-                            showlegend=p.first, hovertext=lay.hover[rows], hoverinfo="text",
-                            customdata=_customdata(lay, p.name, rows), textfont={"size": 11, "color": "#444"}))
+                            showlegend=p.first and kind in _LEAF_KINDS, hovertext=lay.hover[rows], hoverinfo="text",
+                            customdata=_customdata(lay, p.name, rows), textfont={"size": 11, "color": p.look.label}))
     return out
+
+
+def _kind_legend(p: _Panel, gl: bool) -> list[dict[str, Any]]:
+    """Legend entries of the scored kinds (hypotheses, finished entries), apart from their markers.
+
+    Those markers take their colours from the shared colour axis, and plotly.js draws a legend symbol from the
+    first value without the axis's scale: it logs ``Invalid color specifier: number 0`` and draws the symbol
+    black. An entry of its own, in the same legend group, shows the symbol (a click still hides the kind).
+    """
+    if not p.first:
+        return []
+    none = np.zeros(0, dtype=np.int64)
+    kinds = [(k, name) for k, name in _KINDS if k not in _LEAF_KINDS and (k == "hypothesis" or len(_rows(p, k)))]
+    shape = ("size", "symbol", "line")
+    return [_scatter(gl, x=[None], y=[None], mode="markers", name=name, legendgroup=name, legendrank=500,
+                     hoverinfo="skip", marker={**{k: v for k, v in _marker(p, kind, none).items() if k in shape},
+                                               "color": LEGEND_GREY})
+            for kind, name in kinds]
 
 
 def _ring(p: _Panel) -> list[dict[str, Any]]:
@@ -159,7 +183,7 @@ def _ring(p: _Panel) -> list[dict[str, Any]]:
     if not len(rows):
         return []
     return [_scatter(False, x=p.lay.x[rows], y=p.lay.y[rows], mode="markers", name="selected", showlegend=False,
-                       marker={"size": 24, "symbol": "circle-open", "color": "#111", "line": {"width": 3}},
+                       marker={"size": 24, "symbol": "circle-open", "color": p.look.ink, "line": {"width": 3}},
                        hovertext=p.lay.hover[rows], hoverinfo="text", customdata=_customdata(p.lay, p.name, rows))]
 
 
@@ -174,7 +198,7 @@ def _group_legend(p: _Panel) -> list[dict[str, Any]]:
 def _panel(p: _Panel) -> list[dict[str, Any]]:
     """Every trace of one panel, back to front."""
     gl = int(p.shown.sum()) > GL_ABOVE
-    return [*_edges(p, gl), *_nodes(p, gl), *_ring(p), *_group_legend(p)]
+    return [*_edges(p, gl), *_nodes(p, gl), *_kind_legend(p, gl), *_ring(p), *_group_legend(p)]
 
 
 def _shown(lay: TreeLayout, show_pruned: bool, upto_step: int | None) -> Mask:
@@ -223,7 +247,7 @@ def _domains(n: int) -> list[tuple[float, float]]:
 
 
 def _draw(lays: Mapping[str | None, TreeLayout], *, color: ColorMode, show_pruned: bool, upto_step: int | None,
-          selected: tuple[str | None, str] | None, title: str | None) -> go.Figure:
+          selected: tuple[str | None, str] | None, title: str | None, theme: Theme) -> go.Figure:
     """One panel per layout, titled by its name (untitled for a single unnamed one), sharing colours and legend.
 
     The figure is assembled as plain dicts and validated once: plotly's per-call updates cost more than the data.
@@ -232,7 +256,7 @@ def _draw(lays: Mapping[str | None, TreeLayout], *, color: ColorMode, show_prune
         raise ParameterError("color", color, " or ".join(repr(mode) for mode in _COLOR_MODES))
     single = list(lays) == [None]
     height = max(320, min(900, 110 + 44 * max((lay.slots for lay in lays.values()), default=1)))
-    layout = base_layout(height=height, **_color_axis(list(lays.values()), color))
+    layout = base_layout(theme, height=height, **_color_axis(list(lays.values()), color))
     if not single:  # the legend goes below the panels, clear of their titles
         layout["legend"] = {**layout["legend"], "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0.0,
                             "xanchor": "left"}
@@ -241,7 +265,7 @@ def _draw(lays: Mapping[str | None, TreeLayout], *, color: ColorMode, show_prune
     annotations = []
     for i, ((name, lay), domain) in enumerate(zip(lays.items(), _domains(max(len(lays), 1)), strict=False)):
         chosen = selected[1] if selected is not None and selected[0] == name else None
-        panel = _Panel(lay, name, _shown(lay, show_pruned, upto_step), color, chosen, i == 0)
+        panel = _Panel(lay, name, _shown(lay, show_pruned, upto_step), color, chosen, i == 0, palette(theme))
         suffix = "" if i == 0 else str(i + 1)
         data += [{**trace, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"} for trace in _panel(panel)]
         xaxis, yaxis = _axes(lay)
@@ -260,7 +284,8 @@ def _draw(lays: Mapping[str | None, TreeLayout], *, color: ColorMode, show_prune
 
 
 def search_tree(trace: Trace | TreeLayout, *, color: ColorMode = "score", show_pruned: bool = True,
-                upto_step: int | None = None, selected: str | None = None, title: str | None = None) -> go.Figure:
+                upto_step: int | None = None, selected: str | None = None, title: str | None = None,
+                theme: Theme | None = None) -> go.Figure:
     """The search tree of one run as a beam lattice: x is the depth, y the slot, edges from parent to child.
 
     Hypotheses are dots coloured by ``color`` (``"score"``: cumulative score, ``"logprob"``: the token's raw
@@ -268,6 +293,8 @@ def search_tree(trace: Trace | TreeLayout, *, color: ColorMode = "score", show_p
     the pool) labelled with their length-penalised score, pruned and masked candidates small faded leaves fanned
     out in their parent's band (``show_pruned=False`` drops them). Each result's path is drawn bold in its rank's
     colour. ``upto_step`` shows only what steps ``0..upto_step`` decided; ``selected`` rings a node key.
+    ``theme`` is ``"light"`` or ``"dark"`` (``None``: the theme of Plotly's default template, see
+    :func:`explorer.figures.resolve_theme`).
 
     Every marker's ``customdata`` is ``[panel, node]``: ``panel`` is ``None`` here (the panel key in
     :func:`search_trees`), ``node`` a key of :func:`explorer.frames.tree_frames` (``h<id>``, ``f<id>``,
@@ -277,16 +304,16 @@ def search_tree(trace: Trace | TreeLayout, *, color: ColorMode = "score", show_p
     >>> import explorer
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="beam", num_beams=2, max_new_tokens=3)
     >>> fig = search_tree(t, upto_step=1, selected="h0")
-    >>> [tr.name for tr in fig.data if tr.name == "hypothesis"], fig.data[-1].customdata[0].tolist()
-    (['hypothesis'], [None, 'h0'])
+    >>> "hypothesis" in {tr.name for tr in fig.data}, fig.data[-1].name, fig.data[-1].customdata[0].tolist()
+    (True, 'selected', [None, 'h0'])
     """
     return _draw({None: _as_layout(trace)}, color=color, show_pruned=show_pruned, upto_step=upto_step,
-                 selected=(None, selected) if selected is not None else None, title=title)
+                 selected=(None, selected) if selected is not None else None, title=title, theme=resolve_theme(theme))
 
 
 def search_trees(traces: Mapping[str, Trace | TreeLayout], *, color: ColorMode = "score", show_pruned: bool = True,
                  upto_step: int | None = None, selected: tuple[str, str] | None = None,
-                 title: str | None = None) -> go.Figure:
+                 title: str | None = None, theme: Theme | None = None) -> go.Figure:
     """Several search trees side by side in one figure, one column per entry, titled by its key.
 
     Options are those of :func:`search_tree`; ``selected`` is ``(panel key, node key)``; scores share one colour
@@ -300,7 +327,8 @@ def search_trees(traces: Mapping[str, Trace | TreeLayout], *, color: ColorMode =
     ['greedy', 'beam']
     """
     lays: dict[str | None, TreeLayout] = {name: _as_layout(item) for name, item in traces.items()}
-    return _draw(lays, color=color, show_pruned=show_pruned, upto_step=upto_step, selected=selected, title=title)
+    return _draw(lays, color=color, show_pruned=show_pruned, upto_step=upto_step, selected=selected, title=title,
+                 theme=resolve_theme(theme))
 
 
 def node_at(customdata: Sequence[Any] | str) -> tuple[str | None, str]:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import psutil  # a dependency of ipykernel
@@ -100,31 +100,31 @@ def state_env(state: Path, model: str | None) -> dict[str, str]:
     return env
 
 
-class VoilaServer:
-    """``voila <notebook>`` on a free loopback port, in its own process group; ``stop()`` ends it and its kernels."""
+class ServerProcess:
+    """A Jupyter server (Voila, JupyterLab) on a free loopback port, in its own process group, its output in
+    ``<state>/<name>.log``; ``stop()`` ends it and its kernels."""
 
-    def __init__(self, state: Path, *, model: str | None = "tiny-random", notebook: Path | None = None) -> None:
-        self.notebook = notebook or Path(os.environ.get("EXPLORER_APP_NOTEBOOK", NOTEBOOK))
+    name = "server"
+
+    def __init__(self, state: Path, model: str | None) -> None:
         self.state = state
         self.model = model
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.log_path = state / "voila.log"
+        self.log_path = state / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 
     def start(self) -> None:
-        if not self.notebook.is_file():
-            raise FileNotFoundError(f"the app notebook {self.notebook} does not exist")
+        raise NotImplementedError
+
+    def _launch(self, cmd: list[str], cwd: Path) -> None:
+        """Start ``cmd`` in ``cwd`` with the state environment (``state_env``), logging to ``log_path``."""
         self.state.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            sys.executable, "-m", "voila", str(self.notebook),
-            f"--port={self.port}", "--no-browser", "--Voila.ip=127.0.0.1", *make_app_settings()[0],
-        ]  # fmt: skip
         with self.log_path.open("wb") as log:
             self.started_at = time.perf_counter()
             self.proc = subprocess.Popen(
-                cmd, cwd=self.notebook.parent, env=state_env(self.state, self.model),
+                cmd, cwd=cwd, env=state_env(self.state, self.model),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
 
@@ -134,13 +134,13 @@ class VoilaServer:
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"voila exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                 sock.settimeout(0.5)
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return time.perf_counter() - self.started_at
             time.sleep(0.05)
-        raise TimeoutError(f"voila did not listen on {self.url} within {timeout:.0f} s:\n{self.log_tail()}")
+        raise TimeoutError(f"{self.name} did not listen on {self.url} within {timeout:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -149,7 +149,7 @@ class VoilaServer:
             return "(no log)"
 
     def stop(self) -> None:
-        """SIGTERM to Voila (it shuts its kernels down), then SIGKILL to whatever of the process tree is left."""
+        """SIGTERM to the server (it shuts its kernels down), then SIGKILL to whatever of the process tree is left."""
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
@@ -171,7 +171,17 @@ class VoilaServer:
                 p.kill()
         psutil.wait_procs(alive, timeout=5)
 
-    def __enter__(self) -> VoilaServer:
+    @contextlib.contextmanager
+    def running(self, timeout: float = 120.0) -> Iterator[Self]:
+        """The server started and listening; stopped, with its kernels, on leaving (whatever happened)."""
+        self.start()
+        try:
+            self.wait_listening(timeout=timeout)
+            yield self
+        finally:
+            self.stop()
+
+    def __enter__(self) -> ServerProcess:
         self.start()
         return self
 
@@ -179,13 +189,39 @@ class VoilaServer:
         self.stop()
 
 
+class VoilaServer(ServerProcess):
+    """``voila <notebook>`` as ``make app`` serves it (``theme``: another ``--theme`` than the Makefile's)."""
+
+    name = "voila"
+
+    def __init__(self, state: Path, *, model: str | None = "tiny-random", notebook: Path | None = None,
+                 theme: str | None = None) -> None:
+        super().__init__(state, model)
+        self.notebook = notebook or Path(os.environ.get("EXPLORER_APP_NOTEBOOK", NOTEBOOK))
+        self.theme = theme
+
+    def start(self) -> None:
+        if not self.notebook.is_file():
+            raise FileNotFoundError(f"the app notebook {self.notebook} does not exist")
+        args = make_app_settings()[0]
+        if self.theme is not None:
+            args = [a for a in args if not a.startswith("--theme=")] + [f"--theme={self.theme}"]
+        cmd = [
+            sys.executable, "-m", "voila", str(self.notebook),
+            f"--port={self.port}", "--no-browser", "--Voila.ip=127.0.0.1", *args,
+        ]  # fmt: skip
+        self._launch(cmd, self.notebook.parent)
+
+
 @dataclass
 class Watch:
-    """What a page did: requests to other hosts (blocked), page errors, console errors, websocket traffic."""
+    """What a page did: requests to other hosts (blocked), page errors, console errors and warnings (plotly.js warns
+    through ``console.trace``), websocket traffic."""
 
     external: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
+    console_warnings: list[str] = field(default_factory=list)
     ws_bytes_received: int = 0
     ws_bytes_sent: int = 0
     ws_frames_received: int = 0
@@ -252,9 +288,10 @@ def watch(page: Any) -> Watch:
             route.abort()
 
     def on_console(msg: Any) -> None:
-        if msg.type == "error":
+        if msg.type in ("error", "warning", "trace"):
             loc = msg.location or {}
-            seen.console_errors.append(f"{msg.text} [{loc.get('url', '')}:{loc.get('lineNumber', '')}]")
+            found = seen.console_errors if msg.type == "error" else seen.console_warnings
+            found.append(f"{msg.text} [{loc.get('url', '')}:{loc.get('lineNumber', '')}]")
 
     def on_received(payload: str | bytes) -> None:
         seen.ws_frames_received += 1
@@ -374,7 +411,8 @@ class AppPage:
             path = f"(no screenshot: {exc})"
         return (
             f"Last status: {self.status()!r}. Screenshot: {path}. Page errors: {self.seen.page_errors}. "
-            f"Console errors: {self.seen.console_errors}. Voila log tail:\n{self.server.log_tail(15)}"
+            f"Console errors: {self.seen.console_errors}. Console warnings: {self.seen.console_warnings[:10]}. "
+            f"Server log tail:\n{self.server.log_tail(15)}"
         )
 
     def wait(self, what: str, js_predicate: str, timeout: float, arg: Any = None) -> float:
@@ -465,6 +503,44 @@ class AppPage:
                   timeout)  # fmt: skip
         return self.status()
 
+    def run_panels(self, prompt: str, strategies: tuple[str, ...]) -> str:
+        """Type ``prompt``, set one panel per strategy, Run, and wait until every panel's tree and the details
+        figure (score timelines) are drawn; the final status, which must say ``done``."""
+        self.type_prompt(prompt)
+        self.ensure_panels(len(strategies))
+        for i, strategy in enumerate(strategies):
+            self.set_strategy(i, strategy)
+        status = self.click_run()
+        assert status.startswith("done"), f"the run did not finish: {status!r}. {self.explain()}"
+        self.wait(f"{len(strategies)} panels' trees to be drawn",
+                  """([sel, n]) => { const r = document.querySelector(sel);
+                                     const plots = r ? [...r.querySelectorAll('.cartesianlayer > .subplot')] : [];
+                                     return plots.length >= n
+                                       && plots.every(s => s.querySelector('.scatterlayer .trace path.point')); }""",
+                  RUN_TIMEOUT, [".explorer-tree", len(strategies)])
+        # The details figure (score timelines until a node is clicked) is drawn after the run too.
+        self.wait("the details figure to draw after the run",
+                  """() => { const r = document.querySelector('.explorer-details');
+                             return !!r && !!r.querySelector('.main-svg')
+                               && r.querySelectorAll('.scatterlayer .trace').length > 0; }""",
+                  RUN_TIMEOUT)
+        return status
+
+    def click_node(self, panel_key: str) -> str:
+        """Click the first hypothesis node of a panel's tree and wait until the selection line names it; its key."""
+        before = self.page.locator(".explorer-selection").inner_text()
+        self.page.locator(".explorer-tree").scroll_into_view_if_needed()  # Voila and JupyterLab scroll inside a box
+        target = self.page.evaluate(NODE_POSITION, [".explorer-tree", panel_key])
+        assert target is not None, f"no clickable hypothesis node of panel {panel_key!r}. {self.explain()}"
+        self.page.mouse.move(target["x"], target["y"])
+        self.page.wait_for_timeout(200)  # plotly picks the hovered point first
+        self.page.mouse.click(target["x"], target["y"])
+        self.wait(f"the selection to show node {target['node']}",
+                  """([before]) => { const s = document.querySelector('.explorer-selection');
+                                     return !!s && s.textContent.trim() !== '' && s.textContent !== before; }""",
+                  ECHO_TIMEOUT, [before])
+        return str(target["node"])
+
     def tree_summary(self) -> dict[str, Any]:
         """The tree figure's traces by subplot, subplot titles and drawn markers (see ``TREE_SUMMARY``)."""
         summary = self.page.evaluate(TREE_SUMMARY, ".explorer-tree")
@@ -479,6 +555,16 @@ KNOWN_CONSOLE_NOISE: list[tuple[str, str]] = [
     (r"^Failed to load resource: net::ERR_FAILED \[https?://(?!127\.0\.0\.1|localhost)", "blocked request"),
 ]
 
+#: Console warnings that are not ours, each with why it is tolerated.
+KNOWN_CONSOLE_WARNINGS: list[tuple[str, str]] = [
+    # Webpack's module federation, as the page loads its extensions: the page's JupyterLab packages (Voila 0.5's
+    # bundle, or JupyterLab's own) are older than those an extension (the widgets', plotly's) was built against. The
+    # extensions load and work all the same (every browser test drives them).
+    (r"^Unsatisfied version \S+ from \S+ of shared singleton module @(jupyterlab|lumino)/", "extension build versions"),
+    (r"^No satisfying version \(\S+\) of shared module @(jupyterlab|lumino)/\S+ found in shared scope default",
+     "extension build versions"),
+]
+
 #: Page errors that are not ours, each with why it is tolerated.
 KNOWN_PAGE_ERRORS: list[tuple[str, str]] = []
 
@@ -488,13 +574,16 @@ def _unexpected(messages: list[str], known: list[tuple[str, str]]) -> list[str]:
 
 
 def check_clean(app: AppPage) -> None:
-    """No request left the machine, no page error, no console error of ours, no traceback text anywhere."""
+    """No request left the machine, no page error, no console error or warning of ours (a Plotly warning such as
+    ``Invalid color specifier`` included), no traceback text anywhere."""
     seen = app.seen
     assert not seen.external, f"the page asked other hosts (blocked): {seen.external}"
     errors = _unexpected(seen.page_errors, KNOWN_PAGE_ERRORS)
     assert not errors, f"page errors: {errors}. {app.explain()}"
     console = _unexpected(seen.console_errors, KNOWN_CONSOLE_NOISE)
     assert not console, f"console errors: {console}. {app.explain()}"
+    warnings = _unexpected(seen.console_warnings, KNOWN_CONSOLE_WARNINGS)
+    assert not warnings, f"{len(warnings)} console warnings, e.g. {warnings[:5]}. {app.explain()}"
     text = app.page.locator("body").inner_text()
     assert "Traceback" not in text, f"the page shows a traceback. {app.explain()}"
 
@@ -523,6 +612,26 @@ STATUS_WATCH = """() => {
 RUN_READY = """() => {
   const b = document.querySelector('button.explorer-run, .explorer-run button');
   return !!b && !b.disabled && b.offsetParent !== null;
+}"""
+
+#: JS: the page position of the first clickable node (a hypothesis: customdata [panel key, "h<id>"]) of a panel.
+NODE_POSITION = """([sel, panelKey]) => {
+  const root = document.querySelector(sel);
+  const gd = root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot');
+  const box = gd.getBoundingClientRect();
+  for (const t of gd.data) {
+    if (!t.customdata || !t.x) continue;
+    for (let i = 0; i < t.x.length; i++) {
+      const cd = t.customdata[i];
+      if (!cd || cd[0] !== panelKey || !String(cd[1]).startsWith('h') || t.x[i] === null) continue;
+      const xa = gd._fullLayout[(t.xaxis || 'x').replace('x', 'xaxis')];
+      const ya = gd._fullLayout[(t.yaxis || 'y').replace('y', 'yaxis')];
+      const px = xa._offset + xa.l2p(xa.d2l(t.x[i]));
+      const py = ya._offset + ya.l2p(ya.d2l(t.y[i]));
+      return {x: box.left + px, y: box.top + py, node: String(cd[1])};
+    }
+  }
+  return null;
 }"""
 
 #: JS: a summary of the tree figure: its traces by subplot, its subplot titles, and what the SVG drew.

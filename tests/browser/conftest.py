@@ -22,12 +22,8 @@ def voila_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoilaServer]
     server = VoilaServer(tmp_path_factory.mktemp("voila-state"), model="tiny-random")
     if not server.notebook.is_file():
         pytest.fail(f"the app notebook {server.notebook} does not exist")
-    server.start()
-    try:
-        server.wait_listening(timeout=120)
+    with server.running():
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,31 +9,12 @@ raise no errors of its own. Screenshots land in ``tests/out/``.
 from __future__ import annotations
 
 import pytest
-from browser_harness import ECHO_TIMEOUT, RUN_TIMEOUT, AppPage, check_clean
+from browser_harness import ECHO_TIMEOUT, AppPage, check_clean
+from theme_checks import check_theme
 
 pytestmark = pytest.mark.browser
 
 PROMPT = "The secret of good bread is"
-
-#: JS: the page position of the first clickable node (a hypothesis: customdata [panel key, "h<id>"]) of a panel.
-NODE_POSITION = """([sel, panelKey]) => {
-  const root = document.querySelector(sel);
-  const gd = root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot');
-  const box = gd.getBoundingClientRect();
-  for (const t of gd.data) {
-    if (!t.customdata || !t.x) continue;
-    for (let i = 0; i < t.x.length; i++) {
-      const cd = t.customdata[i];
-      if (!cd || cd[0] !== panelKey || !String(cd[1]).startsWith('h') || t.x[i] === null) continue;
-      const xa = gd._fullLayout[(t.xaxis || 'x').replace('x', 'xaxis')];
-      const ya = gd._fullLayout[(t.yaxis || 'y').replace('y', 'yaxis')];
-      const px = xa._offset + xa.l2p(xa.d2l(t.x[i]));
-      const py = ya._offset + ya.l2p(ya.d2l(t.y[i]));
-      return {x: box.left + px, y: box.top + py, node: String(cd[1])};
-    }
-  }
-  return null;
-}"""
 
 #: JS: a fingerprint of the details figure (what it shows changes when a node is selected).
 DETAILS_FINGERPRINT = """() => {
@@ -50,26 +31,10 @@ def test_two_panels_run_and_draw_their_trees(app_page: AppPage) -> None:
     app.wait("the tree figure to render", "() => !!document.querySelector('.explorer-tree .main-svg')",
              ECHO_TIMEOUT)
     app.shot("loaded")
-    app.type_prompt(PROMPT)
-    app.ensure_panels(2)
-    app.set_strategy(0, "beam")
-    app.set_strategy(1, "diverse")
-
-    status = app.click_run()
-    assert status.startswith("done"), f"the run did not finish: {status!r}. {app.explain()}"
-    app.wait("both panels' trees to be drawn",
-             """(sel) => { const r = document.querySelector(sel);
-                           return !!r && r.querySelectorAll('.cartesianlayer > .subplot').length >= 2
-                             && [...r.querySelectorAll('.cartesianlayer > .subplot')].every(
-                                  s => s.querySelector('.scatterlayer .trace path.point')); }""",
-             RUN_TIMEOUT, ".explorer-tree")
-    # The details figure (score timelines until a node is clicked) is drawn after the run too.
-    app.wait("the details figure to draw after the run",
-             """() => { const r = document.querySelector('.explorer-details');
-                        return !!r && !!r.querySelector('.main-svg')
-                          && r.querySelectorAll('.scatterlayer .trace').length > 0; }""",
-             RUN_TIMEOUT)
+    assert "Run the cell below" not in app.page.locator("body").inner_text(), "a notebook-only cell in the web app"
+    app.run_panels(PROMPT, ("beam", "diverse"))
     app.shot("after-run")
+    check_theme(app, "light")
 
     tree = app.tree_summary()
     with_nodes = {k: n for k, n in tree["nodesBySubplot"].items() if n > 0}
@@ -92,21 +57,11 @@ def test_two_panels_run_and_draw_their_trees(app_page: AppPage) -> None:
     # Click a node of the first panel's tree: the selection line and the details figure follow.
     key = tree["titles"][0] if tree["titles"] else ""
     before_details = app.page.evaluate(DETAILS_FINGERPRINT)
-    before_selection = app.page.locator(".explorer-selection").inner_text()
-    app.page.locator(".explorer-tree").scroll_into_view_if_needed()  # Voila scrolls inside a box, not the page
-    target = app.page.evaluate(NODE_POSITION, [".explorer-tree", key])
-    assert target is not None, f"no clickable hypothesis node of panel {key!r} in {tree}. {app.explain()}"
-    app.page.mouse.move(target["x"], target["y"])
-    app.page.wait_for_timeout(200)  # plotly picks the hovered point first
-    app.page.mouse.click(target["x"], target["y"])
-    app.wait(f"the selection to show node {target['node']}",
-             """([before]) => { const s = document.querySelector('.explorer-selection');
-                                return !!s && s.textContent.trim() !== '' && s.textContent !== before; }""",
-             ECHO_TIMEOUT, [before_selection])
+    node = app.click_node(key)
     app.wait("the details figure to change", f"() => ({DETAILS_FINGERPRINT})() !== {before_details!r}",
              ECHO_TIMEOUT)
     app.shot("after-click")
-    assert target["node"] in app.page.locator(".explorer-selection").inner_text(), app.explain()
+    assert node in app.page.locator(".explorer-selection").inner_text(), app.explain()
     check_clean(app)
 
 
