@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from explorer.app._params import carry_params, check_params, default_params
-from explorer.figures import clip, visible
+from explorer.text import clip, visible
 from explorer.trace import Trace
 
 __all__ = [

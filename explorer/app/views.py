@@ -14,7 +14,8 @@ from explorer.app._nodes import NodeInfo
 from explorer.app._params import specs_for
 from explorer.app.state import Panel
 from explorer.app.theme import THEME_CSS, on_page
-from explorer.figures import Theme, message_figure, visible
+from explorer.figures import Theme, message_figure
+from explorer.text import visible
 from explorer.trace import Trace
 from explorer.trace_io import dump_trace
 
