@@ -20,7 +20,7 @@ from explorer.app.state import AppState, Branch, Panel, panel_by_id
 from explorer.errors import ExplorerError, ParameterError
 from explorer.models.base import CausalLM
 from explorer.trace import Trace
-from explorer.trace_io import MAX_TRACE_BYTES, loads_trace
+from explorer.trace_io import loads_trace
 
 __all__ = ["Actions", "event", "one_line"]
 
@@ -217,25 +217,8 @@ class Actions:
         """Add a read-only panel with the trace in an uploaded file; problems go under the load button."""
         with self._lock:
             try:
-                trace = _trace_from_bytes(content, name)
+                trace = loads_trace(content, source=name)
             except ExplorerError as error:
                 self._set(st.set_app_errors(self._state, {"load": one_line(error)}))
                 return
             self._set(st.add_loaded(self._state, trace, name))
-
-
-def _trace_from_bytes(content: bytes, name: str) -> Trace:
-    """A trace from an uploaded file, checked like any untrusted input (size, UTF-8, JSON object, schema)."""
-    if len(content) > MAX_TRACE_BYTES:
-        raise ExplorerError(f"{name} is {len(content)} bytes, over the {MAX_TRACE_BYTES} bytes limit")
-    try:
-        text = bytes(content).decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ExplorerError(f"{name} is not UTF-8 text (byte {error.start})") from None
-    if not text.lstrip().startswith("{"):
-        raise ExplorerError(f"{name} is not a trace: expected a JSON object")
-    try:
-        return loads_trace(text)
-    except ExplorerError as error:
-        raise ExplorerError(f"{name}: {one_line(error)}") from None
-
