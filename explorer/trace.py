@@ -91,8 +91,9 @@ class Hypothesis:
 class Finished:
     """A hypothesis that ended (eos, the length limit, or the end of the search) and asked to join the pool.
 
-    ``score`` is the sum of its tokens' scores; ``normalized_score`` is ``score / length ** length_penalty``, the
-    value the pool is ranked by. ``accepted`` says whether it entered the pool of best finished hypotheses.
+    ``score`` is the sum of its tokens' scores. ``normalized_score`` is the value the pool is ranked by: in the beam
+    family ``score / length ** length_penalty``; in greedy and sample, which never length-penalise, the plain
+    ``score``. ``accepted`` says whether it entered the pool of best finished hypotheses.
     """
 
     id: int

@@ -22,7 +22,6 @@ class RepetitionPenalty:
 
     penalty: float
     name: str = "repetition_penalty"
-    needs_ids: bool = True
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         seen = torch.gather(scores, 1, ids)
@@ -40,7 +39,6 @@ class NoRepeatNGram:
 
     size: int
     name: str = "no_repeat_ngram"
-    needs_ids: bool = True
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         out = scores.clone()
@@ -78,7 +76,6 @@ class BadWords:
     sequences: tuple[tuple[int, ...], ...]
     eos_token_ids: tuple[int, ...] = ()
     name: str = "bad_words"
-    needs_ids: bool = True
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         bias = torch.zeros_like(scores)
@@ -104,7 +101,6 @@ class MinNewTokens:
     min_new_tokens: int
     eos_token_ids: tuple[int, ...]
     name: str = "min_new_tokens"
-    needs_ids: bool = False
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         if ids.shape[-1] - context.prompt_length >= self.min_new_tokens:
@@ -125,7 +121,6 @@ class HammingDiversity:
 
     penalty: float
     name: str = "diversity_penalty"
-    needs_ids: bool = False
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         previous = context.previous_group_tokens

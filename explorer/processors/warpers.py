@@ -27,7 +27,6 @@ class Temperature:
 
     temperature: float
     name: str = "temperature"
-    needs_ids: bool = False
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         return scores / self.temperature
@@ -44,7 +43,6 @@ class TopK:
     top_k: int
     min_tokens_to_keep: int = 1
     name: str = "top_k"
-    needs_ids: bool = False
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         k = min(max(self.top_k, self.min_tokens_to_keep), scores.shape[-1])
@@ -63,7 +61,6 @@ class TopP:
     top_p: float
     min_tokens_to_keep: int = 1
     name: str = "top_p"
-    needs_ids: bool = False
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         ascending, order = torch.sort(scores, descending=False)
@@ -84,7 +81,6 @@ class MinP:
     min_p: float
     min_tokens_to_keep: int = 1
     name: str = "min_p"
-    needs_ids: bool = False
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         probs = torch.softmax(scores, dim=-1)
@@ -106,7 +102,6 @@ class TypicalP:
     typical_p: float
     min_tokens_to_keep: int = 1
     name: str = "typical_p"
-    needs_ids: bool = False
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         logp = torch.log_softmax(scores, dim=-1)

@@ -17,6 +17,7 @@ from explorer.strategies._record import Scored, read_candidates
 from explorer.trace import PLACEHOLDER, Candidate, ConstraintProgress, Fate, Hypothesis, Result, Step
 
 __all__ = [
+    "NEG",
     "STRATEGIES",
     "FateInfo",
     "Fates",
@@ -30,6 +31,10 @@ __all__ = [
     "unpicked",
 ]
 
+
+#: The reference's "impossible" score: placeholder beams and empty pool slots start here, and an ending kept as a
+#: beam is pushed down by it (:data:`explorer.trace.PLACEHOLDER` is the threshold that recognises them in a trace).
+NEG = -1.0e9
 
 #: A candidate's fate, the reason in words, and the id of what it became (new hypothesis or finished entry).
 FateInfo = tuple[Fate, str, int | None]

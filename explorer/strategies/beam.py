@@ -15,6 +15,7 @@ import torch
 from explorer.processors.base import Context
 from explorer.strategies._record import Scored
 from explorer.strategies.base import (
+    NEG,
     BeamRow,
     FateInfo,
     Fates,
@@ -30,7 +31,6 @@ from explorer.trace import Finished, Result, Step
 
 __all__ = ["BEAM", "BEAM_SAMPLE", "Beam", "BeamState"]
 
-NEG = -1.0e9  # the reference's "impossible" score
 
 
 @dataclass(frozen=True)

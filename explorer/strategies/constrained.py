@@ -18,6 +18,7 @@ from explorer.processors.base import Context
 from explorer.strategies._pool import Pool, best_of
 from explorer.strategies._record import Scored
 from explorer.strategies.base import (
+    NEG,
     BeamRow,
     FateInfo,
     Fates,
@@ -32,8 +33,6 @@ from explorer.trace import ConstraintProgress, Finished, Result, Step
 
 __all__ = ["CONSTRAINED", "Constrained", "ConstrainedState"]
 
-NEG = -1.0e9
-Fates = Fates
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,11 @@ import torch
 from explorer.processors.base import Context, run_processors
 from explorer.strategies._pool import Pool, best_of
 from explorer.strategies._record import Scored
-from explorer.strategies.base import BeamRow, FateInfo, Fates, Outcome, Setup, record_beams, refate, register
+from explorer.strategies.base import NEG, BeamRow, FateInfo, Fates, Outcome, Setup, record_beams, refate, register
 from explorer.trace import Finished, Hypothesis, Result, Step
 
 __all__ = ["DIVERSE", "Diverse", "GroupState"]
 
-NEG = -1.0e9
 
 
 @dataclass(frozen=True)
