@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from explorer.api import parse_constraints, tokenize_prompt
 from explorer.app._constraints import constraint_specs
-from explorer.app._params import GLOBAL_CONTROLS, check_params
+from explorer.app._params import GLOBAL_CONTROLS, check_params, takes_constraints
 from explorer.app._run import Job
 from explorer.app.state import AppState, Panel
 from explorer.errors import ExplorerError, ParameterError
@@ -28,12 +28,12 @@ def _prompt_errors(state: AppState, model: CausalLM) -> dict[str, str]:
 
 def _constraint_error(panel: Panel, model: CausalLM) -> tuple[list[object], str]:
     """The constraints of a ``constrained`` panel as ``decode`` takes them, or the error they give."""
-    if panel.strategy != "constrained":
+    if not takes_constraints(panel.strategy):
         return [], ""
     try:
         specs = constraint_specs(panel.constraints)
         if not specs:
-            raise ParameterError("constraints", [], "at least one constraint for strategy 'constrained'")
+            raise ParameterError("constraints", [], f"at least one constraint for strategy {panel.strategy!r}")
         parse_constraints(model, specs)
     except ExplorerError as error:
         return [], str(error)

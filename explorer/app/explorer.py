@@ -14,6 +14,7 @@ from explorer import figures
 from explorer.app import state as st
 from explorer.app._actions import Actions, event, one_line
 from explorer.app._nodes import NodeInfo, describe
+from explorer.app._params import takes_constraints
 from explorer.app._run import Hooks, Runner
 from explorer.app.controls import Controls
 from explorer.app.outputs import Outputs
@@ -212,7 +213,7 @@ class Explorer(Actions):
                         status=f"model {model.info.name} loaded")
         for panel in state.panels:
             state = st.set_constraints(state, panel.id, panel.constraints, self._constraint_preview(
-                panel.constraints)[1] if panel.strategy == "constrained" else "")
+                panel.constraints)[1] if takes_constraints(panel.strategy) else "")
         self._set(state)
 
     @event
@@ -227,7 +228,7 @@ class Explorer(Actions):
     def on_strategy(self, panel_id: int, strategy: str) -> None:
         self._set(st.set_strategy(self._state, panel_id, strategy))
         panel = panel_by_id(self._state, panel_id)
-        if panel is not None and strategy == "constrained":
+        if panel is not None and takes_constraints(strategy):
             self.on_constraints(panel_id, panel.constraints)
 
     @event
@@ -343,7 +344,7 @@ class Explorer(Actions):
 
     def _render_panel(self, state: AppState, panel: st.Panel, controls: PanelControls) -> None:
         """A panel's controls, results, save link and (read-only panels) summary."""
-        preview = self._constraint_preview(panel.constraints)[0] if panel.strategy == "constrained" else ""
+        preview = self._constraint_preview(panel.constraints)[0] if takes_constraints(panel.strategy) else ""
         controls.render(panel, preview)
         if not panel.editable:
             controls.summary.value = panel_summary_html(panel, self._label_of(state, panel))

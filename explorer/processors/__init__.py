@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from explorer.params import BEAM_FAMILY, SAMPLING, DecodeParams
+from typing import TYPE_CHECKING
+
+from explorer.params import DecodeParams
 from explorer.processors.base import Context, Processor, run_processors
 from explorer.processors.penalties import (
     BadWords,
@@ -12,6 +14,9 @@ from explorer.processors.penalties import (
     RepetitionPenalty,
 )
 from explorer.processors.warpers import MinP, Temperature, TopK, TopP, TypicalP
+
+if TYPE_CHECKING:
+    from explorer.strategies.registry import StrategySpec
 
 __all__ = [
     "BadWords",
@@ -31,37 +36,51 @@ __all__ = [
 ]
 
 
-def build_processors(p: DecodeParams, eos_token_ids: tuple[int, ...]) -> tuple[Processor, ...]:
+def build_processors(p: DecodeParams, spec: StrategySpec, eos_token_ids: tuple[int, ...]) -> tuple[Processor, ...]:
     """The processors ``p`` asks for, in the order transformers 4.56.2 applies them.
 
     Penalties first (diversity, repetition, n-gram, bad words, min new tokens), then the sampling warpers
-    (temperature, top-k, top-p, min-p, typical-p), which apply only to sampling strategies.
+    (temperature, top-k, top-p, min-p, typical-p) for strategies that sample. The warpers keep at least one token,
+    or one more than the eos ids in the beam family (a beam must be able to continue).
 
-    >>> from explorer.params import make_params
-    >>> [proc.name for proc in build_processors(make_params("sample", temperature=0.7, top_k=5, seed=0), (2,))]
+    >>> from explorer.strategies import get, make_params
+    >>> [proc.name for proc in build_processors(make_params("sample", temperature=0.7, top_k=5), get("sample"), (2,))]
     ['temperature', 'top_k']
     """
     out: list[Processor] = []
-    if p.strategy == "diverse" and p.diversity_penalty > 0:
+    if p.diversity_penalty > 0:
         out.append(HammingDiversity(p.diversity_penalty))
     if p.repetition_penalty != 1.0:
         out.append(RepetitionPenalty(p.repetition_penalty))
     if p.no_repeat_ngram_size > 0:
         out.append(NoRepeatNGram(p.no_repeat_ngram_size))
     if p.bad_words_ids:
-        out.append(BadWords(p.bad_words_ids, eos_token_ids))
+        out.append(BadWords(_ids(p.bad_words_ids), eos_token_ids))
     if p.min_new_tokens > 0:
         out.append(MinNewTokens(p.min_new_tokens, eos_token_ids))
-    if p.strategy in SAMPLING:
-        keep = len(eos_token_ids) + 1 if p.strategy in BEAM_FAMILY else 1
-        if p.temperature != 1.0:
-            out.append(Temperature(p.temperature))
-        if p.top_k:
-            out.append(TopK(p.top_k, keep))
-        if p.top_p < 1.0:
-            out.append(TopP(p.top_p, keep))
-        if p.min_p is not None:
-            out.append(MinP(p.min_p, keep))
-        if p.typical_p < 1.0:
-            out.append(TypicalP(p.typical_p, keep))
+    if spec.sampling:
+        out += _warpers(p, len(eos_token_ids) + 1 if spec.family == "beam" else 1)
     return tuple(out)
+
+
+def _warpers(p: DecodeParams, keep: int) -> list[Processor]:
+    """The sampling warpers ``p`` asks for, each keeping at least ``keep`` tokens."""
+    out: list[Processor] = []
+    if p.temperature != 1.0:
+        out.append(Temperature(p.temperature))
+    if p.top_k:
+        out.append(TopK(p.top_k, keep))
+    if p.top_p < 1.0:
+        out.append(TopP(p.top_p, keep))
+    if p.min_p is not None:
+        out.append(MinP(p.min_p, keep))
+    if p.typical_p < 1.0:
+        out.append(TypicalP(p.typical_p, keep))
+    return out
+
+
+def _ids(sequences: tuple[tuple[int, ...] | str, ...]) -> tuple[tuple[int, ...], ...]:
+    """Token sequences already tokenized (``explorer.api.plan`` turns phrases into ids before processors exist)."""
+    if any(isinstance(seq, str) for seq in sequences):
+        raise TypeError("phrases must be tokenized before building processors (explorer.api.plan does it)")
+    return tuple(seq for seq in sequences if not isinstance(seq, str))

@@ -1,4 +1,4 @@
-"""The strategy contract: a small step function over a search state, and the registry that names them."""
+"""The strategy contract (a small step function over a search state) and the helpers strategies share."""
 
 from __future__ import annotations
 
@@ -18,14 +18,12 @@ from explorer.trace import PLACEHOLDER, Candidate, ConstraintProgress, Fate, Hyp
 
 __all__ = [
     "NEG",
-    "STRATEGIES",
     "FateInfo",
     "Fates",
     "Outcome",
     "Setup",
     "Strategy",
     "refate",
-    "register",
     "score_log_probs",
     "score_logits",
     "unpicked",
@@ -91,11 +89,6 @@ class Outcome:
 class Strategy(Protocol):
     """A decoding strategy: an initial state, a pure step, and the results of a final state."""
 
-    @property
-    def name(self) -> str:
-        """The registry name (``"beam"``, ...)."""
-        ...
-
     def initial(self, setup: Setup) -> tuple[Any, int]:
         """The first state and how many rows the prompt's cache is copied into."""
         ...
@@ -111,15 +104,6 @@ class Strategy(Protocol):
     def stop_reason(self, state: Any) -> str:
         """Why the search ended (or would end now)."""
         ...
-
-
-STRATEGIES: dict[str, Strategy] = {}
-
-
-def register(strategy: Strategy) -> Strategy:
-    """Add a strategy to the registry under its name."""
-    STRATEGIES[strategy.name] = strategy
-    return strategy
 
 
 def score_log_probs(logits: torch.Tensor, ids: torch.Tensor, setup: Setup, context: Context) -> Scored:

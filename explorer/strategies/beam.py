@@ -23,10 +23,10 @@ from explorer.strategies.base import (
     Setup,
     record_beams,
     refate,
-    register,
     sample_rows,
     score_log_probs,
 )
+from explorer.strategies.registry import StrategySpec, beam_rules, register
 from explorer.trace import Finished, Result, Step
 
 __all__ = ["BEAM", "BEAM_SAMPLE", "Beam", "BeamState"]
@@ -65,7 +65,6 @@ class _Picks:
 class Beam:
     """Beam search over ``num_beams`` hypotheses with the reference's finished-pool and early-stopping rules."""
 
-    name: str = "beam"
     sampling: bool = False
 
     def initial(self, setup: Setup) -> tuple[BeamState, int]:
@@ -246,5 +245,9 @@ def _fate(
     return "pruned", f"{chosen} {j + 1} of {k}: the {n} beams were already filled", None
 
 
-BEAM = register(Beam())
-BEAM_SAMPLE = register(Beam(name="beam-sample", sampling=True))
+BEAM = register(StrategySpec(
+    "beam", "beam search, the reference's finished pool and early stopping", Beam(), "beam",
+    uses=frozenset({"beam", "returns"}), defaults={"num_beams": 4}, rules=beam_rules, sorted_beams=True))
+BEAM_SAMPLE = register(StrategySpec(
+    "beam-sample", "beam search that samples its `2 x num_beams` continuations", Beam(sampling=True), "beam",
+    uses=frozenset({"beam", "returns", "sampling"}), defaults={"num_beams": 4}, rules=beam_rules, sorted_beams=True))

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from explorer.constraints import ConstraintState, advance_candidates, is_satisfied_by
+from explorer.errors import ParameterError
+from explorer.params import DecodeParams
 from explorer.processors.base import Context
 from explorer.strategies._pool import Pool, best_of
 from explorer.strategies._record import Scored
@@ -26,9 +28,9 @@ from explorer.strategies.base import (
     Setup,
     record_beams,
     refate,
-    register,
     score_log_probs,
 )
+from explorer.strategies.registry import StrategySpec, beam_rules, register
 from explorer.trace import ConstraintProgress, Finished, Result, Step
 
 __all__ = ["CONSTRAINED", "Constrained", "ConstrainedState"]
@@ -65,8 +67,6 @@ class _Selection:
 @dataclass(frozen=True)
 class Constrained:
     """Beam search that forces phrasal and disjunctive constraints into its hypotheses."""
-
-    name: str = "constrained"
 
     def initial(self, setup: Setup) -> tuple[ConstrainedState, int]:
         """All beams start as the prompt (its tokens already count towards the constraints)."""
@@ -286,4 +286,13 @@ def progress_of(state: ConstraintState) -> ConstraintProgress:
     )
 
 
-CONSTRAINED = register(Constrained())
+def _rules(p: DecodeParams) -> None:
+    """At least two beams (the bank sort needs room), and at most ``num_beams`` results."""
+    if p.num_beams < 2:
+        raise ParameterError("num_beams", p.num_beams, "an integer >= 2 for constrained")
+    beam_rules(p)
+
+
+CONSTRAINED = register(StrategySpec(
+    "constrained", "constrained beam search with phrasal and disjunctive constraints and banks", Constrained(),
+    "beam", uses=frozenset({"beam", "returns"}), defaults={"num_beams": 4}, rules=_rules, constraints=True))

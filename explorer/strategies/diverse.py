@@ -12,10 +12,13 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from explorer.errors import ParameterError
+from explorer.params import DecodeParams
 from explorer.processors.base import Context, run_processors
 from explorer.strategies._pool import Pool, best_of
 from explorer.strategies._record import Scored
-from explorer.strategies.base import NEG, BeamRow, FateInfo, Fates, Outcome, Setup, record_beams, refate, register
+from explorer.strategies.base import NEG, BeamRow, FateInfo, Fates, Outcome, Setup, record_beams, refate
+from explorer.strategies.registry import StrategySpec, beam_rules, register
 from explorer.trace import Finished, Hypothesis, Result, Step
 
 __all__ = ["DIVERSE", "Diverse", "GroupState"]
@@ -53,10 +56,37 @@ class _GroupStep:
 
 
 @dataclass(frozen=True)
+class _Ranked:
+    """A group's best ``2 * size`` continuations (more with several eos ids), best first."""
+
+    scores: list[float]  # cumulative
+    beams: list[int]  # group-local row each continues
+    tokens: list[int]
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """What the ranked continuations became: the kept ranks (the next beams), fates, pool entries, the pool."""
+
+    kept: list[int]
+    fates: Fates
+    finished: list[Finished]
+    pool: Pool
+    next_id: int
+
+
+def _rank(totals: torch.Tensor, setup: Setup) -> _Ranked:
+    """The top continuations of ``totals`` ``[size, vocab]`` (cumulative scores) over the whole group."""
+    size, vocab = totals.shape
+    k = max(2, 1 + len(setup.eos_token_ids)) * size
+    top, flat = torch.topk(totals.view(1, size * vocab), k, dim=1, largest=True, sorted=True)
+    beams = torch.div(flat, vocab, rounding_mode="floor")
+    return _Ranked(top[0].tolist(), beams[0].tolist(), (flat % vocab)[0].tolist())
+
+
+@dataclass(frozen=True)
 class Diverse:
     """Group beam search with a Hamming diversity penalty between groups."""
-
-    name: str = "diverse"
 
     def initial(self, setup: Setup) -> tuple[GroupState, int]:
         """The first beam of every group starts from the prompt; the others are -1e9 placeholders."""
@@ -126,55 +156,61 @@ class Diverse:
         self, state: GroupState, logits: torch.Tensor, rows: list[int], g: int, context: Context, index: int,
         setup: Setup, next_id: int,
     ) -> _GroupStep:
-        """One group: score, take the top ``2 * size``, send eos among the first ``size`` to the pool."""
+        """One group: score its rows, rank their continuations, fill the group's beams and pool from the top."""
         p = setup.params
-        size, vocab = len(rows), logits.shape[-1]
+        size = len(rows)
         if state.done[g]:  # the reference feeds a done group padding and ignores its scores
             return _GroupStep([0.0] * size, [setup.pad_token_id] * size, [0] * size, state.pools[g], True, [],
                               [], next_id, next_id)
-        ids = state.sequences[rows]
+        ids = state.sequences[rows]  # [size, length]
         stages = run_processors(setup.processors, ids, torch.log_softmax(logits[rows], dim=-1), context)
         scored = Scored(tuple(stages), tuple(proc.name for proc in setup.processors))
-        total = (scored.final + state.scores[rows][:, None]).view(1, size * vocab)
-        k = max(2, 1 + len(setup.eos_token_ids)) * size
-        top, flat = torch.topk(total, k, dim=1, largest=True, sorted=True)
-        top_scores, beams, tokens = top[0].tolist(), torch.div(flat, vocab, rounding_mode="floor")[0].tolist(), \
-            (flat % vocab)[0].tolist()
-        cur_len = ids.shape[1] + 1
+        ranked = _rank(scored.final + state.scores[rows][:, None], setup)
+        pick = self._select(state, ranked, rows, g, index, setup, next_id)
+        done = pick.pool.is_done(max(ranked.scores), ids.shape[1] + 1, setup.prompt_length, setup.max_length,
+                                 p.early_stopping, p.length_penalty)
+        hyps = self._record(state, scored, rows, g, pick.fates, setup)
+        kept = pick.kept
+        return _GroupStep([ranked.scores[r] for r in kept], [ranked.tokens[r] for r in kept],
+                          [ranked.beams[r] for r in kept], pick.pool, done, pick.finished, hyps, next_id,
+                          pick.next_id)
+
+    def _select(
+        self, state: GroupState, ranked: _Ranked, rows: list[int], g: int, index: int, setup: Setup, next_id: int,
+    ) -> _Selection:
+        """Walk the ranked continuations: eos among the first ``size`` goes to the pool, the others fill the
+        group's beams until they are full; every continuation gets its fate."""
+        size, k = len(rows), len(ranked.tokens)
+        cur_len = state.sequences.shape[1] + 1
         pool = state.pools[g]
         kept: list[int] = []
         fates: Fates = {}
         fins: list[Finished] = []
-        first_child = next_id
-        next_id += size
+        first_child, next_id = next_id, next_id + size
         for rank in range(k):
-            key = (beams[rank], tokens[rank])
-            if tokens[rank] in setup.eos_token_ids:
-                if rank >= size:
-                    fates.setdefault(key, ("pruned", f"eos ranked {rank + 1} of {k}: only the first {size} may "
-                                           "finish", None))
-                    continue
-                fin, pool = self._finish(state, rows, beams[rank], tokens[rank], top_scores[rank], cur_len, pool,
-                                         index, g, setup, next_id)
+            key = (ranked.beams[rank], ranked.tokens[rank])
+            if ranked.tokens[rank] not in setup.eos_token_ids:
+                fates.setdefault(key, ("kept", f"ranked {rank + 1} of {k}: continues as beam {len(kept)} of "
+                                       f"group {g}", first_child + len(kept)))
+                kept.append(rank)
+            elif rank >= size:
+                fates.setdefault(key, ("pruned", f"eos ranked {rank + 1} of {k}: only the first {size} may finish",
+                                       None))
+                continue
+            else:
+                fin, pool = self._finish(state, rows, key[0], key[1], ranked.scores[rank], cur_len, pool, index, g,
+                                         setup, next_id)
                 next_id += 1
                 fins.append(fin)
                 verdict = "entered the group's pool" if fin.accepted else "below the group's pool"
                 fates.setdefault(key, ("finished", f"eos, ranked {rank + 1} of {k}: {verdict}", fin.id))
-            else:
-                fates.setdefault(key, ("kept", f"ranked {rank + 1} of {k}: continues as beam {len(kept)} of "
-                                       f"group {g}", first_child + len(kept)))
-                kept.append(rank)
             if len(kept) == size:
                 break
         for rank in range(k):
-            fates.setdefault((beams[rank], tokens[rank]),
+            fates.setdefault((ranked.beams[rank], ranked.tokens[rank]),
                              ("pruned", f"ranked {rank + 1} of {k}: the group's {size} beams were already filled",
                               None))
-        done = pool.is_done(max(top_scores), cur_len, setup.prompt_length, setup.max_length, p.early_stopping,
-                            p.length_penalty)
-        hyps = self._record(state, scored, rows, g, fates, setup)
-        return _GroupStep([top_scores[r] for r in kept], [tokens[r] for r in kept], [beams[r] for r in kept],
-                          pool, done, fins, hyps, first_child, next_id)
+        return _Selection(kept, fates, fins, pool, next_id)
 
     def _finish(
         self, state: GroupState, rows: list[int], beam: int, token: int, score: float, cur_len: int, pool: Pool,
@@ -242,4 +278,17 @@ def _finalize(state: GroupState, setup: Setup) -> tuple[GroupState, list[tuple[i
     return replace(state, pools=tuple(pools), next_id=next_id, finalized=True), entries
 
 
-DIVERSE = register(Diverse())
+def _rules(p: DecodeParams) -> None:
+    """At least two groups of equal size, and at most ``num_beams`` results."""
+    if p.num_beams < 2:
+        raise ParameterError("num_beams", p.num_beams, "an integer >= 2 for diverse")
+    if p.num_beam_groups < 2 or p.num_beams % p.num_beam_groups:
+        raise ParameterError("num_beam_groups", p.num_beam_groups,
+                             f"an integer >= 2 that divides num_beams={p.num_beams}")
+    beam_rules(p)
+
+
+DIVERSE = register(StrategySpec(
+    "diverse", "group beam search with a Hamming diversity penalty (Vijayakumar et al.)", Diverse(), "beam",
+    uses=frozenset({"beam", "returns", "groups"}), rules=_rules, sorted_beams=True,
+    defaults={"num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 1.0}))

@@ -10,7 +10,8 @@ import torch
 
 from explorer.processors.base import Context
 from explorer.strategies._record import Values, read_candidates
-from explorer.strategies.base import Outcome, Setup, register, sample_rows, score_logits
+from explorer.strategies.base import Outcome, Setup, sample_rows, score_logits
+from explorer.strategies.registry import StrategySpec, register
 from explorer.trace import Candidate, Fate, Finished, Hypothesis, Result, Step
 
 __all__ = ["GREEDY", "SAMPLE", "Greedy", "RowsState"]
@@ -36,9 +37,8 @@ class RowsState:
 
 @dataclass(frozen=True)
 class Greedy:
-    """Take the best-scoring token at every step (``sample``: draw it from the processed distribution)."""
+    """Take the best-scoring token at every step (``sampling``: draw it from the processed distribution)."""
 
-    name: str = "greedy"
     sampling: bool = False
 
     def initial(self, setup: Setup) -> tuple[RowsState, int]:
@@ -122,5 +122,8 @@ class Greedy:
         return state.stop
 
 
-GREEDY = register(Greedy())
-SAMPLE = register(Greedy(name="sample", sampling=True))
+GREEDY = register(StrategySpec(
+    "greedy", "the best token at every step", Greedy(), "rows"))
+SAMPLE = register(StrategySpec(
+    "sample", "a seeded draw from the processed distribution (same seed, same trace)", Greedy(sampling=True), "rows",
+    uses=frozenset({"sampling", "returns"})))

@@ -93,10 +93,13 @@ def test_global_errors_show_under_their_controls(app: Explorer) -> None:
 
 def test_only_the_knobs_of_the_strategy_show(app: Explorer) -> None:
     panel = app.panel(0)
-    shown = {name for name, row in panel.rows.items() if row in panel.knob_box.children}
+    shown = {name for name, row in panel.rows.items() if row in panel.basic_box.children}
     assert shown == {"repetition_penalty", "no_repeat_ngram_size", "min_new_tokens"}
+    more = {name for name, row in panel.rows.items() if row in panel.more_box.children}
+    assert {"bad_words_ids", "record_top_k"} <= more
+    assert panel.more.selected_index is None  # "more settings" starts folded
     panel.strategy.value = "sample"
-    shown = {name for name, row in panel.rows.items() if row in panel.knob_box.children}
+    shown = {name for name, row in panel.rows.items() if row in panel.basic_box.children}
     assert {"temperature", "top_k", "top_p", "seed", "num_return_sequences"} <= shown
     assert panel.knobs["temperature"].value == 1.0
     assert panel.knobs["seed"].value == ""

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from explorer.params import make_params
 from explorer.processors import (
     BadWords,
     Context,
@@ -23,6 +22,7 @@ from explorer.processors import (
     build_processors,
     run_processors,
 )
+from explorer.strategies import get, make_params
 
 INF = math.inf
 RAMP = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0, 0.0]])
@@ -132,18 +132,18 @@ def test_build_processors_follows_the_reference_order() -> None:
         "beam-sample", repetition_penalty=1.2, no_repeat_ngram_size=3, bad_words_ids=[[7]], min_new_tokens=2,
         temperature=0.8, top_k=20, top_p=0.9, min_p=0.05, typical_p=0.95, seed=1,
     )
-    names = [proc.name for proc in build_processors(p, (2,))]
+    names = [proc.name for proc in build_processors(p, get("beam-sample"), (2,))]
     assert names == [
         "repetition_penalty", "no_repeat_ngram", "bad_words", "min_new_tokens",
         "temperature", "top_k", "top_p", "min_p", "typical_p",
     ]
     # beam-sample keeps at least eos + 1 tokens, as the reference does
-    assert build_processors(p, (2,))[5].min_tokens_to_keep == 2  # type: ignore[attr-defined]
+    assert build_processors(p, get("beam-sample"), (2,))[5].min_tokens_to_keep == 2  # type: ignore[attr-defined]
 
 
 def test_warpers_do_not_apply_without_sampling() -> None:
-    assert build_processors(make_params("beam"), (2,)) == ()
-    assert [p.name for p in build_processors(make_params("diverse"), (2,))] == ["diversity_penalty"]
+    assert build_processors(make_params("beam"), get("beam"), (2,)) == ()
+    assert [p.name for p in build_processors(make_params("diverse"), get("diverse"), (2,))] == ["diversity_penalty"]
 
 
 def test_run_processors_keeps_every_stage() -> None:
