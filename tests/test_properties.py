@@ -56,14 +56,16 @@ def runs(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 
 
 def decode_or_clear_error(model: CausalLM, prompt: Any, strategy: str, params: dict[str, Any]) -> Any:
-    """Decode; a sampler left with too few tokens to draw from may refuse with one clear line (the reference
-    crashes on NaN probabilities or an invalid multinomial there)."""
+    """Decode; a run left with nothing to choose (every token masked) or too few tokens to draw from may refuse with
+    one clear line (the reference picks token 0 with a NaN score, crashes on NaN probabilities or an invalid
+    multinomial, or returns its placeholders there)."""
     try:
         return explorer.decode(model, prompt, strategy, **params)
     except explorer.ExplorerError as error:
         message = str(error)
-    assert message.startswith("nothing to sample at step"), message
-    assert strategy in ("sample", "beam-sample")
+    verb = "sample" if REGISTRY[strategy].sampling else "choose"
+    assert message.startswith(f"nothing to {verb} at step"), message
+    assert strategy in ("greedy", "sample", "beam", "beam-sample")  # diverse and constrained finish -inf beams
     assert "\n" not in message
     return None
 

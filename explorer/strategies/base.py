@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -13,6 +12,7 @@ from explorer.constraints import Constraint
 from explorer.errors import ExplorerError
 from explorer.params import DecodeParams
 from explorer.processors.base import Context, Processor, run_processors
+from explorer.processors.numeric import MASKED_FLOOR
 from explorer.strategies._record import Scored, read_candidates
 from explorer.trace import PLACEHOLDER, Candidate, ConstraintProgress, Fate, Hypothesis, Result, Step
 
@@ -23,6 +23,8 @@ __all__ = [
     "Outcome",
     "Setup",
     "Strategy",
+    "masked_rows",
+    "nothing_to",
     "refate",
     "score_log_probs",
     "score_logits",
@@ -201,6 +203,18 @@ def record_beams(scored: Scored, setup: Setup, fates: Fates, pruned_why: str, be
     return hyps
 
 
+def masked_rows(scores: torch.Tensor) -> torch.Tensor:
+    """``[rows]`` bool: rows where every token is masked (``-inf``, ``remove_invalid_values``' stand-in for it, or
+    NaN, which renormalising a masked row gives)."""
+    return ((scores <= MASKED_FLOOR) | scores.isnan()).all(dim=-1)
+
+
+def nothing_to(verb: str, index: int, setup: Setup) -> ExplorerError:
+    """The error of a step where a row has nothing left to choose (or sample) from."""
+    return ExplorerError(f"nothing to {verb} at step {index}: every token is masked "
+                         f"(processors: {', '.join(p.name for p in setup.processors) or 'none'})")
+
+
 def sample_rows(
     scores: torch.Tensor, count: int, setup: Setup, index: int, live: list[bool] | None = None
 ) -> torch.Tensor:
@@ -209,14 +223,13 @@ def sample_rows(
     A live row where every token is masked has nothing to draw from: that is a clear error, not a NaN crash.
     (A finished row's draw is thrown away; if it has nothing to draw from it draws from a uniform row.)
     """
-    empty = (scores == -math.inf).all(dim=-1)
+    empty = masked_rows(scores)
     live = live if live is not None else [True] * scores.shape[0]
     if any(bool(e) and alive for e, alive in zip(empty.tolist(), live, strict=True)):
-        raise ExplorerError(f"nothing to sample at step {index}: every token is masked "
-                            f"(processors: {', '.join(p.name for p in setup.processors) or 'none'})")
+        raise nothing_to("sample", index, setup)
     if bool(empty.any()):
         scores = torch.where(empty[:, None], torch.zeros_like(scores), scores)
-    possible = int((scores > -math.inf).sum(dim=-1).min())
+    possible = int((scores > MASKED_FLOOR).sum(dim=-1).min())
     if possible < count:
         raise ExplorerError(f"nothing to sample at step {index}: {count} draws without replacement need {count} "
                             f"possible continuations, the processors left {possible} (loosen top_k/top_p/min_p/"

@@ -21,13 +21,15 @@ from explorer.strategies.base import (
     Fates,
     Outcome,
     Setup,
+    masked_rows,
+    nothing_to,
     record_beams,
     refate,
     sample_rows,
     score_log_probs,
 )
 from explorer.strategies.registry import StrategySpec, beam_rules, register
-from explorer.trace import Finished, Result, Step
+from explorer.trace import PLACEHOLDER, Finished, Result, Step
 
 __all__ = ["BEAM", "BEAM_SAMPLE", "Beam", "BeamState"]
 
@@ -84,6 +86,9 @@ class Beam:
         p, n, vocab = setup.params, setup.params.num_beams, logits.shape[-1]
         cur_len = setup.prompt_length + index
         scored = score_log_probs(logits, state.sequences, setup, Context(setup.prompt_length))
+        if bool(masked_rows(scored.final)[state.scores[0] > PLACEHOLDER].all()):
+            # every real beam is stuck: the reference would end with its -1e9 placeholders as the results
+            raise nothing_to("sample" if self.sampling else "choose", index, setup)
         picks = self._pick(scored.final, state, setup, cur_len, vocab)
         new_scores = picks.running[:, picks.keep]  # as the reference: an ending kept as a beam carries -1e9
         pool_scores, pool_finished, pool, fins = self._update_pool(state, picks, setup, index, cur_len)

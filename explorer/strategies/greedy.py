@@ -10,7 +10,7 @@ import torch
 
 from explorer.processors.base import Context
 from explorer.strategies._record import Values, read_candidates
-from explorer.strategies.base import Outcome, Setup, sample_rows, score_logits
+from explorer.strategies.base import Outcome, Setup, masked_rows, nothing_to, sample_rows, score_logits
 from explorer.strategies.registry import StrategySpec, register
 from explorer.trace import Candidate, Fate, Finished, Hypothesis, Result, Step
 
@@ -52,6 +52,8 @@ class Greedy:
         scored, processed = score_logits(logits, state.sequences, setup, Context(setup.prompt_length))
         if self.sampling:
             picked = sample_rows(processed, 1, setup, index, list(state.alive)).squeeze(1)
+        elif any(bool(empty) and alive for empty, alive in zip(masked_rows(processed), state.alive, strict=True)):
+            raise nothing_to("choose", index, setup)  # the reference would pick token 0 with a NaN log-prob
         else:
             picked = torch.argmax(processed, dim=-1)
         chosen = picked.tolist()
