@@ -15,6 +15,8 @@ from explorer.errors import ParameterError
 from explorer.models.base import CausalLM
 from explorer.params import PARAMS, DecodeParams
 from explorer.processors import build_processors
+from explorer.processors.allowed import allowed_text
+from explorer.stopping import Criteria, StopStrings
 from explorer.strategies import REGISTRY, Setup, StrategySpec, get, make_params
 from explorer.trace import Step, Trace
 
@@ -278,10 +280,15 @@ def _setup(model: CausalLM, spec: StrategySpec, prompt_ids: tuple[int, ...], p: 
     """Fix everything a strategy needs for this run."""
     info = model.info
     generator = torch.Generator().manual_seed(p.seed) if p.seed is not None else None
+    prefix = p.prefix_allowed_tokens_fn
+    if p.allowed_words or p.allowed_regex:
+        prefix = allowed_text(model.tokenizer, info.vocab_size, info.eos_token_ids, len(prompt_ids),
+                              words=p.allowed_words, pattern=p.allowed_regex)
+    stop_strings = StopStrings(p.stop_strings, model.tokenizer.token_text) if p.stop_strings else None
     return Setup(
         prompt_ids=prompt_ids,
         params=p,
-        processors=build_processors(p, spec, info.eos_token_ids),
+        processors=build_processors(p, spec, info.eos_token_ids, prefix),
         constraints=parsed,
         eos_token_ids=info.eos_token_ids,
         pad_token_id=info.pad_token_id,
@@ -289,6 +296,7 @@ def _setup(model: CausalLM, spec: StrategySpec, prompt_ids: tuple[int, ...], p: 
         token_text=model.tokenizer.token_text,
         decode=model.tokenizer.decode,
         generator=generator,
+        criteria=Criteria(stop_strings),
     )
 
 

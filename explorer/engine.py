@@ -89,7 +89,7 @@ def run_many(
     for name, (spec, setup) in jobs.items():
         if spec.driver is not None and not (should_stop is not None and should_stop()):
             report = None if on_step is None else (lambda step, name=name: on_step(name, step))
-            out[name] = spec.driver(model, spec, setup, report, should_stop)
+            out[name] = spec.driver(model, spec, setup.started(time.perf_counter()), report, should_stop)
     return out
 
 
@@ -101,6 +101,7 @@ def _run_shared(model: CausalLM, jobs: Jobs, on_step: OnStep | None, should_stop
     try:
         with torch.inference_mode():
             for name, (spec, setup) in jobs.items():
+                setup = setup.started(began)
                 state, rows = spec.steps.initial(setup)
                 live[name] = _Job(spec.steps, setup, state, rows, [])
             _loop(model, live, on_step, should_stop)

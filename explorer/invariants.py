@@ -29,7 +29,8 @@ def _close(a: float, b: float) -> bool:
 
 
 def _tied(a: float, b: float) -> bool:
-    """The same score (two NaN scores count as tied: a row where every token was masked has them)."""
+    """The same score (two NaN scores count as tied: format 1.0 traces recorded NaN for a row where every token was
+    masked)."""
     return a == b or (math.isnan(a) and math.isnan(b))
 
 

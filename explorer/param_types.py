@@ -31,6 +31,7 @@ __all__ = [
     "Int",
     "Optional",
     "Pattern",
+    "PrefixFunction",
     "Texts",
     "TokenIds",
     "TokenSeqs",
@@ -38,6 +39,9 @@ __all__ = [
     "Words",
     "parse_tokens",
 ]
+
+#: ``prefix_allowed_tokens_fn(batch_id, ids) -> allowed token ids``: ``ids`` is one row, prompt included (1-D).
+PrefixFunction = Callable[[int, Any], Sequence[int]]
 
 #: How the app edits a parameter: a number box, a text box (optional numbers and pairs), a choice, a checkbox,
 #: a box of lines (one item per line), or nothing (API only).

@@ -8,10 +8,26 @@ strategies use it: every strategy (``"all"``), or those whose registry entry lis
 
 from __future__ import annotations
 
-from dataclasses import Field, asdict, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any, Literal
 
-from explorer.param_types import Check, Choice, Float, Int, Optional, TokenSeqs
+from explorer.param_types import (
+    Biases,
+    Check,
+    Choice,
+    DecayPenalty,
+    Flag,
+    Float,
+    Function,
+    Int,
+    Optional,
+    Pattern,
+    PrefixFunction,
+    Texts,
+    TokenIds,
+    TokenSeqs,
+    Words,
+)
 
 __all__ = ["LIMITS", "PARAMS", "DecodeParams", "Param", "Scope", "Section", "param"]
 
@@ -78,15 +94,42 @@ class DecodeParams:
                                        "search", basic=True)
     num_return_sequences: int = param(1, Int(1, LIMITS["num_return_sequences"]), "returns", "results to return",
                                       "sequences returned", "search", basic=True)
+    sequence_bias: tuple[tuple[tuple[int, ...] | str, float], ...] = param(
+        (), Biases(), "all", "add BIAS to a token sequence's last token when the rest of it precedes: PHRASE = BIAS or "
+        "[ids] = BIAS (repeatable)", "sequence bias", "processor")
     repetition_penalty: float = param(1.0, Float(0, low_open=True), "all",
                                       "penalty on tokens already seen (> 1 discourages)", "repetition penalty",
                                       "processor", basic=True)
     no_repeat_ngram_size: int = param(0, Int(0), "all", "forbid repeating n-grams of this size (0 = off)",
                                       "no-repeat n-gram", "processor", basic=True)
-    min_new_tokens: int = param(0, Int(0, LIMITS["max_new_tokens"]), "all", "forbid eos before this many new tokens",
-                                "min new tokens", "processor", basic=True)
     bad_words_ids: tuple[tuple[int, ...] | str, ...] = param(
         (), TokenSeqs(), "all", "forbidden token sequences: a phrase or [ids] (repeatable)", "bad words", "processor")
+    min_length: int = param(0, Int(0), "all", "forbid eos while the text, prompt included, is shorter than this many "
+                            "tokens", "min length (with prompt)", "processor")
+    min_new_tokens: int = param(0, Int(0, LIMITS["max_new_tokens"]), "all", "forbid eos before this many new tokens",
+                                "min new tokens", "processor", basic=True)
+    allowed_words: tuple[str, ...] = param(
+        (), Words(), "all", "the text may only be these words, separated by whitespace (turned into a "
+        "prefix_allowed_tokens_fn; docs/parameters.md)", "allowed words", "processor")
+    allowed_regex: str | None = param(
+        None, Pattern(), "all", "the text must stay the beginning of a full match of this regular expression (turned "
+        "into a prefix_allowed_tokens_fn; docs/parameters.md)", "allowed text (regex)", "processor")
+    prefix_allowed_tokens_fn: PrefixFunction | None = param(
+        None, Function(), "all", "a function (batch_id, ids so far) -> allowed token ids (Python only)",
+        "allowed tokens", "processor", via=("allowed_words", "allowed_regex"))
+    forced_eos_token_id: tuple[int | str, ...] = param(
+        (), TokenIds(), "all", "token forced as the last one the budget allows (usually eos): [id] (repeatable)",
+        "forced last token", "processor")
+    remove_invalid_values: bool = param(False, Flag(), "all", "replace NaN and infinite scores by finite ones",
+                                        "remove invalid values", "processor")
+    exponential_decay_length_penalty: tuple[int, float] | None = param(
+        None, DecayPenalty(), "all", "after START new tokens, raise eos by |score| * (FACTOR ** n - 1): START, FACTOR",
+        "eos decay (start, factor)", "processor")
+    suppress_tokens: tuple[int | str, ...] = param(
+        (), TokenIds(), "all", "tokens never generated: [ids] or a one-token phrase (repeatable)", "suppressed tokens",
+        "processor")
+    renormalize_logits: bool = param(False, Flag(), "all", "log-softmax the scores after every processor",
+                                     "renormalize", "processor")
     temperature: float = param(1.0, Float(0, low_open=True), "sampling", "sampling temperature", "temperature",
                                "warper", basic=True)
     top_k: int = param(0, Int(0), "sampling", "keep the k best tokens (0 = off)", "top-k (0 = off)", "warper",
@@ -97,19 +140,30 @@ class DecodeParams:
                                 "min-p (empty = off)", "warper", basic=True)
     typical_p: float = param(1.0, Float(0, 1, low_open=True), "sampling", "typical-p mass (1 = off)", "typical-p",
                              "warper", basic=True)
+    epsilon_cutoff: float = param(0.0, Float(0, 1, high_open=True), "sampling",
+                                  "mask tokens less likely than this (0 = off)", "epsilon cutoff", "warper")
+    eta_cutoff: float = param(0.0, Float(0, 1, high_open=True), "sampling",
+                              "mask tokens below min(eta, sqrt(eta) * exp(-entropy)) (0 = off)", "eta cutoff", "warper")
     seed: int | None = param(None, Optional(Int(0)), "sampling", "random seed: same seed, same trace (drawn and "
                              "recorded when unset)", "seed (empty = random)", "warper", basic=True)
+    max_time: float | None = param(None, Optional(Float(0, low_open=True)), "all",
+                                   "stop after this many seconds, keeping what was decoded", "max time (s)",
+                                   "stopping")
+    stop_strings: tuple[str, ...] = param((), Texts(), "all", "stop a sequence when its text ends with one of these "
+                                          "(\\n for a newline; repeatable)", "stop strings", "stopping")
     record_top_k: int = param(10, Int(0, LIMITS["record_top_k"]), "all",
                               "candidates recorded per hypothesis, besides the selected ones", "recorded candidates",
                               "recording")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values, for the trace."""
-        out = asdict(self)
+        """Plain values, for the trace: tuples as lists, and a Python function by its name (a trace cannot hold it).
+        """
+        out = {"strategy": self.strategy}
         for p in PARAMS:
-            value = out[p.name]
-            if isinstance(value, tuple):
-                out[p.name] = _lists(value)
+            value = getattr(self, p.name)
+            if callable(value):
+                value = f"<function {getattr(value, '__qualname__', type(value).__name__)}>"
+            out[p.name] = _lists(value) if isinstance(value, tuple) else value
         return out
 
 

@@ -101,7 +101,7 @@ def trace_to_dict(trace: Trace) -> JSONDoc:
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=2)
     >>> doc = trace_to_dict(t)
     >>> doc["version"], len(doc["steps"]), trace_from_dict(doc) == t
-    ('1.0', 2, True)
+    ('1.1', 2, True)
     """
     with gc_paused():
         return _trace_out(trace)

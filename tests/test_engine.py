@@ -186,7 +186,8 @@ def test_beam_search_with_every_beam_masked_is_one_clear_error() -> None:
 
 def test_a_beam_with_a_way_out_still_runs(tiny: CausalLM) -> None:
     trace = explorer.decode(tiny, PROMPT, "beam", num_beams=3, max_new_tokens=6, min_new_tokens=6)
-    assert trace.results and check_trace(trace) == []
+    assert trace.results
+    assert check_trace(trace) == []
 
 
 def test_a_length_penalty_that_would_overflow_is_refused(tiny: CausalLM) -> None:

@@ -521,11 +521,11 @@ DEGENERATE = {
     "tied-ranks": ("toy:d2l-beam", "diverse", {"max_new_tokens": 4, "record_top_k": 2, "repetition_penalty": 1.96,
                                                 "num_beams": 9, "num_beam_groups": 3, "diversity_penalty": 2.23,
                                                 "early_stopping": True}),
-    # min_new_tokens masks eos, the only continuation: every token is -inf, the masked candidates share a rank
-    "all-masked-beam": ("toy:how-to-generate", "beam", {"max_new_tokens": 9, "record_top_k": 10,
-                                                        "min_new_tokens": 8, "num_beams": 1, "length_penalty": 2.0}),
-    # the same for greedy, whose scores (log-softmax of a row of -inf) are then NaN
-    "all-masked-greedy": ("toy:constrained", "greedy", {"max_new_tokens": 8, "min_new_tokens": 7}),
+    # min_new_tokens masks eos, the only continuation: every token is -inf, the masked candidates share a rank (group
+    # search goes on with -inf beams, as the reference does; greedy and beam search refuse: tests/test_engine.py)
+    "all-masked-diverse": ("toy:how-to-generate", "diverse", {"max_new_tokens": 9, "record_top_k": 10,
+                                                              "min_new_tokens": 8, "num_beams": 2,
+                                                              "num_beam_groups": 2, "length_penalty": 2.0}),
 }
 
 

@@ -18,6 +18,7 @@ import pytest
 import explorer
 from explorer import trace_codec, trace_io, trace_validate
 from explorer.errors import TraceFormatError
+from explorer.invariants import check_trace
 from explorer.models.base import CausalLM
 from explorer.trace import Candidate, ConstraintProgress, Finished, Hypothesis, Result, Step, Trace
 from explorer.trace_io import dump_trace, load_trace, trace_from_dict, trace_to_dict, validate_document
@@ -136,7 +137,7 @@ def test_document_shape(traces: dict[str, Trace]) -> None:
     cand = doc["steps"][0]["hypotheses"][0]["candidates"][0]
     assert isinstance(cand["adjustments"], list)
     assert doc["steps"][0]["hypotheses"][0]["constraint"]["status"] == ["pending"]
-    assert doc["version"] == "1.0"
+    assert doc["version"] == explorer.trace.FORMAT_VERSION == "1.1"
     assert next(iter(doc)) == "version"
     proc = trace_to_dict(traces["processors"])["steps"][1]["hypotheses"][0]["candidates"][0]["adjustments"]
     assert [name for name, _ in proc] == list(traces["processors"].processors)
@@ -433,3 +434,28 @@ def test_saved_file_follows_the_umask(traces: dict[str, Trace], tmp_path: Path) 
     finally:
         os.umask(mask)
     assert (tmp_path / "t.json").stat().st_mode & 0o777 == 0o644
+
+
+# --- older versions -------------------------------------------------------------------------------------------
+
+
+def test_a_committed_version_1_0_trace_still_loads(tiny: CausalLM) -> None:
+    """tests/data/trace-v1.0.json was written by the explorer of format 1.0 (constrained search on tiny-random): 1.1
+    only added finished reasons, so it loads, keeps its version, checks out and re-decodes to the same result."""
+    old = load_trace(Path(__file__).parent / "data" / "trace-v1.0.json")
+    assert old.version == "1.0"
+    assert check_trace(old) == []
+    again = explorer.decode(tiny, "The cake needs", "constrained", constraints=[" flour"], num_beams=2,
+                            max_new_tokens=3, repetition_penalty=1.3, record_top_k=3)
+    assert [r.token_ids for r in again.results] == [r.token_ids for r in old.results]
+    assert [s.hypotheses for s in again.steps] == [s.hypotheses for s in old.steps]
+
+
+def test_new_finished_reasons_need_format_1_1(beam_doc: dict[str, Any]) -> None:
+    """A stop string or the time limit may end an entry from 1.1 on; the schema accepts them in any 1.x document
+    (a 1.0 reader, whose enum lacks them, says what it does not know)."""
+    entry = next(f for s in beam_doc["steps"] for f in s["finished"])
+    entry["reason"] = "stop_string"
+    validate_document(beam_doc)
+    entry["reason"] = "max_time"
+    validate_document(beam_doc)

@@ -56,7 +56,7 @@ def summary_params(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
     from their default (lists as tuples; nothing for a strategy this version does not know).
 
     >>> summary_params("greedy", {"max_new_tokens": 5, "min_new_tokens": 0, "bad_words_ids": [[7]], "seed": None})
-    {'max_new_tokens': 5, 'min_new_tokens': 0, 'bad_words_ids': [[7]]}
+    {'max_new_tokens': 5, 'bad_words_ids': [[7]], 'min_new_tokens': 0}
     """
     if strategy not in names():
         return {k: v for k, v in params.items() if k == "max_new_tokens"}

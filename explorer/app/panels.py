@@ -144,15 +144,16 @@ class PanelControls:
         sync(self.box, tuple(children), "children")
 
     def _render_knobs(self, panel: Panel) -> None:
-        """Show the knobs of the panel's strategy under their section titles, the basic ones at once and the others
-        under "more settings", with the state's values."""
+        """Show the knobs of the panel's strategy section by section, the basic ones at once and the others under
+        "more settings", with the state's values."""
         rows: dict[bool, list[Any]] = {True: [], False: []}
-        section: dict[bool, str] = {True: "", False: ""}
-        for p in knobs_for(panel.strategy):
-            if p.section != section[p.basic]:
-                section[p.basic] = p.section
-                rows[p.basic].append(self.titles[(p.basic, p.section)])
-            rows[p.basic].append(self.rows[p.name])
+        knobs = knobs_for(panel.strategy)
+        for section in _SECTION_TITLES:
+            for basic in (True, False):
+                shown = [p for p in knobs if p.section == section and p.basic == basic]
+                if shown:
+                    rows[basic] += [self.titles[(basic, section)], *(self.rows[p.name] for p in shown)]
+        for p in knobs:
             self._set_knob(p, panel.params.get(p.name))
         sync(self.basic_box, tuple(rows[True]), "children")
         sync(self.more_box, tuple(rows[False]), "children")

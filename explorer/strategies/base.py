@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -13,16 +13,21 @@ from explorer.errors import ExplorerError
 from explorer.params import DecodeParams
 from explorer.processors.base import Context, Processor, run_processors
 from explorer.processors.numeric import MASKED_FLOOR
+from explorer.stopping import Criteria, StopReason
 from explorer.strategies._record import Scored, read_candidates
 from explorer.trace import PLACEHOLDER, Candidate, ConstraintProgress, Fate, Hypothesis, Result, Step
 
 __all__ = [
+    "ENDS",
     "NEG",
+    "Ending",
     "FateInfo",
     "Fates",
     "Outcome",
     "Setup",
     "Strategy",
+    "ending",
+    "halted",
     "masked_rows",
     "nothing_to",
     "refate",
@@ -56,6 +61,13 @@ class Setup:
     token_text: Callable[[int], str]
     decode: Callable[[list[int]], str]
     generator: torch.Generator | None = None
+    criteria: Criteria = field(default_factory=Criteria)
+
+    def started(self, at: float) -> Setup:
+        """This setup for a run that starts at ``at`` (a ``perf_counter`` reading): ``max_time`` counts from then."""
+        if self.params.max_time is None:
+            return self
+        return replace(self, criteria=replace(self.criteria, deadline=at + self.params.max_time))
 
     @property
     def prompt_length(self) -> int:
@@ -201,6 +213,38 @@ def record_beams(scored: Scored, setup: Setup, fates: Fates, pruned_why: str, be
         hyps.append(Hypothesis(b.hyp_id, b.parent_id, b.slot, b.group, b.token_ids, b.score, tuple(cands),
                                b.constraint, b.forced))
     return hyps
+
+
+#: Why a row ends (a finished entry's ``reason``).
+Ending = Literal["eos", "max_length", "stop_string", "max_time"]
+ENDS: dict[str, str] = {"eos": "ends the sequence", "max_length": "ends the sequence: the token budget is spent",
+                         "stop_string": "ends the sequence: a stop string", "max_time": "ends the sequence: time is up"}
+
+
+def ending(row: torch.Tensor, token: int, index: int, setup: Setup, time_up: bool) -> Ending | None:
+    """Why ``row`` (prompt included) ends with ``token``, or ``None``: eos, a stop string, the time limit
+    (``time_up``, asked once per step) or the token budget, in that order when several hold."""
+    if token in setup.eos_token_ids:
+        return "eos"
+    ids = [*row.tolist(), token] if setup.criteria.stop_strings is not None else [token]
+    criterion = setup.criteria.reason(ids, time_up)
+    if criterion is not None:
+        return criterion
+    return "max_length" if index + 1 >= setup.params.max_new_tokens else None
+
+
+def halted(sequences: torch.Tensor, setup: Setup, time_up: bool) -> StopReason | None:
+    """Why every row of ``sequences`` (prompt included) stops now, or ``None``: the reference's check of its stopping
+    criteria over all rows in group and constrained beam search (a row ending with eos, a done group's padding,
+    counts as stopped)."""
+    if not time_up and setup.criteria.stop_strings is None:
+        return None
+    reasons = [setup.criteria.reason(row, time_up) for row in sequences.tolist()]
+    ended = [r is not None or row[-1] in setup.eos_token_ids for r, row in zip(reasons, sequences.tolist(),
+                                                                                strict=True)]
+    if not all(ended):
+        return None
+    return "max_time" if time_up else "stop_string"
 
 
 def masked_rows(scores: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from explorer.strategies.base import (
     Fates,
     Outcome,
     Setup,
+    halted,
     record_beams,
     refate,
     score_log_probs,
@@ -115,17 +116,18 @@ class Constrained:
         self._fates(fates, sel, beams, tokens, picked, first_child, n)
         done = pool.is_done(max(tops), cur_len, setup.prompt_length, setup.max_length, p.early_stopping,
                             p.length_penalty)
-        last = index + 1 >= p.max_new_tokens
         rows, toks = sel.rows, sel.tokens
+        sequences = torch.cat([state.sequences[rows], toks[:, None]], dim=1)
+        stop = "early_stopping" if done else "max_new_tokens" if index + 1 >= p.max_new_tokens else (
+            halted(sequences, setup, setup.criteria.time_up()) or "running")  # the reference's criteria, every row
         step = self._record(state, scored, fates, index, setup, fins, pool)
         new_state = ConstrainedState(
-            torch.cat([state.sequences[rows], toks[:, None]], dim=1), sel.scores,
-            tuple(range(first_child, first_child + n)), tuple(state.hyp_ids[r] for r in rows.tolist()),
+            sequences, sel.scores, tuple(range(first_child, first_child + n)),
+            tuple(state.hyp_ids[r] for r in rows.tolist()),
             tuple(state.states[r].add(t) for r, t in zip(rows.tolist(), toks.tolist(), strict=True)),
-            tuple(sel.forced), pool, next_id,
-            ("early_stopping" if done else "max_new_tokens") if done or last else "running",
+            tuple(sel.forced), pool, next_id, stop,
         )
-        finished_now = done or last
+        finished_now = stop != "running"
         if finished_now:
             new_state, step = _end(new_state, step, setup, done)
         return Outcome(new_state, step, None if finished_now else toks, None if finished_now else rows,

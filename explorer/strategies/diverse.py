@@ -17,7 +17,7 @@ from explorer.params import DecodeParams
 from explorer.processors.base import Context, run_processors
 from explorer.strategies._pool import Pool, best_of
 from explorer.strategies._record import Scored
-from explorer.strategies.base import NEG, BeamRow, FateInfo, Fates, Outcome, Setup, record_beams, refate
+from explorer.strategies.base import NEG, BeamRow, FateInfo, Fates, Outcome, Setup, halted, record_beams, refate
 from explorer.strategies.registry import StrategySpec, beam_rules, register
 from explorer.trace import Finished, Hypothesis, Result, Step
 
@@ -127,12 +127,10 @@ class Diverse:
             hyps += gs.hypotheses
             finished += gs.finished
         sequences = torch.cat([state.sequences[parents], current[:, None]], dim=1)
-        at_limit = index + 1 >= p.max_new_tokens
-        all_done = all(done)
-        stop = "running" if not (all_done or at_limit) else ("early_stopping" if all_done else "max_new_tokens")
+        stop = _stop(all(done), index + 1 >= p.max_new_tokens, sequences, setup)
         new_state = GroupState(sequences, scores, tuple(hyp_ids), tuple(parent_ids), tuple(pools), tuple(done),
                                next_id, stop)
-        finished_now = all_done or at_limit
+        finished_now = stop != "running"
         changes: dict[int | None, FateInfo] = {}
         for g in range(p.num_beam_groups):
             if done[g] and not state.done[g]:
@@ -255,6 +253,16 @@ class Diverse:
 
 
 _REJECTED = "its length-penalised score is below the group's pool"
+
+
+def _stop(all_done: bool, at_limit: bool, sequences: torch.Tensor, setup: Setup) -> str:
+    """Whether (and why) the search ends after this step: every group done, the budget, or (as the reference checks
+    its criteria over all rows) every row ending on a stop string or the time limit; ``running`` otherwise."""
+    if all_done:
+        return "early_stopping"
+    if at_limit:
+        return "max_new_tokens"
+    return halted(sequences, setup, setup.criteria.time_up()) or "running"
 
 
 def _finalize(state: GroupState, setup: Setup) -> tuple[GroupState, list[tuple[int, Finished]]]:

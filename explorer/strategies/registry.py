@@ -8,6 +8,7 @@ panels, the invariants a trace is checked against, and the README's strategy tab
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -171,6 +172,20 @@ def _common_rules(p: DecodeParams) -> None:
     """Rules between parameters that hold for every strategy."""
     if p.min_new_tokens > p.max_new_tokens:
         raise ParameterError("min_new_tokens", p.min_new_tokens, f"at most max_new_tokens={p.max_new_tokens}")
+    rules = [name for name in ("prefix_allowed_tokens_fn", "allowed_words", "allowed_regex") if getattr(p, name)]
+    if len(rules) > 1:
+        raise ParameterError(rules[1], getattr(p, rules[1]), f"unset while {rules[0]} is set (one rule at a time)")
+    if p.exponential_decay_length_penalty is not None:
+        start, factor = p.exponential_decay_length_penalty
+        steps = p.max_new_tokens - start  # the most tokens past start_index: factor ** steps must stay finite
+        if steps > 0 and steps * math.log(factor) > _LOG_LARGEST:
+            raise ParameterError("exponential_decay_length_penalty", p.exponential_decay_length_penalty,
+                                 f"a decay factor of at most {math.exp(_LOG_LARGEST / steps):.4g} for {steps} tokens "
+                                 f"past start_index (factor ** {steps} must stay below 1e30)")
+
+
+#: The largest eos boost factor ``decay_factor ** n`` allowed (float32 scores overflow near 3.4e38).
+_LOG_LARGEST = math.log(1e30)
 
 
 def beam_rules(p: DecodeParams) -> None:

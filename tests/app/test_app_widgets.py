@@ -105,6 +105,29 @@ def test_only_the_knobs_of_the_strategy_show(app: Explorer) -> None:
     assert panel.knobs["seed"].value == ""
 
 
+def test_the_knobs_under_more_settings_reach_the_trace(app: Explorer) -> None:
+    """Text boxes parse as the command line does (a line per item, PHRASE = BIAS, [ids]); a checkbox is a flag."""
+    panel = app.panel(1)
+    panel.knobs["stop_strings"].value = "\\n\nzz"
+    panel.knobs["sequence_bias"].value = " the = 2.5\n[7] = -1"
+    panel.knobs["remove_invalid_values"].value = True
+    panel.knobs["exponential_decay_length_penalty"].value = "3, 1.2"
+    panel.knobs["record_top_k"].value = 4
+    params = app.state.panels[1].params
+    assert params["stop_strings"] == ("\n", "zz")
+    assert params["sequence_bias"] == ((" the", 2.5), ((7,), -1.0))
+    assert params["exponential_decay_length_penalty"] == (3, 1.2)
+    assert app.state.panels[1].errors == {}
+    app.run(wait=True)
+    trace = app.state.panels[1].trace
+    assert trace is not None
+    assert trace.params["sequence_bias"] == [[[260], 2.5], [[7], -1.0]]
+    assert trace.params["remove_invalid_values"] is True
+    assert max(len(h.candidates) for s in trace.steps for h in s.hypotheses) <= 4 + 4  # top 4 + the picked ones
+    panel.knobs["sequence_bias"].value = "no bias here"
+    assert visible_error(panel.errors["sequence_bias"]).startswith("sequence_bias='no bias here' is invalid")
+
+
 def test_the_constraints_preview_follows_the_text(app: Explorer) -> None:
     panel = app.panel(1)
     panel.strategy.value = "constrained"

@@ -10,11 +10,21 @@ import torch
 from explorer.processors import (
     BadWords,
     Context,
+    EpsilonCutoff,
+    EtaCutoff,
+    ExponentialDecayLength,
+    ForcedEOS,
     HammingDiversity,
+    InfNanRemove,
+    MinLength,
     MinNewTokens,
     MinP,
     NoRepeatNGram,
+    PrefixConstrained,
+    Renormalize,
     RepetitionPenalty,
+    SequenceBias,
+    SuppressTokens,
     Temperature,
     TopK,
     TopP,
@@ -102,6 +112,27 @@ def test_hamming_diversity_counts_earlier_groups_tokens() -> None:
     assert torch.equal(HammingDiversity(0.5)(IDS, RAMP, Context(0, torch.tensor([], dtype=torch.long))), RAMP)
 
 
+def test_sequence_bias_adds_up_and_waits_for_the_prefix() -> None:
+    proc = SequenceBias((((4,), -1.0), ((1, 2), 0.5), ((3, 1, 2), 0.25), ((9, 9, 9, 9), 5.0)))
+    out = proc(IDS, RAMP, CTX)
+    assert out[0].tolist() == [0.0, 1.0, 2.75, 3.0, 3.0]  # row ends with 3, 1: both sequences ending in 2 apply
+    assert out[1].tolist() == [4.0, 3.0, 2.0, 1.0, -1.0]  # a sequence longer than the row is left out
+
+
+def test_exponential_decay_raises_eos_after_the_start() -> None:
+    scores = torch.tensor([[-2.0, -1.0, -8.0]])
+    proc = ExponentialDecayLength(1, 2.0, (2,))
+    assert proc(torch.tensor([[0, 1]]), scores, Context(1)).tolist() == scores.tolist()  # at the start: nothing
+    assert proc(torch.tensor([[0, 1, 1, 1]]), scores, Context(1))[0, 2].item() == -8.0 + 8.0 * (2.0**2 - 1)
+
+
+def test_epsilon_and_eta_cut_the_unlikely_tail_but_keep_the_best() -> None:
+    probs = torch.tensor([[0.7, 0.25, 0.04, 0.01]])
+    assert [v > -INF for v in EpsilonCutoff(0.05)(IDS, probs.log(), CTX)[0].tolist()] == [True, True, False, False]
+    assert [v > -INF for v in EpsilonCutoff(0.9)(IDS, probs.log(), CTX)[0].tolist()] == [True, False, False, False]
+    assert EtaCutoff(0.2)(IDS, probs.log(), CTX)[0, 3].item() == -INF
+
+
 @pytest.mark.parametrize(
     "proc",
     [
@@ -115,6 +146,16 @@ def test_hamming_diversity_counts_earlier_groups_tokens() -> None:
         MinP(0.2),
         TypicalP(0.5),
         HammingDiversity(1.0),
+        SequenceBias((((1,), 1.0), ((1, 3), -2.0))),
+        ExponentialDecayLength(0, 1.5, (4,)),
+        EpsilonCutoff(0.1),
+        EtaCutoff(0.1),
+        MinLength(9, (4,)),
+        SuppressTokens((2,)),
+        ForcedEOS(3, (4,)),
+        PrefixConstrained(lambda _batch, _ids: [1, 2]),
+        InfNanRemove(),
+        Renormalize(),
     ],
 )
 def test_processors_never_change_their_input(proc: object) -> None:
