@@ -110,7 +110,7 @@ class SequenceBias:
 @dataclass(frozen=True)
 class ExponentialDecayLength:
     """After ``start`` new tokens, raise eos by ``|score| * (factor ** n - 1)``, n the tokens past ``start``
-    (``exponential_decay_length_penalty``): ever more likely to end.
+    (``exponential_decay_length_penalty``): ever more likely to end. A masked eos is left masked.
 
     >>> ExponentialDecayLength(1, 2.0, (0,))(torch.tensor([[5, 6, 7]]), torch.tensor([[-4.0, -1.0]]),
     ...                                      Context(prompt_length=1)).tolist()
@@ -128,5 +128,7 @@ class ExponentialDecayLength:
             return scores
         eos = list(self.eos_token_ids)
         penalties = torch.zeros_like(scores)
-        penalties[:, eos] = torch.abs(scores[:, eos]) * (pow(self.factor, past) - 1)
+        penalty = torch.abs(scores[:, eos]) * (pow(self.factor, past) - 1)
+        # a masked eos stays masked, as in transformers 5.x (4.56 added inf to -inf: NaN, which wins every top-k)
+        penalties[:, eos] = penalty.masked_fill(~torch.isfinite(scores[:, eos]), 0.0)
         return scores + penalties

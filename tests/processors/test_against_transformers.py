@@ -37,6 +37,8 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
                      "sequence_bias": {(4,): 3.0}}),
     ("beam", {"num_beams": 3, "suppress_tokens": [1, 5], "exponential_decay_length_penalty": (0, 3.0),
               "forced_eos_token_id": [EOS, 7], "min_length": 5}),
+    # eos masked by min_new_tokens, then raised by the decay: it stays masked (4.56 made it NaN)
+    ("beam", {"num_beams": 2, "exponential_decay_length_penalty": (0, 2.0), "min_new_tokens": 6}),
 ]
 
 
