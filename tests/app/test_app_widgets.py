@@ -26,7 +26,7 @@ def _node_trace(app: Explorer, name: str) -> Any:
 
 def _click(app: Explorer, trace: Any, index: int) -> None:
     """What plotly does when a marker is clicked."""
-    app.on_tree_click(trace, Points(point_inds=[index], trace_index=0), None)
+    app.controller.on_tree_click(trace, Points(point_inds=[index], trace_index=0), None)
 
 
 def test_the_app_shows_as_one_widget(app: Explorer) -> None:
@@ -258,7 +258,8 @@ def test_loading_a_trace_adds_a_read_only_panel(app: Explorer, tiny: CausalLM) -
     assert app.controls.upload.value == ()
     assert app.panel(2).summary in app.panel(2).box.children
     assert app.panel(2).strategy not in app.panel(2).box.children
-    assert "#3 mine.json (diverse)" in app.outputs.keys
+    assert "#3 mine.json (diverse)" in {row[0] for t in app.outputs.tree.data if t.customdata is not None
+                                        for row in t.customdata}
 
 
 @pytest.mark.parametrize(
@@ -277,7 +278,7 @@ def test_loading_a_broken_file_shows_an_inline_error(app: Explorer, content: byt
 
 
 def test_stop_keeps_the_partial_trace_one_after_another(app: Explorer) -> None:
-    app._runner.batched = False
+    app.controller.runner.batched = False
     app.controls.max_new_tokens.value = 200
     app.controls.progress.observe(lambda ch: app.controls.stop.click() if ch["new"] == 3 else None, names="value")
     thread = app.run()
