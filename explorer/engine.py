@@ -7,6 +7,7 @@ brings its own ``driver`` (several tokens per row per forward, say) runs that in
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -121,23 +122,28 @@ def _run_shared(model: CausalLM, jobs: Jobs, on_step: OnStep | None, should_stop
 
 def _loop(model: CausalLM, jobs: dict[str, _Job], on_step: OnStep | None,
           should_stop: Callable[[], bool] | None) -> None:
-    """Forward, step every run on its rows, reorder the cache; until no run feeds a token or the caller stops."""
+    """Forward, step every run on its rows, reorder the cache; until no run feeds a token or the caller stops.
+
+    Shapes: R rows (every active run's rows side by side, a run's rows in one block), V the vocabulary.
+    """
     clock = time.perf_counter()
-    logits, cache = _prefill(model, jobs)  # logits [rows of every run, vocab]
-    forward_ms, index = _ms(clock), 0
-    while True:
-        tokens, parents = _step_all(jobs, logits, index, forward_ms, on_step)  # [rows'] each; parents index rows
-        if tokens is None:
+    logits, cache = _prefill(model, jobs)  # the prompt in, (R, V) out
+    for index in itertools.count():
+        forward_ms = _ms(clock)
+        stepped = (_step(name, job, logits, rows, index, forward_ms, on_step) for name, job, rows in _blocks(jobs))
+        fed = [f for f in stepped if f is not None]  # (tokens, parents) of each run that goes on
+        if not fed:
             return  # every run is done
         if should_stop is not None and should_stop():
             for job in jobs.values():
                 job.stop = "stopped" if job.active else job.stop
             return
+        tokens = torch.cat([t for t, _ in fed])  # (R',) the token each new row feeds
+        parents = torch.cat([p for _, p in fed])  # (R',) new row i continues old row parents[i]
         clock = time.perf_counter()
-        if len(jobs) > 1 or not torch.equal(parents, torch.arange(len(parents))):
-            cache = model.select(cache, parents)  # row i of the new cache continues old row parents[i]
-        logits, cache = model.step(tokens, cache)  # one token per row: logits [rows', vocab]
-        forward_ms, index = _ms(clock), index + 1
+        if not torch.equal(parents, torch.arange(len(logits))):
+            cache = model.select(cache, parents)  # rows reordered: beams moved, copied or dropped, runs ended
+        logits, cache = model.step(tokens, cache)  # one token per row in, (R', V) out
 
 
 def _prefill(model: CausalLM, jobs: dict[str, _Job]) -> tuple[torch.Tensor, object]:
@@ -150,33 +156,34 @@ def _prefill(model: CausalLM, jobs: dict[str, _Job]) -> tuple[torch.Tensor, obje
     total = sum(job.rows for job in jobs.values())
     if len(jobs) == 1:
         return model.start(prompt, total)
-    logits, cache = model.start(prompt, 1)  # [1, vocab]
-    return logits.expand(total, -1), model.select(cache, torch.zeros(total, dtype=torch.long))
+    logits, cache = model.start(prompt, 1)  # (1, V)
+    return logits.expand(total, -1), model.select(cache, torch.zeros(total, dtype=torch.long))  # (R, V), R rows
 
 
-def _step_all(jobs: dict[str, _Job], logits: torch.Tensor, index: int, forward_ms: float, on_step: OnStep | None,
-              ) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Let every active run step on its slice of ``logits``; the tokens all of them feed next and, for each, the
-    row of ``logits`` (so of the cache) it continues. ``None`` tokens: no run feeds anything."""
-    tokens, parents, offset = [], [], 0
+def _blocks(jobs: dict[str, _Job]) -> list[tuple[str, _Job, slice]]:
+    """Each active run with its block of rows, in order: a run owns rows ``offset .. offset + job.rows - 1``."""
+    out, offset = [], 0
     for name, job in jobs.items():
-        if not job.active:
-            continue
-        width, clock = job.rows, time.perf_counter()  # the run owns rows offset .. offset + width - 1
-        outcome = job.strategy.step(job.state, logits[offset : offset + width], index, job.setup)
-        step = replace(outcome.step, forward_ms=forward_ms, search_ms=_ms(clock))
-        job.steps.append(step)
-        job.state = outcome.state
-        if on_step is not None:
-            on_step(name, step)
-        if outcome.done or outcome.tokens is None:
-            job.active, job.rows = False, 0
-        else:
-            rows = outcome.parents if outcome.parents is not None else torch.arange(width)
-            tokens.append(outcome.tokens)
-            parents.append(rows + offset)
-            job.rows = len(outcome.tokens)
-        offset += width
-    if not tokens:
-        return None, torch.zeros(0, dtype=torch.long)
-    return torch.cat(tokens), torch.cat(parents)
+        if job.active:
+            out.append((name, job, slice(offset, offset + job.rows)))
+            offset += job.rows
+    return out
+
+
+def _step(name: str, job: _Job, logits: torch.Tensor, rows: slice, index: int, forward_ms: float,
+          on_step: OnStep | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """One search step of one run on its ``rows`` of ``logits`` (R, V), recorded; the tokens its rows feed next
+    and the rows of ``logits`` they continue (R',), or ``None`` when the run is done."""
+    clock = time.perf_counter()
+    outcome = job.strategy.step(job.state, logits[rows], index, job.setup)  # the run sees (r, V): its rows only
+    step = replace(outcome.step, forward_ms=forward_ms, search_ms=_ms(clock))
+    job.steps.append(step)
+    job.state = outcome.state
+    if on_step is not None:
+        on_step(name, step)
+    if outcome.done or outcome.tokens is None:
+        job.active, job.rows = False, 0
+        return None
+    job.rows = len(outcome.tokens)
+    own = outcome.parents if outcome.parents is not None else torch.arange(rows.stop - rows.start)  # (r',)
+    return outcome.tokens, own + rows.start
