@@ -8,7 +8,7 @@ hypotheses; a group whose pool can no longer improve is done and feeds padding f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -22,7 +22,6 @@ from explorer.strategies.registry import StrategySpec, beam_rules, register
 from explorer.trace import Finished, Hypothesis, Result, Step
 
 __all__ = ["DIVERSE", "Diverse", "GroupState"]
-
 
 
 @dataclass(frozen=True)
@@ -104,51 +103,21 @@ class Diverse:
         """Step every group in turn, each penalised by the tokens the earlier groups just chose."""
         p = setup.params
         size = p.num_beams // p.num_beam_groups
-        current = torch.zeros(p.num_beams, dtype=torch.long)
-        parents = torch.zeros(p.num_beams, dtype=torch.long)
-        scores = state.scores.clone()
-        hyp_ids, parent_ids = list(state.hyp_ids), list(state.parent_ids)
-        pools, done, next_id = list(state.pools), list(state.done), state.next_id
-        hyps: list[Hypothesis] = []
-        finished: list[Finished] = []
+        beams = _NextBeams.of(state)
         for g in range(p.num_beam_groups):
-            rows = list(range(g * size, (g + 1) * size))
-            context = Context(setup.prompt_length, previous_group_tokens=current[: g * size])
-            gs = self._group_step(state, logits, rows, g, context, index, setup, next_id)
-            next_id = gs.next_id
-            scores[rows] = torch.tensor(gs.scores, dtype=torch.float)
-            current[rows] = torch.tensor(gs.tokens, dtype=torch.long)
-            parents[rows] = torch.tensor([g * size + r for r in gs.rows], dtype=torch.long)
-            if not state.done[g]:
-                for slot, r in enumerate(rows):
-                    parent_ids[r] = state.hyp_ids[g * size + gs.rows[slot]]
-                    hyp_ids[r] = gs.first_child + slot
-            pools[g], done[g] = gs.pool, gs.done
-            hyps += gs.hypotheses
-            finished += gs.finished
-        sequences = torch.cat([state.sequences[parents], current[:, None]], dim=1)
-        stop = _stop(all(done), index + 1 >= p.max_new_tokens, sequences, setup)
-        new_state = GroupState(sequences, scores, tuple(hyp_ids), tuple(parent_ids), tuple(pools), tuple(done),
-                               next_id, stop)
-        finished_now = stop != "running"
-        changes: dict[int | None, FateInfo] = {}
-        for g in range(p.num_beam_groups):
-            if done[g] and not state.done[g]:
-                for r in range(g * size, (g + 1) * size):
-                    changes[hyp_ids[r]] = ("pruned", f"group {g} is done: no running beam can beat its pool", None)
-        if finished_now:
-            new_state, final = _finalize(new_state, setup)
-            for row, entry in final:
-                finished.append(entry)
-                verdict = "accepted" if entry.accepted else "below the pool's worst"
-                changes[hyp_ids[row]] = ("finished", f"the search ends here: offered to the pool, {verdict}", entry.id)
-        hyps = refate(hyps, changes)
-        pools_now = new_state.pools
-        pool_ids = tuple(e.id for e in best_of(pools_now, sum(len(pl.entries) for pl in pools_now)))
-        step = Step(index, tuple(hyps), tuple(finished), pool_ids,
+            rows = list(range(g * size, (g + 1) * size))  # group g's rows of logits (num_beams, vocab)
+            context = Context(setup.prompt_length, previous_group_tokens=beams.tokens[: g * size])
+            beams.take(state, g, rows, self._group_step(state, logits, rows, g, context, index, setup, beams.next_id))
+        sequences = torch.cat([state.sequences[beams.parents], beams.tokens[:, None]], dim=1)  # (num_beams, len + 1)
+        stop = _stop(all(beams.done), index + 1 >= p.max_new_tokens, sequences, setup)
+        new_state = GroupState(sequences, beams.scores, tuple(beams.hyp_ids), tuple(beams.parent_ids),
+                               tuple(beams.pools), tuple(beams.done), beams.next_id, stop)
+        ending = stop != "running"
+        new_state, changes = _late_fates(state, new_state, beams, setup)
+        pool_ids = tuple(e.id for e in best_of(new_state.pools, sum(len(pl.entries) for pl in new_state.pools)))
+        step = Step(index, tuple(refate(beams.hypotheses, changes)), tuple(beams.finished), pool_ids,
                     tuple(g for g, d in enumerate(state.done) if d))
-        return Outcome(new_state, step, None if finished_now else current, None if finished_now else parents,
-                       finished_now)
+        return Outcome(new_state, step, None if ending else beams.tokens, None if ending else beams.parents, ending)
 
     def _group_step(
         self, state: GroupState, logits: torch.Tensor, rows: list[int], g: int, context: Context, index: int,
@@ -253,6 +222,66 @@ class Diverse:
 
 
 _REJECTED = "its length-penalised score is below the group's pool"
+
+
+@dataclass
+class _NextBeams:
+    """The next beams of every group, filled in one group at a time during a step."""
+
+    tokens: torch.Tensor  # (num_beams,) the token each new beam feeds
+    parents: torch.Tensor  # (num_beams,) the row each new beam continues
+    scores: torch.Tensor  # (num_beams,) cumulative
+    hyp_ids: list[int]
+    parent_ids: list[int | None]
+    pools: list[Pool]
+    done: list[bool]
+    next_id: int
+    hypotheses: list[Hypothesis] = field(default_factory=list)
+    finished: list[Finished] = field(default_factory=list)
+
+    @staticmethod
+    def of(state: GroupState) -> _NextBeams:
+        """Nothing decided yet: the state's scores, ids, pools and done flags."""
+        n = len(state.hyp_ids)
+        return _NextBeams(torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long), state.scores.clone(),
+                          list(state.hyp_ids), list(state.parent_ids), list(state.pools), list(state.done),
+                          state.next_id)
+
+    def take(self, state: GroupState, g: int, rows: list[int], gs: _GroupStep) -> None:
+        """Group ``g``'s decision for its ``rows``."""
+        self.next_id = gs.next_id
+        self.scores[rows] = torch.tensor(gs.scores, dtype=torch.float)
+        self.tokens[rows] = torch.tensor(gs.tokens, dtype=torch.long)
+        self.parents[rows] = torch.tensor([rows[0] + r for r in gs.rows], dtype=torch.long)
+        if not state.done[g]:
+            for slot, r in enumerate(rows):
+                self.parent_ids[r] = state.hyp_ids[rows[0] + gs.rows[slot]]
+                self.hyp_ids[r] = gs.first_child + slot
+        self.pools[g], self.done[g] = gs.pool, gs.done
+        self.hypotheses += gs.hypotheses
+        self.finished += gs.finished
+
+
+def _late_fates(
+    state: GroupState, new_state: GroupState, beams: _NextBeams, setup: Setup,
+) -> tuple[GroupState, dict[int | None, FateInfo]]:
+    """Fates decided after every group stepped: the beams of a group done just now are pruned, and when the search
+    ends every running beam is offered to its pool (``new_state`` finalized, the entries added to ``beams``)."""
+    groups = len(state.done)
+    size = len(state.hyp_ids) // groups
+    changes: dict[int | None, FateInfo] = {}
+    for g in range(groups):
+        if beams.done[g] and not state.done[g]:
+            for r in range(g * size, (g + 1) * size):
+                changes[beams.hyp_ids[r]] = ("pruned", f"group {g} is done: no running beam can beat its pool", None)
+    if new_state.stop == "running":
+        return new_state, changes
+    new_state, final = _finalize(new_state, setup)
+    for row, entry in final:
+        beams.finished.append(entry)
+        verdict = "accepted" if entry.accepted else "below the pool's worst"
+        changes[beams.hyp_ids[row]] = ("finished", f"the search ends here: offered to the pool, {verdict}", entry.id)
+    return new_state, changes
 
 
 def _stop(all_done: bool, at_limit: bool, sequences: torch.Tensor, setup: Setup) -> str:
