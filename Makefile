@@ -133,6 +133,7 @@ bench: prepare browser $(REF_VENV)/.installed
 	$(BIN)/python benchmarks/bench_compare.py
 	$(BIN)/python benchmarks/bench_precision.py
 	$(BIN)/python benchmarks/bench_app.py
+	$(BIN)/python benchmarks/bench_validate.py
 
 # The README's picture of the app (SmolLM2, beam and diverse side by side), taken in headless Chromium.
 screenshot: prepare browser

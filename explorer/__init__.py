@@ -8,7 +8,8 @@ from explorer.api import compare, decode, parse_constraints, plan, tokenize_prom
 from explorer.constraints import AnyOf, Phrase
 from explorer.errors import ExplorerError, ModelNotFoundError, ParameterError, TraceFormatError
 from explorer.models.base import CausalLM, ModelInfo
-from explorer.params import STRATEGY_NAMES, DecodeParams
+from explorer.params import DecodeParams
+from explorer.strategies import names as _strategy_names
 from explorer.trace import Candidate, Finished, Hypothesis, Result, Step, Trace
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ __all__ = [
     "tokenize_prompt",
 ]
 __version__ = "0.1.0"
+
+#: The registered strategies' names (``explorer.strategies.REGISTRY`` has their specs).
+STRATEGY_NAMES: tuple[str, ...] = _strategy_names()
 
 
 def __getattr__(name: str) -> Any:

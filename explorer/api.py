@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -13,9 +13,11 @@ from explorer.constraints import AnyOf, Constraint, Phrase
 from explorer.engine import Run, run, run_many
 from explorer.errors import ParameterError
 from explorer.models.base import CausalLM
-from explorer.params import SAMPLING, DecodeParams, make_params
+from explorer.params import PARAMS, DecodeParams
 from explorer.processors import build_processors
-from explorer.strategies import STRATEGIES, Setup
+from explorer.processors.allowed import allowed_text
+from explorer.stopping import Criteria, StopStrings
+from explorer.strategies import REGISTRY, Setup, StrategySpec, get, make_params
 from explorer.trace import Step, Trace
 
 __all__ = [
@@ -93,9 +95,24 @@ def parse_constraints(model: CausalLM, specs: Sequence[ConstraintSpec]) -> tuple
     return tuple(out)
 
 
-def _bad_words(model: CausalLM, bad_words: Sequence[str]) -> tuple[tuple[int, ...], ...]:
-    """Token ids of banned phrases given as text."""
-    return tuple(_phrase_ids(model, word, "bad_words")[0] for word in bad_words)
+def _tokenized(model: CausalLM, p: DecodeParams) -> DecodeParams:
+    """``p`` with the phrases of its token-valued parameters tokenized as written, and every token id checked."""
+    changes = {}
+    for prm in PARAMS:
+        value = getattr(p, prm.name)
+        resolved = prm.check.resolve(prm.name, value, _tokenizer(model, prm.name))
+        if resolved != value:
+            changes[prm.name] = resolved
+    return replace(p, **changes) if changes else p
+
+
+def _tokenizer(model: CausalLM, name: str) -> Callable[[str | tuple[int, ...]], tuple[int, ...]]:
+    """Checked token ids of a phrase (tokenized as written) or of ids, errors naming parameter ``name``."""
+
+    def tokens(item: str | tuple[int, ...]) -> tuple[int, ...]:
+        return _phrase_ids(model, item, name)[0]
+
+    return tokens
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,11 @@ class Plan:
     setup: Setup
     prompt: str | None
     chat: bool
+
+    @property
+    def spec(self) -> StrategySpec:
+        """The strategy's registry entry."""
+        return get(self.strategy)
 
 
 def plan(
@@ -118,20 +140,34 @@ def plan(
     bad_words: Sequence[str] = (),
     **params: Any,
 ) -> Plan:
-    """Validate a run's arguments (as :func:`decode` takes them) without decoding anything."""
-    if strategy in SAMPLING and params.get("seed") is None:
+    """Validate a run's arguments (as :func:`decode` takes them) without decoding anything.
+
+    ``bad_words`` (phrases) is added to ``bad_words_ids``, which takes phrases itself too.
+    """
+    spec = get(strategy)
+    if spec.sampling and params.get("seed") is None:
         params["seed"] = random.SystemRandom().randrange(2**31)
     if bad_words:
-        params["bad_words_ids"] = tuple(params.get("bad_words_ids") or ()) + _bad_words(model, bad_words)
-    p = make_params(strategy, **params)
+        params["bad_words_ids"] = (*tuple(params.get("bad_words_ids") or ()), *bad_words)
+    p = _tokenized(model, make_params(strategy, **params))
     prompt_ids = tokenize_prompt(model, prompt, chat=chat)
     _check_context(model, prompt_ids, p)
     parsed = parse_constraints(model, constraints)
-    if strategy == "constrained" and not parsed:
-        raise ParameterError("constraints", [], "at least one constraint for strategy 'constrained'")
-    if strategy != "constrained" and parsed:
-        raise ParameterError("constraints", list(constraints), "none unless strategy is 'constrained'")
-    return Plan(strategy, _setup(model, prompt_ids, p, parsed), prompt if isinstance(prompt, str) else None, chat)
+    if spec.constraints and not parsed:
+        raise ParameterError("constraints", [], f"at least one constraint for strategy {strategy!r}")
+    if not spec.constraints and parsed:
+        raise ParameterError("constraints", list(constraints), "none unless the strategy takes constraints "
+                             f"({', '.join(s.name for s in REGISTRY.values() if s.constraints)})")
+    _check_needs(model, spec)
+    return Plan(strategy, _setup(model, spec, prompt_ids, p, parsed), prompt if isinstance(prompt, str) else None,
+                chat)
+
+
+def _check_needs(model: CausalLM, spec: StrategySpec) -> None:
+    """The model provides what the strategy needs besides next-token logits."""
+    if "hidden_states" in spec.needs and model.info.num_layers == 0:
+        raise ParameterError("strategy", spec.name, f"a strategy without hidden states: {model.info.name} has no "
+                             "layers (a next-token table)")
 
 
 def _trace(model: CausalLM, plan: Plan, outcome: Run, meta: dict[str, Any] | None = None) -> Trace:
@@ -183,7 +219,7 @@ def decode(
     True
     """
     p = plan(model, prompt, strategy, chat=chat, constraints=constraints, bad_words=bad_words, **params)
-    return _trace(model, p, run(model, STRATEGIES[strategy], p.setup, on_step=on_step, should_stop=should_stop))
+    return _trace(model, p, run(model, p.spec, p.setup, on_step=on_step, should_stop=should_stop))
 
 
 def compare(
@@ -222,7 +258,7 @@ def run_plans(
 ) -> dict[str, Trace]:
     """Decode runs already checked by :func:`plan` (all on one prompt) side by side, as :func:`compare` does:
     for callers that plan each run themselves, e.g. to report a refused run on its own and go on with the rest."""
-    jobs = {name: (STRATEGIES[p.strategy], p.setup) for name, p in plans.items()}
+    jobs = {name: (p.spec, p.setup) for name, p in plans.items()}
     outcomes = run_many(model, jobs, on_step, should_stop)
     meta = {"batched_with": sorted(plans)} if len(plans) > 1 else {}
     return {name: _trace(model, p, outcomes[name], meta) for name, p in plans.items()}
@@ -239,14 +275,20 @@ def _check_context(model: CausalLM, prompt_ids: tuple[int, ...], p: DecodeParams
                              f"at most {room} (prompt of {len(prompt_ids)} tokens, context of {limit})")
 
 
-def _setup(model: CausalLM, prompt_ids: tuple[int, ...], p: DecodeParams, parsed: tuple[Constraint, ...]) -> Setup:
+def _setup(model: CausalLM, spec: StrategySpec, prompt_ids: tuple[int, ...], p: DecodeParams,
+           parsed: tuple[Constraint, ...]) -> Setup:
     """Fix everything a strategy needs for this run."""
     info = model.info
     generator = torch.Generator().manual_seed(p.seed) if p.seed is not None else None
+    prefix = p.prefix_allowed_tokens_fn
+    if p.allowed_words or p.allowed_regex:
+        prefix = allowed_text(model.tokenizer, info.vocab_size, info.eos_token_ids, len(prompt_ids),
+                              words=p.allowed_words, pattern=p.allowed_regex)
+    stop_strings = StopStrings(p.stop_strings, model.tokenizer.token_text) if p.stop_strings else None
     return Setup(
         prompt_ids=prompt_ids,
         params=p,
-        processors=build_processors(p, info.eos_token_ids),
+        processors=build_processors(p, spec, info.eos_token_ids, prefix),
         constraints=parsed,
         eos_token_ids=info.eos_token_ids,
         pad_token_id=info.pad_token_id,
@@ -254,6 +296,7 @@ def _setup(model: CausalLM, prompt_ids: tuple[int, ...], p: DecodeParams, parsed
         token_text=model.tokenizer.token_text,
         decode=model.tokenizer.decode,
         generator=generator,
+        criteria=Criteria(stop_strings),
     )
 
 

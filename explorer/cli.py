@@ -8,38 +8,45 @@ from collections.abc import Sequence
 from typing import Any
 
 from explorer.errors import ExplorerError
-from explorer.params import STRATEGY_NAMES
+from explorer.param_types import Choice
+from explorer.params import PARAMS, Param
+from explorer.strategies import REGISTRY, names
 from explorer.trace import Trace
 
-__all__ = ["build_parser", "main", "summarize"]
-
-_PARAMS: tuple[tuple[str, type, str], ...] = (
-    ("num_beams", int, "beams (beam strategies)"),
-    ("num_beam_groups", int, "groups (diverse)"),
-    ("diversity_penalty", float, "Hamming penalty between groups (diverse)"),
-    ("length_penalty", float, "finished score = sum / length ** X (beam strategies)"),
-    ("num_return_sequences", int, "results to return"),
-    ("max_new_tokens", int, "new-token budget (default 20)"),
-    ("min_new_tokens", int, "forbid eos before this many tokens"),
-    ("no_repeat_ngram_size", int, "forbid repeating n-grams of this size"),
-    ("repetition_penalty", float, "penalty on tokens already seen (> 1 discourages)"),
-    ("temperature", float, "sampling temperature"),
-    ("top_k", int, "keep the k best tokens (sampling)"),
-    ("top_p", float, "nucleus mass (sampling)"),
-    ("min_p", float, "min-p filter (sampling)"),
-    ("typical_p", float, "typical-p mass (sampling)"),
-    ("seed", int, "random seed (sampling): same seed, same trace"),
-    ("record_top_k", int, "candidates recorded per hypothesis (default 10)"),
-)
+__all__ = ["build_parser", "flag", "main", "summarize"]
 
 
-def _early_stopping(text: str) -> bool | str:
-    """``true`` / ``false`` / ``never``."""
-    choices: dict[str, bool | str] = {"true": True, "false": False, "never": "never"}
-    value = choices.get(text.lower())
-    if value is None:
-        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from true, false, never)")
-    return value
+def flag(name: str) -> str:
+    """The command-line flag of parameter ``name``: ``--num-beams``."""
+    return "--" + name.replace("_", "-")
+
+
+def _add_param(parser: argparse.ArgumentParser, p: Param) -> None:
+    """The flag of one parameter of the table (none for a Python function: its ``via`` parameters have flags)."""
+    widget = p.check.widget
+    if widget == "none":
+        return
+    text = f"{p.help} ({p.check.allowed})"
+    if widget == "bool":
+        parser.add_argument(flag(p.name), action=argparse.BooleanOptionalAction, default=None, help=text)
+    elif widget == "lines":
+        parser.add_argument(flag(p.name), action="append", default=None, metavar="TEXT",
+                            help=text + "; repeatable")
+    elif widget == "choice":
+        values = [p.check.show(v) for v in p.check.values] if isinstance(p.check, Choice) else []
+        parser.add_argument(flag(p.name), type=str.lower, choices=values, default=None, metavar="{" + ",".join(
+            values) + "}", help=text)
+    else:
+        parser.add_argument(flag(p.name), default=None, metavar="X", help=text)
+
+
+def _value(p: Param, given: str | list[str] | bool) -> Any:
+    """A flag's value as ``explorer.decode`` takes it (what does not parse is refused there, naming the flag)."""
+    if isinstance(given, bool):
+        return given
+    if isinstance(given, list):
+        return tuple(item for text in given for item in p.check.parse_flag(text))
+    return p.check.parse(given)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,10 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="weight precision (default float32, which matches the reference; see docs/precision.md)")
     trace.add_argument("--prompt", required=True, help="prompt text, tokenized as written")
     trace.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
-    trace.add_argument("--strategy", choices=STRATEGY_NAMES, default="beam")
-    trace.add_argument("--early-stopping", type=_early_stopping, default=None, metavar="{true,false,never}")
-    for name, kind, text in _PARAMS:
-        trace.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
+    trace.add_argument("--strategy", choices=names(), default="beam",
+                       help="; ".join(f"{s.name}: {s.summary}" for s in REGISTRY.values()))
+    for p in PARAMS:
+        _add_param(trace, p)
     trace.add_argument("--constraint-phrase", action="append", default=[], metavar="TEXT",
                        help="a phrase that must appear, tokenized as written (repeatable)")
     trace.add_argument("--constraint-any", action="append", default=[], metavar="TEXT|TEXT",
@@ -70,8 +77,8 @@ def _decode(args: argparse.Namespace) -> Trace:
     """Run the decode the arguments describe."""
     import explorer
 
-    params: dict[str, Any] = {name: getattr(args, name) for name, _, _ in _PARAMS}
-    params["early_stopping"] = args.early_stopping
+    params = {p.name: _value(p, getattr(args, p.name)) for p in PARAMS
+              if p.check.widget != "none" and getattr(args, p.name) is not None}
     constraints: list[Any] = list(args.constraint_phrase)
     for alternatives in args.constraint_any:
         options = alternatives.split("|")
@@ -79,8 +86,7 @@ def _decode(args: argparse.Namespace) -> Trace:
             raise explorer.ParameterError("--constraint-any", alternatives, "two or more non-empty phrases: A|B")
         constraints.append(options)
     model = explorer.load_model(args.model, dtype=args.dtype)
-    return explorer.decode(model, args.prompt, args.strategy, chat=args.chat, constraints=constraints,
-                           **{k: v for k, v in params.items() if v is not None})
+    return explorer.decode(model, args.prompt, args.strategy, chat=args.chat, constraints=constraints, **params)
 
 
 def summarize(trace: Trace) -> str:

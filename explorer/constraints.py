@@ -14,10 +14,10 @@ from typing import Literal, NamedTuple, TypedDict
 from explorer.errors import ParameterError
 
 __all__ = [
+    "Advance",
     "AnyOf",
-    "Candidate",
     "Constraint",
-    "ConstraintProgress",
+    "ConstraintLine",
     "ConstraintState",
     "Phrase",
     "Progress",
@@ -115,7 +115,7 @@ def _next_tokens(constraint: Constraint, prefix: Sequence[int]) -> TokenIds:
     return tuple(found)
 
 
-class ConstraintProgress(TypedDict):
+class ConstraintLine(TypedDict):
     """One constraint's line in `ConstraintState.progress()`."""
 
     status: Literal["complete", "in_progress", "pending"]
@@ -127,7 +127,7 @@ class ConstraintProgress(TypedDict):
 class Progress(TypedDict):
     """Plain-values description of a `ConstraintState`, for the trace."""
 
-    constraints: list[ConstraintProgress]
+    constraints: list[ConstraintLine]
     pending_order: list[int]
     bank: int
     completed: bool
@@ -248,7 +248,7 @@ class ConstraintState:
         >>> ConstraintState.initial((Phrase((4, 5)),)).add(4).progress()["constraints"][0]["status"]
         'in_progress'
         """
-        lines: list[ConstraintProgress] = []
+        lines: list[ConstraintLine] = []
         for index, constraint in enumerate(self.constraints):
             status: Literal["complete", "in_progress", "pending"] = "pending"
             tokens: TokenIds = ()
@@ -272,15 +272,15 @@ class ConstraintState:
         }
 
 
-class Candidate(NamedTuple):
-    """An advance token, the (true) state after it, and the bank the reference sorts it by."""
+class Advance(NamedTuple):
+    """A token that advances a constraint, the (true) state after it, and the bank the reference sorts it by."""
 
     token: int
     state: ConstraintState
     bank: int
 
 
-def advance_candidates(state: ConstraintState) -> tuple[Candidate, ...]:
+def advance_candidates(state: ConstraintState) -> tuple[Advance, ...]:
     """What `step_sentence_constraint` builds for one beam: each advance token, its state and bank.
 
     Every advance token is listed (the caller drops duplicate sequences, as the reference does);
@@ -295,7 +295,7 @@ def advance_candidates(state: ConstraintState) -> tuple[Candidate, ...]:
     tokens = state.advance_tokens()
     if state.in_progress is None:
         # Pending constraints are fresh copies in the reference: each candidate is independent.
-        return tuple(Candidate(t, nxt, nxt.bank) for t in tokens for nxt in (state.add(t),))
+        return tuple(Advance(t, nxt, nxt.bank) for t in tokens for nxt in (state.add(t),))
     # Quirk: the reference does `new = advance_state.copy(stateful=True); new.add(token)` per token.
     # For a DisjunctiveConstraint in progress the copy SHARES the `current_seq` list, so each `add`
     # sees the tokens appended by the earlier copies (a sibling then usually breaks, resetting that
@@ -314,7 +314,7 @@ def advance_candidates(state: ConstraintState) -> tuple[Candidate, ...]:
         banks.append(None if _next_tokens(constraint, shared) else (done + 1) * unit)
     held = done * unit + unit - (constraint.seqlen - len(shared))
     return tuple(
-        Candidate(t, state.add(t), held if bank is None else bank) for t, bank in zip(tokens, banks, strict=True)
+        Advance(t, state.add(t), held if bank is None else bank) for t, bank in zip(tokens, banks, strict=True)
     )
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from explorer._util import gc_paused
 from explorer.trace import Candidate, Finished, Hypothesis, Result, Trace
-from explorer.trace_io import gc_paused
 
 __all__ = ["CANDIDATE_COLUMNS", "EDGE_COLUMNS", "NODE_COLUMNS", "candidates_frame", "tree_frames"]
 

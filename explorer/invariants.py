@@ -5,13 +5,18 @@ from __future__ import annotations
 import math
 from itertools import pairwise
 
+from explorer.strategies import REGISTRY, StrategySpec
 from explorer.trace import PLACEHOLDER, Finished, Hypothesis, Trace
 
 __all__ = ["check_trace"]
 
 TOLERANCE = 1e-4  # relative: float32 sums over many steps
-UNPENALISED = ("greedy", "sample")  # strategies whose finished entries are ranked by their plain score
-SORTED = ("beam", "beam-sample", "diverse")  # strategies whose beams come sorted by score (per group)
+
+
+def _spec(trace: Trace) -> StrategySpec | None:
+    """The registry entry of the trace's strategy (``None`` for one this version does not know: its
+    strategy-specific checks are skipped)."""
+    return REGISTRY.get(trace.strategy)
 
 
 def _close(a: float, b: float) -> bool:
@@ -24,7 +29,8 @@ def _close(a: float, b: float) -> bool:
 
 
 def _tied(a: float, b: float) -> bool:
-    """The same score (two NaN scores count as tied: a row where every token was masked has them)."""
+    """The same score (two NaN scores count as tied: format 1.0 traces recorded NaN for a row where every token was
+    masked)."""
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
@@ -42,7 +48,7 @@ def check_trace(trace: Trace) -> list[str]:
     - a hypothesis's score is its parent's score plus that candidate's score (cumulative sums), and so is a
       finished entry's;
     - a finished entry's ``length`` is its number of tokens, and its ``normalized_score`` is its score divided by
-      ``length ** length_penalty`` in the beam family (greedy and sample: the score itself);
+      ``length ** length_penalty`` in the beam family (the rows family, greedy and sample: the score itself);
     - each candidate's ``logprob`` plus its processors' adjustments gives its ``score``, and its ``total`` is its
       hypothesis's score plus its ``score``;
     - a candidate's ``rank`` is its place among the vocabulary by ``score`` (0 = best): within a hypothesis a higher
@@ -134,7 +140,10 @@ def _check_finished(trace: Trace, fin: Finished, source: Hypothesis | None, inde
     if not _close(source.score + match[0].score, fin.score):
         return [f"step {index}: finished entry {fin.id} scores {fin.score}, hypothesis + token = "
                 f"{source.score + match[0].score}"]
-    if trace.strategy in UNPENALISED:
+    spec = _spec(trace)
+    if spec is None:
+        return []
+    if spec.family == "rows":
         expected, how = fin.score, "score"
     else:
         expected, how = fin.score / fin.length ** float(trace.params.get("length_penalty", 1.0)), \
@@ -187,7 +196,8 @@ def _check_order(trace: Trace, hyps: tuple[Hypothesis, ...], index: int) -> list
 
     Beam-sample draws its continuations at random but keeps the best of them in order, as beam search does.
     """
-    if trace.strategy not in SORTED:
+    spec = _spec(trace)
+    if spec is None or not spec.sorted_beams:
         return []
     groups: dict[int, list[float]] = {}
     for hyp in hyps:

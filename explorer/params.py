@@ -1,163 +1,184 @@
-"""Decoding parameters under the reference's names, with defaults per strategy and one-line validation errors."""
+"""Decoding parameters, each declared once: its type and range, default, help, label and the strategies using it.
+
+The fields of :class:`DecodeParams` are the table. Each carries a :class:`Param` (in the field's metadata) that
+API validation (:func:`explorer.strategies.registry.make_params`), the command line's flags (:mod:`explorer.cli`)
+and the app's controls (:mod:`explorer.app._params`) are generated from. A parameter's ``scope`` says which
+strategies use it: every strategy (``"all"``), or those whose registry entry lists the scope in ``uses``.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, Literal
 
-from explorer.errors import ParameterError
+from explorer.param_types import (
+    Biases,
+    Check,
+    Choice,
+    DecayPenalty,
+    Flag,
+    Float,
+    Function,
+    Int,
+    Optional,
+    Pattern,
+    PrefixFunction,
+    Texts,
+    TokenIds,
+    TokenSeqs,
+    Words,
+)
 
-__all__ = ["BEAM_FAMILY", "LIMITS", "STRATEGY_NAMES", "DecodeParams", "make_params"]
-
-STRATEGY_NAMES = ("greedy", "sample", "beam", "beam-sample", "diverse", "constrained")
-BEAM_FAMILY = ("beam", "beam-sample", "diverse", "constrained")
-SAMPLING = ("sample", "beam-sample")
+__all__ = ["LIMITS", "PARAMS", "DecodeParams", "Param", "Scope", "Section", "param"]
 
 #: Caps that keep one run within a laptop's memory and a trace within reason (documented in the README).
 LIMITS = {"num_beams": 64, "max_new_tokens": 4096, "record_top_k": 1000, "num_return_sequences": 64}
 
+#: Which strategies use a parameter: all of them, or those whose registry entry ``uses`` the scope.
+Scope = Literal["all", "beam", "groups", "returns", "sampling"]
+#: Where the app shows a parameter (``length``: the controls above the panels).
+Section = Literal["length", "search", "processor", "warper", "stopping", "recording"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter as declared: everything the API, the command line and the app need to know about it.
+
+    ``basic`` parameters show in a panel at once, the others under "more". ``via`` names the parameters that the
+    command line and the app reach this one through, when it has no text form of its own (a Python function).
+    """
+
+    name: str
+    default: Any
+    check: Check
+    scope: Scope
+    help: str
+    label: str
+    section: Section
+    basic: bool = False
+    via: tuple[str, ...] = ()
+
+
+def param(default: Any, check: Check, scope: Scope, help: str, label: str, section: Section, *,
+          basic: bool = False, via: tuple[str, ...] = ()) -> Any:
+    """A field of :class:`DecodeParams` carrying its declaration (the name comes from the field)."""
+    spec = {"default": default, "check": check, "scope": scope, "help": help, "label": label, "section": section,
+            "basic": basic, "via": via}
+    return field(default=default, metadata={"param": spec})
+
+
+_BEAMS = LIMITS["num_beams"]
+
 
 @dataclass(frozen=True)
 class DecodeParams:
-    """Every knob of a run. Build it with :func:`make_params`, which fills strategy defaults and validates.
+    """Every knob of a run, under the reference's names. Build it with ``make_params``, which fills the strategy's
+    defaults and validates; a field's declaration says what it may hold (:data:`PARAMS`).
 
     ``top_k=0``, ``top_p=1.0``, ``typical_p=1.0`` and ``min_p=None`` mean "off", as in the reference.
     """
 
     strategy: str = "greedy"
-    max_new_tokens: int = 20
-    min_new_tokens: int = 0
-    num_beams: int = 1
-    num_beam_groups: int = 1
-    diversity_penalty: float = 0.0
-    length_penalty: float = 1.0
-    early_stopping: bool | str = False
-    num_return_sequences: int = 1
-    no_repeat_ngram_size: int = 0
-    repetition_penalty: float = 1.0
-    bad_words_ids: tuple[tuple[int, ...], ...] = ()
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float | None = None
-    typical_p: float = 1.0
-    seed: int | None = None
-    record_top_k: int = 10
+    max_new_tokens: int = param(20, Int(1, LIMITS["max_new_tokens"]), "all", "new-token budget", "max new tokens",
+                                "length")
+    num_beams: int = param(1, Int(1, _BEAMS), "beam", "beams (beam strategies)", "beams", "search", basic=True)
+    num_beam_groups: int = param(1, Int(1, _BEAMS), "groups", "groups of beams (diverse)", "beam groups", "search",
+                                 basic=True)
+    diversity_penalty: float = param(0.0, Float(0), "groups", "Hamming penalty between groups (diverse)",
+                                     "diversity penalty", "search", basic=True)
+    length_penalty: float = param(
+        1.0, Float(-5, 5), "beam", "finished score = sum / length ** X (beam strategies; larger magnitudes "
+        "overflow)", "length penalty", "search", basic=True)
+    early_stopping: bool | str = param(False, Choice((False, True, "never")), "beam",
+                                       "when the finished pool ends the search (beam strategies)", "early stopping",
+                                       "search", basic=True)
+    num_return_sequences: int = param(1, Int(1, LIMITS["num_return_sequences"]), "returns", "results to return",
+                                      "sequences returned", "search", basic=True)
+    sequence_bias: tuple[tuple[tuple[int, ...] | str, float], ...] = param(
+        (), Biases(), "all", "add BIAS to a token sequence's last token when the rest of it precedes: PHRASE = BIAS or "
+        "[ids] = BIAS (repeatable)", "sequence bias", "processor")
+    repetition_penalty: float = param(1.0, Float(0, low_open=True), "all",
+                                      "penalty on tokens already seen (> 1 discourages)", "repetition penalty",
+                                      "processor", basic=True)
+    no_repeat_ngram_size: int = param(0, Int(0), "all", "forbid repeating n-grams of this size (0 = off)",
+                                      "no-repeat n-gram", "processor", basic=True)
+    bad_words_ids: tuple[tuple[int, ...] | str, ...] = param(
+        (), TokenSeqs(), "all", "forbidden token sequences: a phrase or [ids] (repeatable)", "bad words", "processor")
+    min_length: int = param(0, Int(0), "all", "forbid eos while the text, prompt included, is shorter than this many "
+                            "tokens", "min length (with prompt)", "processor")
+    min_new_tokens: int = param(0, Int(0, LIMITS["max_new_tokens"]), "all", "forbid eos before this many new tokens",
+                                "min new tokens", "processor", basic=True)
+    allowed_words: tuple[str, ...] = param(
+        (), Words(), "all", "the text may only be these words, separated by whitespace (turned into a "
+        "prefix_allowed_tokens_fn; docs/parameters.md)", "allowed words", "processor")
+    allowed_regex: str | None = param(
+        None, Pattern(), "all", "the text must stay the beginning of a full match of this regular expression (turned "
+        "into a prefix_allowed_tokens_fn; docs/parameters.md)", "allowed text (regex)", "processor")
+    prefix_allowed_tokens_fn: PrefixFunction | None = param(
+        None, Function(), "all", "a function (batch_id, ids so far) -> allowed token ids (Python only)",
+        "allowed tokens", "processor", via=("allowed_words", "allowed_regex"))
+    forced_eos_token_id: tuple[int | str, ...] = param(
+        (), TokenIds(), "all", "token forced as the last one the budget allows (usually eos): [id] (repeatable)",
+        "forced last token", "processor")
+    remove_invalid_values: bool = param(False, Flag(), "all", "replace NaN and infinite scores by finite ones",
+                                        "remove invalid values", "processor")
+    exponential_decay_length_penalty: tuple[int, float] | None = param(
+        None, DecayPenalty(), "all", "after START new tokens, raise eos by |score| * (FACTOR ** n - 1): START, FACTOR",
+        "eos decay (start, factor)", "processor")
+    suppress_tokens: tuple[int | str, ...] = param(
+        (), TokenIds(), "all", "tokens never generated: [ids] or a one-token phrase (repeatable)", "suppressed tokens",
+        "processor")
+    renormalize_logits: bool = param(False, Flag(), "all", "log-softmax the scores after every processor",
+                                     "renormalize", "processor")
+    temperature: float = param(1.0, Float(0, low_open=True), "sampling", "sampling temperature", "temperature",
+                               "warper", basic=True)
+    top_k: int = param(0, Int(0), "sampling", "keep the k best tokens (0 = off)", "top-k (0 = off)", "warper",
+                       basic=True)
+    top_p: float = param(1.0, Float(0, 1, low_open=True), "sampling", "nucleus mass (1 = off)", "top-p", "warper",
+                         basic=True)
+    min_p: float | None = param(None, Optional(Float(0, 1)), "sampling", "min-p filter (off when unset)",
+                                "min-p (empty = off)", "warper", basic=True)
+    typical_p: float = param(1.0, Float(0, 1, low_open=True), "sampling", "typical-p mass (1 = off)", "typical-p",
+                             "warper", basic=True)
+    epsilon_cutoff: float = param(0.0, Float(0, 1, high_open=True), "sampling",
+                                  "mask tokens less likely than this (0 = off)", "epsilon cutoff", "warper")
+    eta_cutoff: float = param(0.0, Float(0, 1, high_open=True), "sampling",
+                              "mask tokens below min(eta, sqrt(eta) * exp(-entropy)) (0 = off)", "eta cutoff", "warper")
+    seed: int | None = param(None, Optional(Int(0)), "sampling", "random seed: same seed, same trace (drawn and "
+                             "recorded when unset)", "seed (empty = random)", "warper", basic=True)
+    max_time: float | None = param(None, Optional(Float(0, low_open=True)), "all",
+                                   "stop after this many seconds, keeping what was decoded", "max time (s)",
+                                   "stopping")
+    stop_strings: tuple[str, ...] = param((), Texts(), "all", "stop a sequence when its text ends with one of these "
+                                          "(\\n for a newline; repeatable)", "stop strings", "stopping")
+    record_top_k: int = param(10, Int(0, LIMITS["record_top_k"]), "all",
+                              "candidates recorded per hypothesis, besides the selected ones", "recorded candidates",
+                              "recording")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values, for the trace."""
-        out = asdict(self)
-        out["bad_words_ids"] = [list(seq) for seq in self.bad_words_ids]
+        """Plain values, for the trace: tuples as lists, and a Python function by its name (a trace cannot hold it).
+        """
+        out = {"strategy": self.strategy}
+        for p in PARAMS:
+            value = getattr(self, p.name)
+            if callable(value):
+                value = f"<function {getattr(value, '__qualname__', type(value).__name__)}>"
+            out[p.name] = _lists(value) if isinstance(value, tuple) else value
         return out
 
 
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "beam": {"num_beams": 4},
-    "beam-sample": {"num_beams": 4},
-    "diverse": {"num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 1.0},
-    "constrained": {"num_beams": 4},
-}
+def _lists(value: Any) -> Any:
+    """Tuples (nested) as lists, for JSON."""
+    return [_lists(v) for v in value] if isinstance(value, tuple) else value
 
 
-def make_params(strategy: str, **params: Any) -> DecodeParams:
-    """Resolve defaults for ``strategy`` and validate; unknown names and bad values raise :class:`ParameterError`.
-
-    >>> make_params("diverse").num_beam_groups
-    2
-    >>> make_params("beam", num_beams=0)
-    Traceback (most recent call last):
-    ...
-    explorer.errors.ParameterError: num_beams=0 is invalid: expected an integer from 1 to 64
-    """
-    if strategy not in STRATEGY_NAMES:
-        raise ParameterError("strategy", strategy, "one of " + ", ".join(STRATEGY_NAMES))
-    known = {f.name for f in fields(DecodeParams)} - {"strategy"}
-    for name in params:
-        if name not in known:
-            raise ParameterError(name, params[name], "no such parameter; known: " + ", ".join(sorted(known)))
-    given = {k: v for k, v in params.items() if v is not None or k in ("min_p", "seed")}
-    merged = {**_DEFAULTS.get(strategy, {}), **given}
-    if "bad_words_ids" in merged:
-        merged["bad_words_ids"] = tuple(tuple(seq) for seq in merged["bad_words_ids"])
-    if isinstance(merged.get("early_stopping"), str) and merged["early_stopping"] in ("true", "false"):
-        merged["early_stopping"] = merged["early_stopping"] == "true"
-    result = replace(DecodeParams(strategy=strategy), **merged)
-    _validate(result, set(given))
-    return result
+def _param(f: Field[Any]) -> Param:
+    return Param(f.name, **f.metadata["param"])
 
 
-def _int(name: str, value: object, low: int, high: int | None = None) -> None:
-    """Raise unless ``value`` is an int in [low, high]."""
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-    if ok and high is not None:
-        ok = value <= high  # type: ignore[operator]
-    if not ok:
-        span = f"from {low} to {high}" if high is not None else f">= {low}"
-        raise ParameterError(name, value, f"an integer {span}")
+#: The table: every parameter in declaration order (which is the order of the app's knobs and the CLI's flags).
+PARAMS: tuple[Param, ...] = tuple(_param(f) for f in fields(DecodeParams) if "param" in f.metadata)
 
-
-def _float(name: str, value: object, allowed: str, test: Any) -> None:
-    """Raise unless ``value`` is a finite real number passing ``test``."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not test(value):
-        raise ParameterError(name, value, allowed)
-
-
-def _validate(p: DecodeParams, given: set[str]) -> None:
-    """Check ranges and cross-parameter rules."""
-    _int("max_new_tokens", p.max_new_tokens, 1, LIMITS["max_new_tokens"])
-    _int("min_new_tokens", p.min_new_tokens, 0, LIMITS["max_new_tokens"])
-    _int("num_beams", p.num_beams, 1, LIMITS["num_beams"])
-    _int("num_beam_groups", p.num_beam_groups, 1, LIMITS["num_beams"])
-    _int("num_return_sequences", p.num_return_sequences, 1, LIMITS["num_return_sequences"])
-    _int("no_repeat_ngram_size", p.no_repeat_ngram_size, 0)
-    _int("top_k", p.top_k, 0)
-    _int("record_top_k", p.record_top_k, 0, LIMITS["record_top_k"])
-    if p.seed is not None:
-        _int("seed", p.seed, 0)
-    _float("length_penalty", p.length_penalty, "a finite number", lambda _: True)
-    _float("repetition_penalty", p.repetition_penalty, "a number > 0", lambda v: v > 0)
-    _float("diversity_penalty", p.diversity_penalty, "a number >= 0", lambda v: v >= 0)
-    _float("temperature", p.temperature, "a number > 0", lambda v: v > 0)
-    _float("top_p", p.top_p, "a number in (0, 1]", lambda v: 0 < v <= 1)
-    _float("typical_p", p.typical_p, "a number in (0, 1]", lambda v: 0 < v <= 1)
-    if p.min_p is not None:
-        _float("min_p", p.min_p, "a number in [0, 1]", lambda v: 0 <= v <= 1)
-    if p.early_stopping not in (True, False, "never"):
-        raise ParameterError("early_stopping", p.early_stopping, "true, false or 'never'")
-    for seq in p.bad_words_ids:
-        if not seq or any(not isinstance(t, int) or t < 0 for t in seq):
-            raise ParameterError("bad_words_ids", list(seq), "non-empty lists of token ids >= 0")
-    _validate_strategy_rules(p, given)
-
-
-def _validate_strategy_rules(p: DecodeParams, given: set[str]) -> None:
-    """Rules that depend on the strategy: which knobs apply, and beam/group arithmetic."""
-    s = p.strategy
-    if s in ("greedy", "sample") and p.num_beams != 1:
-        raise ParameterError("num_beams", p.num_beams, f"1 for {s} (use strategy 'beam' for more beams)")
-    if s in ("diverse", "constrained") and p.num_beams < 2:
-        raise ParameterError("num_beams", p.num_beams, f"an integer >= 2 for {s}")
-    if s == "diverse":
-        if p.num_beam_groups < 2 or p.num_beams % p.num_beam_groups:
-            raise ParameterError(
-                "num_beam_groups", p.num_beam_groups, f"an integer >= 2 that divides num_beams={p.num_beams}"
-            )
-    elif p.num_beam_groups != 1:
-        raise ParameterError("num_beam_groups", p.num_beam_groups, "1 unless strategy is 'diverse'")
-    if s != "diverse" and p.diversity_penalty != 0:
-        raise ParameterError("diversity_penalty", p.diversity_penalty, "0 unless strategy is 'diverse' (groups)")
-    limit = p.num_beams if s in BEAM_FAMILY else (LIMITS["num_return_sequences"] if s == "sample" else 1)
-    if p.num_return_sequences > limit:
-        raise ParameterError("num_return_sequences", p.num_return_sequences, f"an integer from 1 to {limit}")
-    if s not in SAMPLING:
-        for name in ("temperature", "top_k", "top_p", "min_p", "typical_p", "seed"):
-            if name in given and getattr(p, name) != getattr(DecodeParams(), name):
-                raise ParameterError(name, getattr(p, name), "unset: it applies only to sample and beam-sample")
-    if s not in BEAM_FAMILY:
-        for name in ("length_penalty", "early_stopping"):
-            if name in given and getattr(p, name) != getattr(DecodeParams(), name):
-                raise ParameterError(name, getattr(p, name), "unset: it applies only to beam strategies")
-    if p.min_new_tokens > p.max_new_tokens:
-        raise ParameterError("min_new_tokens", p.min_new_tokens, f"at most max_new_tokens={p.max_new_tokens}")
+_undeclared = [f.name for f in fields(DecodeParams) if f.name != "strategy" and "param" not in f.metadata]
+if _undeclared:  # a field added without param() would escape validation, flags and knobs
+    raise TypeError(f"DecodeParams fields without a declaration: {_undeclared}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from explorer import _answers
 from explorer.models.base import CausalLM
+from explorer.strategies import get
 from explorer.trace import Candidate, Hypothesis, Result, Trace
 
 __all__ = [
@@ -151,7 +152,7 @@ def result_logprob(trace: Trace, rank: int = 0) -> float:
     entries = [f for s in trace.steps for f in s.finished if f.id == result.source]
     if entries:
         return entries[0].score
-    if trace.strategy in ("greedy", "sample"):
+    if get(trace.strategy).family == "rows":
         return result.score  # rows are never length-penalised
     penalty = float(trace.params.get("length_penalty", 1.0))
     return float(result.score * max(len(result.token_ids), 1) ** penalty)

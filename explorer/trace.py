@@ -22,8 +22,10 @@ __all__ = [
     "Trace",
 ]
 
-#: Version of the JSON trace format; bumped on any incompatible change (see ``trace.schema.json``).
-FORMAT_VERSION = "1.0"
+#: Version of the JSON trace format (see ``trace.schema.json``): the minor number grows when fields or values are added
+#: (1.1: finished entries that ended on a stop string or the time limit), the major one on an incompatible change.
+#: Readers accept every 1.x document.
+FORMAT_VERSION = "1.1"
 
 #: Scores at or below this are the reference's "impossible" placeholders (-1e9 and what is added to it): rows that
 #: fill a beam when too few real continuations exist, never a real hypothesis's score.
@@ -89,10 +91,12 @@ class Hypothesis:
 
 @dataclass(frozen=True)
 class Finished:
-    """A hypothesis that ended (eos, the length limit, or the end of the search) and asked to join the pool.
+    """A hypothesis that ended (eos, the length limit, a stop string, the time limit, or the end of the search) and
+    asked to join the pool.
 
-    ``score`` is the sum of its tokens' scores; ``normalized_score`` is ``score / length ** length_penalty``, the
-    value the pool is ranked by. ``accepted`` says whether it entered the pool of best finished hypotheses.
+    ``score`` is the sum of its tokens' scores. ``normalized_score`` is the value the pool is ranked by: in the beam
+    family ``score / length ** length_penalty``; in greedy and sample, which never length-penalise, the plain
+    ``score``. ``accepted`` says whether it entered the pool of best finished hypotheses.
     """
 
     id: int
@@ -103,7 +107,7 @@ class Finished:
     score: float
     normalized_score: float
     length: int
-    reason: Literal["eos", "max_length", "end_of_search"]
+    reason: Literal["eos", "max_length", "end_of_search", "stop_string", "max_time"]
     accepted: bool
     note: str = ""
 

@@ -98,3 +98,46 @@ def test_models_lists_the_built_in_models(capsys: pytest.CaptureFixture[str]) ->
     listed = capsys.readouterr().out
     assert "smollm2-135m" in listed
     assert "tiny-random" in listed
+
+
+def test_the_seed_s_remaining_processors_have_flags(tmp_path: Path) -> None:
+    """Every list-valued flag repeats; phrases are tokenized as written, [ids] are ids; the trace records ids."""
+    out = tmp_path / "trace.json"
+    code = main(["trace", "--model", "tiny-random", "--prompt", "Hello", "--strategy", "beam", "--max-new-tokens", "5",
+                 "--sequence-bias", " the = 5", "--bad-words-ids", "[12, 13]", "--bad-words-ids", " of",
+                 "--stop-strings", "the", "--remove-invalid-values", "--exponential-decay-length-penalty", "2, 1.5",
+                 "--suppress-tokens", "[7]", "--forced-eos-token-id", "[2]", "--min-length", "3",
+                 "--renormalize-logits", "--max-time", "60", "--json", str(out)])
+    assert code == 0
+    doc = json.loads(out.read_text())
+    p = doc["params"]
+    assert p["sequence_bias"] == [[[260], 5.0]]
+    assert p["bad_words_ids"] == [[12, 13], [282]]
+    assert (p["stop_strings"], p["suppress_tokens"], p["forced_eos_token_id"]) == (["the"], [7], [2])
+    assert (p["remove_invalid_values"], p["renormalize_logits"], p["min_length"]) == (True, True, 3)
+    assert (p["exponential_decay_length_penalty"], p["max_time"]) == ([2, 1.5], 60.0)
+    assert doc["processors"][0] == "sequence_bias"
+    assert doc["processors"][-1] == "renormalize_logits"
+    assert doc["results"][0]["ended_with_eos"]  # eos forced at the last step
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--allowed-regex", "("], "allowed_regex='(' is invalid: expected None or a regular expression"),
+        (["--sequence-bias", "abc"], "sequence_bias='abc' is invalid: expected (phrase or token ids, finite bias)"),
+        (["--exponential-decay-length-penalty", "5"], "exponential_decay_length_penalty='5' is invalid"),
+        (["--exponential-decay-length-penalty", "0, 9", "--max-new-tokens", "100"], "a decay factor of at most 1.995"),
+        (["--strategy", "greedy", "--epsilon-cutoff", "0.1"], "epsilon_cutoff=0.1 is invalid: expected unset"),
+        (["--strategy", "sample", "--eta-cutoff", "1"], "eta_cutoff=1.0 is invalid: expected a number in [0, 1)"),
+        (["--max-time", "0"], "max_time=0.0 is invalid: expected a number > 0"),
+        (["--allowed-words", "a", "--allowed-regex", "b"], "allowed_regex='b' is invalid: expected unset while"),
+    ],
+)
+def test_bad_values_of_the_new_flags_exit_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["trace", "--model", "tiny-random", "--prompt", "Hello", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1

@@ -10,6 +10,7 @@ import pytest
 import explorer
 from explorer.invariants import check_trace
 from explorer.models.base import CausalLM
+from explorer.strategies import get
 from explorer.trace import Hypothesis, Trace
 
 PROMPT = [5, 6, 7, 8, 9]
@@ -55,7 +56,7 @@ def test_invariants_hold(tiny: CausalLM, strategy: str, params: dict[str, Any]) 
             assert all(rank >= RECORD_TOP_K for rank in ranks[RECORD_TOP_K:])  # then selected ones from further
             _fates_agree(trace, hyp, 12)
             picked = [c for c in hyp.candidates if c.fate in ("kept", "finished")]
-            if strategy in ("greedy", "sample"):
+            if get(strategy).family == "rows":
                 assert len(picked) == 1  # one row, one token drawn
             if strategy == "greedy":
                 assert picked == [hyp.candidates[0]]  # the argmax, rank 0
@@ -161,3 +162,39 @@ def test_a_stopped_run_keeps_its_partial_trace_and_results(
     assert trace.results
     assert all(len(r.token_ids) <= 3 for r in trace.results)
     assert check_trace(trace) == []
+
+
+# --- runs that leave nothing to choose, and overflowing parameters (one clear line, never NaN) ----------------------
+
+
+def test_greedy_with_every_token_masked_is_one_clear_error() -> None:
+    """toy:constrained knows only eos after two tokens; min_new_tokens=7 masks it: nothing is left at step 2."""
+    toy = explorer.load_model("toy:constrained")
+    with pytest.raises(explorer.ExplorerError) as info:
+        explorer.decode(toy, toy.prompt, "greedy", max_new_tokens=8, min_new_tokens=7)  # type: ignore[attr-defined]
+    assert str(info.value) == "nothing to choose at step 2: every token is masked (processors: min_new_tokens)"
+
+
+def test_beam_search_with_every_beam_masked_is_one_clear_error() -> None:
+    """The reference ends such a search with its -1e9 placeholders as results (prompt and padding): here the step
+    that has nothing to choose says so, as greedy and sampling do."""
+    toy = explorer.load_model("toy:how-to-generate")
+    with pytest.raises(explorer.ExplorerError, match=r"^nothing to choose at step 2: every token is masked"):
+        explorer.decode(toy, "The", "beam", num_beams=1, max_new_tokens=9, min_new_tokens=8)
+    with pytest.raises(explorer.ExplorerError, match=r"^nothing to sample at step 2: every token is masked"):
+        explorer.decode(toy, "The", "beam-sample", num_beams=2, max_new_tokens=9, min_new_tokens=8, seed=0)
+
+
+def test_a_beam_with_a_way_out_still_runs(tiny: CausalLM) -> None:
+    trace = explorer.decode(tiny, PROMPT, "beam", num_beams=3, max_new_tokens=6, min_new_tokens=6)
+    assert trace.results
+    assert check_trace(trace) == []
+
+
+def test_a_length_penalty_that_would_overflow_is_refused(tiny: CausalLM) -> None:
+    """length ** 400 overflows a float for 8 tokens (the reference raises OverflowError): [-5, 5] is allowed."""
+    with pytest.raises(explorer.ParameterError) as info:
+        explorer.decode(tiny, PROMPT, "beam", max_new_tokens=8, length_penalty=400)
+    assert str(info.value) == "length_penalty=400 is invalid: expected a number in [-5, 5]"
+    trace = explorer.decode(tiny, PROMPT, "beam", max_new_tokens=8, length_penalty=-5)
+    assert all(math.isfinite(r.score) for r in trace.results)

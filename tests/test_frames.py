@@ -12,6 +12,7 @@ import pytest
 import explorer
 from explorer.frames import CANDIDATE_COLUMNS, EDGE_COLUMNS, NODE_COLUMNS, candidates_frame, tree_frames
 from explorer.models.base import CausalLM
+from explorer.strategies import get
 from explorer.trace import Candidate, Finished, Hypothesis, Result, Step, Trace
 
 PROMPT = [5, 6, 7, 8]
@@ -87,7 +88,7 @@ def test_one_row_per_recorded_candidate(traces: dict[str, Trace], name: str) -> 
 def test_documented_columns_and_dtypes(traces: dict[str, Trace], name: str) -> None:
     trace = traces[name]
     df = candidates_frame(trace)
-    constrained = trace.strategy == "constrained"
+    constrained = get(trace.strategy).constraints
     base = [c for c, _ in CANDIDATE_COLUMNS]
     extra = ["bank", "constraints_completed"] if constrained else []
     adj = [f"adj_{p}" for p in trace.processors]
@@ -276,7 +277,7 @@ def _prefix_paths(trace: Trace, nodes: pd.DataFrame) -> set[str]:
 def test_in_result_marks_exactly_the_result_paths(traces: dict[str, Trace], name: str) -> None:
     trace = traces[name]
     nodes, _ = tree_frames(trace)
-    beam_family = trace.strategy in ("beam", "beam-sample", "diverse", "constrained")
+    beam_family = get(trace.strategy).family == "beam"
     expected = _prefix_paths(trace, nodes) if beam_family else _walk_sources(trace, nodes)
     assert set(nodes.loc[nodes["in_result"], "node"]) == expected
     assert bool(trace.results) == bool(expected)

@@ -16,6 +16,7 @@ from explorer import invariants
 from explorer.invariants import check_trace
 from explorer.models.base import CausalLM
 from explorer.models.table import TableModel
+from explorer.strategies import REGISTRY
 from explorer.trace import PLACEHOLDER, Candidate, Finished, Hypothesis, Trace
 
 PROMPT = [5, 6, 7, 8, 9]
@@ -120,7 +121,7 @@ def _lowerable(trace: Trace) -> Hypothesis:
 
     def harmless(hyp: Hypothesis) -> bool:
         ranks = {returned[f.id] for f in trace.steps[-1].finished if f.hypothesis == hyp.id and f.id in returned}
-        last_beam = trace.strategy not in invariants.SORTED or hyp.id in tails.values()
+        last_beam = not REGISTRY[trace.strategy].sorted_beams or hyp.id in tails.values()
         return ranks <= {len(trace.results) - 1} and last_beam
 
     return next(h for h in hyps if h.parent is not None and harmless(h))
@@ -184,7 +185,7 @@ def _score_not_cumulative(trace: Trace) -> Trace:
     """Lowers a hypothesis's score and with it everything summed from it (its candidates' totals, its finished entries
     and the results made from them): only its own sum is wrong."""
     hyp = _lowerable(trace)
-    penalty = 0.0 if trace.strategy in invariants.UNPENALISED else float(trace.params["length_penalty"])
+    penalty = 0.0 if REGISTRY[trace.strategy].family == "rows" else float(trace.params["length_penalty"])
     broken = _with_hyp(trace, hyp.id, score=hyp.score - 1.0,
                        candidates=tuple(replace(c, total=c.total - 1.0) for c in hyp.candidates))
     for fin in [f for s in broken.steps for f in s.finished if f.hypothesis == hyp.id]:
@@ -520,11 +521,11 @@ DEGENERATE = {
     "tied-ranks": ("toy:d2l-beam", "diverse", {"max_new_tokens": 4, "record_top_k": 2, "repetition_penalty": 1.96,
                                                 "num_beams": 9, "num_beam_groups": 3, "diversity_penalty": 2.23,
                                                 "early_stopping": True}),
-    # min_new_tokens masks eos, the only continuation: every token is -inf, the masked candidates share a rank
-    "all-masked-beam": ("toy:how-to-generate", "beam", {"max_new_tokens": 9, "record_top_k": 10,
-                                                        "min_new_tokens": 8, "num_beams": 1, "length_penalty": 2.0}),
-    # the same for greedy, whose scores (log-softmax of a row of -inf) are then NaN
-    "all-masked-greedy": ("toy:constrained", "greedy", {"max_new_tokens": 8, "min_new_tokens": 7}),
+    # min_new_tokens masks eos, the only continuation: every token is -inf, the masked candidates share a rank (group
+    # search goes on with -inf beams, as the reference does; greedy and beam search refuse: tests/test_engine.py)
+    "all-masked-diverse": ("toy:how-to-generate", "diverse", {"max_new_tokens": 9, "record_top_k": 10,
+                                                              "min_new_tokens": 8, "num_beams": 2,
+                                                              "num_beam_groups": 2, "length_penalty": 2.0}),
 }
 
 

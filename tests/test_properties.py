@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import explorer
 from explorer.invariants import check_trace
 from explorer.models.base import CausalLM
-from explorer.params import STRATEGY_NAMES
+from explorer.strategies import REGISTRY, names
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -19,7 +19,7 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 @st.composite
 def runs(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     """A strategy and a valid parameter set for it."""
-    strategy = draw(st.sampled_from(STRATEGY_NAMES))
+    strategy = draw(st.sampled_from(names()))
     p: dict[str, Any] = {"max_new_tokens": draw(st.integers(1, 8)), "record_top_k": draw(st.integers(0, 12))}
     if draw(st.booleans()):
         p["repetition_penalty"] = draw(st.floats(0.5, 2.0))
@@ -27,7 +27,8 @@ def runs(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
         p["no_repeat_ngram_size"] = draw(st.integers(1, 3))
     if draw(st.booleans()):
         p["min_new_tokens"] = draw(st.integers(0, p["max_new_tokens"]))
-    if strategy in ("sample", "beam-sample"):
+    spec = REGISTRY[strategy]
+    if spec.sampling:
         p["seed"] = draw(st.integers(0, 2**31 - 1))
         p["temperature"] = draw(st.floats(0.3, 2.0))
         p["top_k"] = draw(st.integers(0, 50))
@@ -35,18 +36,18 @@ def runs(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
         if draw(st.booleans()):
             p["min_p"] = draw(st.floats(0.0, 0.5))
         p["typical_p"] = draw(st.floats(0.2, 1.0))
-    if strategy == "sample":
+    if "returns" in spec.uses and "beam" not in spec.uses:
         p["num_return_sequences"] = draw(st.integers(1, 4))
-    if strategy in ("beam", "beam-sample", "diverse", "constrained"):
-        groups = draw(st.integers(2, 3)) if strategy == "diverse" else 1
-        beams = groups * draw(st.integers(1, 3)) if strategy == "diverse" else draw(
-            st.integers(2 if strategy == "constrained" else 1, 5))
+    if "beam" in spec.uses:
+        groups = draw(st.integers(2, 3)) if "groups" in spec.uses else 1
+        beams = groups * draw(st.integers(1, 3)) if "groups" in spec.uses else draw(
+            st.integers(2 if spec.constraints else 1, 5))
         p |= {"num_beams": beams, "num_return_sequences": draw(st.integers(1, beams)),
               "length_penalty": draw(st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0])),
               "early_stopping": draw(st.sampled_from([True, False, "never"]))}
-        if strategy == "diverse":
+        if "groups" in spec.uses:
             p |= {"num_beam_groups": groups, "diversity_penalty": draw(st.floats(0.0, 3.0))}
-    if strategy == "constrained":
+    if spec.constraints:
         phrase = draw(st.lists(st.integers(3, 999), min_size=1, max_size=3))
         options = draw(st.lists(st.lists(st.integers(3, 999), min_size=1, max_size=2), min_size=2, max_size=3,
                                 unique_by=lambda o: o[0]))
@@ -55,14 +56,16 @@ def runs(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 
 
 def decode_or_clear_error(model: CausalLM, prompt: Any, strategy: str, params: dict[str, Any]) -> Any:
-    """Decode; a sampler left with too few tokens to draw from may refuse with one clear line (the reference
-    crashes on NaN probabilities or an invalid multinomial there)."""
+    """Decode; a run left with nothing to choose (every token masked) or too few tokens to draw from may refuse with
+    one clear line (the reference picks token 0 with a NaN score, crashes on NaN probabilities or an invalid
+    multinomial, or returns its placeholders there)."""
     try:
         return explorer.decode(model, prompt, strategy, **params)
     except explorer.ExplorerError as error:
         message = str(error)
-    assert message.startswith("nothing to sample at step"), message
-    assert strategy in ("sample", "beam-sample")
+    verb = "sample" if REGISTRY[strategy].sampling else "choose"
+    assert message.startswith(f"nothing to {verb} at step"), message
+    assert strategy in ("greedy", "sample", "beam", "beam-sample")  # diverse and constrained finish -inf beams
     assert "\n" not in message
     return None
 
@@ -96,7 +99,7 @@ def test_the_same_seed_gives_the_same_trace(tiny: CausalLM, run: tuple[str, dict
 
 @SETTINGS
 @given(name=st.sampled_from(["toy:how-to-generate", "toy:d2l-beam", "toy:constrained", "toy:diverse"]),
-       run=runs().filter(lambda r: r[0] != "constrained"))
+       run=runs().filter(lambda r: not REGISTRY[r[0]].constraints))
 def test_toys_keep_every_invariant(name: str, run: tuple[str, dict[str, Any]]) -> None:
     model = explorer.load_model(name)
     strategy, params = run

@@ -1,58 +1,31 @@
-"""Which decoding parameters a panel shows for each strategy, their defaults, and inline validation."""
+"""A panel's knobs, from the parameter table and the registry: which ones a strategy shows, defaults, validation."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from explorer.errors import ParameterError
-from explorer.params import BEAM_FAMILY, SAMPLING, STRATEGY_NAMES, make_params
+from explorer.params import PARAMS, Param
+from explorer.strategies import get, make_params, names, params_of
 
 __all__ = [
-    "PARAM_SPECS",
-    "ParamSpec",
+    "GLOBAL_CONTROLS",
+    "KNOBS",
     "carry_params",
     "check_params",
     "control_for",
     "default_params",
+    "knobs_for",
     "parse_text",
-    "specs_for",
+    "summary_params",
+    "takes_constraints",
 ]
 
-Kind = Literal["int", "float", "choice", "optional_int", "optional_float"]
-Group = Literal["search", "processor", "warper"]
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One knob of a panel: its ``explorer.decode`` name, label, widget kind, and the strategies it applies to."""
-
-    name: str
-    label: str
-    kind: Kind
-    strategies: tuple[str, ...]
-    group: Group
-
-
-PARAM_SPECS: tuple[ParamSpec, ...] = (
-    ParamSpec("num_beams", "beams", "int", BEAM_FAMILY, "search"),
-    ParamSpec("num_beam_groups", "beam groups", "int", ("diverse",), "search"),
-    ParamSpec("diversity_penalty", "diversity penalty", "float", ("diverse",), "search"),
-    ParamSpec("length_penalty", "length penalty", "float", BEAM_FAMILY, "search"),
-    ParamSpec("early_stopping", "early stopping", "choice", BEAM_FAMILY, "search"),
-    ParamSpec("num_return_sequences", "sequences returned", "int", (*BEAM_FAMILY, "sample"), "search"),
-    ParamSpec("repetition_penalty", "repetition penalty", "float", STRATEGY_NAMES, "processor"),
-    ParamSpec("no_repeat_ngram_size", "no-repeat n-gram", "int", STRATEGY_NAMES, "processor"),
-    ParamSpec("min_new_tokens", "min new tokens", "int", STRATEGY_NAMES, "processor"),
-    ParamSpec("temperature", "temperature", "float", SAMPLING, "warper"),
-    ParamSpec("top_k", "top-k (0 = off)", "int", SAMPLING, "warper"),
-    ParamSpec("top_p", "top-p", "float", SAMPLING, "warper"),
-    ParamSpec("min_p", "min-p (empty = off)", "optional_float", SAMPLING, "warper"),
-    ParamSpec("typical_p", "typical-p", "float", SAMPLING, "warper"),
-    ParamSpec("seed", "seed (empty = random)", "optional_int", SAMPLING, "warper"),
-)
-_BY_NAME = {spec.name: spec for spec in PARAM_SPECS}
+#: Every parameter a panel can show: the table but the controls above the panels (``max_new_tokens``) and what has no
+#: text form (a Python function, reached through its ``via`` parameters).
+KNOBS: tuple[Param, ...] = tuple(p for p in PARAMS if p.section != "length" and p.check.widget != "none")
+_BY_NAME = {p.name: p for p in KNOBS}
 
 #: Error names the engine uses for a panel's constraints box.
 _CONSTRAINT_NAMES = ("constraints", "constraint", "constraint option")
@@ -60,23 +33,48 @@ _CONSTRAINT_NAMES = ("constraints", "constraint", "constraint option")
 GLOBAL_CONTROLS = ("prompt", "chat", "max_new_tokens")
 
 
-def specs_for(strategy: str) -> tuple[ParamSpec, ...]:
-    """The knobs a panel shows for ``strategy``, in display order.
+def knobs_for(strategy: str) -> tuple[Param, ...]:
+    """The knobs a panel shows for ``strategy``, in table order (``basic`` ones at once, the others under "more").
 
-    >>> [s.name for s in specs_for("greedy")]
+    >>> [p.name for p in knobs_for("greedy") if p.basic]
     ['repetition_penalty', 'no_repeat_ngram_size', 'min_new_tokens']
     """
-    return tuple(spec for spec in PARAM_SPECS if strategy in spec.strategies)
+    return tuple(p for p in params_of(strategy) if p.name in _BY_NAME)
+
+
+def takes_constraints(strategy: str) -> bool:
+    """Whether a panel of ``strategy`` shows a constraints box (a loaded trace's unknown strategy does not).
+
+    >>> takes_constraints("constrained"), takes_constraints("beam"), takes_constraints("from-the-future")
+    (True, False, False)
+    """
+    return strategy in names() and get(strategy).constraints
+
+
+def summary_params(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters a read-only panel lists: the new-token budget, the basic knobs, and the others that differ
+    from their default (lists as tuples; nothing for a strategy this version does not know).
+
+    >>> summary_params("greedy", {"max_new_tokens": 5, "min_new_tokens": 0, "bad_words_ids": [[7]], "seed": None})
+    {'max_new_tokens': 5, 'bad_words_ids': [[7]], 'min_new_tokens': 0}
+    """
+    if strategy not in names():
+        return {k: v for k, v in params.items() if k == "max_new_tokens"}
+    out = {k: params[k] for k in ("max_new_tokens",) if k in params}
+    for p in knobs_for(strategy):
+        if p.name in params and (p.basic or p.check.normalize(params[p.name]) != p.default):
+            out[p.name] = params[p.name]
+    return out
 
 
 def default_params(strategy: str) -> dict[str, Any]:
-    """The defaults ``explorer.params`` gives ``strategy``, for the knobs a panel shows.
+    """The defaults the registry gives ``strategy``, for the knobs a panel shows.
 
     >>> default_params("diverse")["num_beam_groups"]
     2
     """
     resolved = make_params(strategy)
-    return {spec.name: getattr(resolved, spec.name) for spec in specs_for(strategy)}
+    return {p.name: getattr(resolved, p.name) for p in knobs_for(strategy)}
 
 
 def carry_params(old_strategy: str, old: Mapping[str, Any], new_strategy: str) -> dict[str, Any]:
@@ -85,7 +83,7 @@ def carry_params(old_strategy: str, old: Mapping[str, Any], new_strategy: str) -
     >>> carry_params("beam", {"num_beams": 6, "length_penalty": 1.0}, "diverse")["num_beams"]
     6
     """
-    old_defaults = default_params(old_strategy) if old_strategy in STRATEGY_NAMES else {}
+    old_defaults = default_params(old_strategy) if old_strategy in names() else {}
     params = default_params(new_strategy)
     for name, value in old.items():
         if name in params and (name not in old_defaults or value != old_defaults[name]):
@@ -94,20 +92,13 @@ def carry_params(old_strategy: str, old: Mapping[str, Any], new_strategy: str) -
 
 
 def parse_text(name: str, text: str) -> Any:
-    """The value of an optional knob typed as text: empty is ``None``; what does not parse stays text (and fails
-    validation with the engine's own message).
+    """The value of a knob typed as text (optional numbers, pairs, lines): what does not parse stays text and fails
+    validation with the engine's own message.
 
     >>> parse_text("seed", " 7 "), parse_text("min_p", ""), parse_text("min_p", "x")
     (7, None, 'x')
     """
-    spec = _BY_NAME[name]
-    stripped = text.strip()
-    if not stripped:
-        return None
-    try:
-        return int(stripped) if spec.kind == "optional_int" else float(stripped)
-    except ValueError:
-        return text
+    return _BY_NAME[name].check.parse(text)
 
 
 def control_for(error_name: str, strategy: str) -> str:
@@ -121,9 +112,11 @@ def control_for(error_name: str, strategy: str) -> str:
         return "constraints"
     if error_name == "strategy" or error_name in GLOBAL_CONTROLS:
         return error_name
-    if any(spec.name == error_name for spec in specs_for(strategy)):
+    shown = {p.name for p in knobs_for(strategy)}
+    if error_name in shown:
         return error_name
-    return "panel"
+    reached = next((p.via for p in PARAMS if p.name == error_name), ())  # a function, set through a knob
+    return next((name for name in reached if name in shown), "panel")
 
 
 def check_params(strategy: str, params: Mapping[str, Any], max_new_tokens: int) -> dict[str, str]:

@@ -1,18 +1,20 @@
-"""Before a run: check the prompt, every panel's knobs and constraints, and turn the panels into jobs."""
+"""Before a run: check the prompt, every panel's knobs and constraints, and turn the panels (or a fork) into jobs."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from explorer.api import parse_constraints, tokenize_prompt
+from explorer.app import state as st
 from explorer.app._constraints import constraint_specs
-from explorer.app._params import GLOBAL_CONTROLS, check_params
+from explorer.app._nodes import NodeInfo, branch_request, describe
+from explorer.app._params import GLOBAL_CONTROLS, check_params, takes_constraints
 from explorer.app._run import Job
-from explorer.app.state import AppState, Panel
+from explorer.app.state import AppState, Branch, Panel, panel_by_id
 from explorer.errors import ExplorerError, ParameterError
 from explorer.models.base import CausalLM
 
-__all__ = ["plan_run"]
+__all__ = ["plan_branch", "plan_run"]
 
 
 def _prompt_errors(state: AppState, model: CausalLM) -> dict[str, str]:
@@ -28,12 +30,12 @@ def _prompt_errors(state: AppState, model: CausalLM) -> dict[str, str]:
 
 def _constraint_error(panel: Panel, model: CausalLM) -> tuple[list[object], str]:
     """The constraints of a ``constrained`` panel as ``decode`` takes them, or the error they give."""
-    if panel.strategy != "constrained":
+    if not takes_constraints(panel.strategy):
         return [], ""
     try:
         specs = constraint_specs(panel.constraints)
         if not specs:
-            raise ParameterError("constraints", [], "at least one constraint for strategy 'constrained'")
+            raise ParameterError("constraints", [], f"at least one constraint for strategy {panel.strategy!r}")
         parse_constraints(model, specs)
     except ExplorerError as error:
         return [], str(error)
@@ -80,3 +82,49 @@ def plan_run(state: AppState, model: CausalLM | None) -> tuple[AppState, list[Jo
     if not jobs:
         return replace(new, status="error: no strategy panel to run: add one"), []
     return new, jobs
+
+
+def _fork_point(state: AppState, model: CausalLM | None) -> tuple[Panel, str, NodeInfo]:
+    """The selected panel, node and what it is, when a token can be forced there (else ``ExplorerError``)."""
+    if state.running:
+        raise ExplorerError("a run is under way: wait for it or stop it first")
+    selection = state.selection
+    panel = panel_by_id(state, selection.panel) if selection is not None else None
+    if selection is None or panel is None or panel.trace is None:
+        raise ExplorerError("select a node of a tree first")
+    try:
+        info = describe(panel.trace, selection.node)
+    except KeyError:
+        raise ExplorerError(f"node {selection.node!r} is not in the tree of {panel.key}") from None
+    if info.hypothesis is None:
+        raise ExplorerError(f"node {selection.node} has no recorded candidates to force")
+    if model is None or panel.trace.model != model.info.name:
+        raise ExplorerError(f"this trace was made with model {panel.trace.model!r}: load that model first")
+    return panel, selection.node, info
+
+
+def plan_branch(state: AppState, model: CausalLM | None, token_id: int | None) -> tuple[AppState, Job]:
+    """Forcing ``token_id`` at the selected node: the state with a new branch panel beside its source, running,
+    and the job that decodes it. What cannot be forced raises ``ExplorerError`` (shown under the force button)."""
+    panel, node, info = _fork_point(state, model)
+    if token_id is None:
+        raise ExplorerError("pick a token to force first")
+    assert panel.trace is not None
+    assert info.hypothesis is not None
+    cand = next((c for c in info.hypothesis.candidates if c.token_id == token_id), None)
+    if cand is None:
+        raise ExplorerError(f"token {token_id} is not a recorded candidate of node {node}")
+    try:
+        prompt, params, constraints = branch_request(panel.trace, info.hypothesis, token_id)
+    except ValueError as error:
+        raise ExplorerError(str(error)) from None
+    branch = Branch(panel.id, node, info.step, token_id, cand.text, len(info.hypothesis.token_ids) + 1)
+    new = st.add_branch(st.select(state, panel.id, node), panel, branch, params)
+    if len(new.panels) == len(state.panels):
+        raise ExplorerError(new.errors.get("force", "no room for another panel"))
+    meta = {"branch": {"source": panel.key, "node": node, "step": branch.step, "token_id": token_id,
+                       "token_text": cand.text, "fixed_tokens": branch.fixed}}
+    job = Job(new.next_id - 1, prompt, panel.strategy, params, constraints=constraints, meta=meta)
+    added = panel_by_id(new, job.panel_id)
+    status = f"running {added.label if added is not None else 'the branch'}…"
+    return st.start_run(new, (job.panel_id,), job.max_steps, status), job

@@ -46,7 +46,6 @@ class Outputs:
         self.selection.add_class("explorer-selection")
         self.summary = widgets.HTML()
         self.summary.add_class("explorer-summary-view")
-        self.keys: dict[str, int] = {}
         #: The page's theme (``ThemeProbe`` reports it): the figures are drawn in it.
         self.theme: Theme = "light"
         self._on_click = on_click
@@ -71,7 +70,6 @@ class Outputs:
     def render(self, state: AppState, info: NodeInfo | None) -> None:
         """Redraw what changed."""
         traced = [p for p in state.panels if p.trace is not None]
-        self.keys = {p.key: p.id for p in traced}
         self._layouts = {k: v for k, v in self._layouts.items() if any(p.id == k for p in traced)}
         ident = tuple((p.key, Same(p.trace)) for p in traced)
         look = (state.tree_color, state.show_pruned, state.upto_step, state.selection, self.theme)

@@ -7,15 +7,17 @@ from typing import Any, Protocol
 
 import ipywidgets as widgets
 
-from explorer.app._params import PARAM_SPECS, ParamSpec, parse_text, specs_for
+from explorer.app._params import KNOBS, knobs_for, parse_text
 from explorer.app.controls import error_box, set_error, sync
 from explorer.app.state import Panel
-from explorer.params import STRATEGY_NAMES
+from explorer.param_types import Choice
+from explorer.params import Param
+from explorer.strategies import get, names
 
 __all__ = ["PanelControls", "PanelEvents"]
 
-_GROUP_TITLES = {"search": "search", "processor": "processors", "warper": "sampling warpers"}
-_EARLY_STOPPING = (("false", False), ("true", True), ("never", "never"))
+_SECTION_TITLES = {"search": "search", "processor": "processors", "warper": "sampling warpers",
+                   "stopping": "stopping", "recording": "recording"}
 
 
 class PanelEvents(Protocol):
@@ -34,18 +36,29 @@ class PanelEvents(Protocol):
         """The remove button was clicked."""
 
 
-def _knob(spec: ParamSpec) -> Any:
-    """The widget of one knob."""
+def _knob(p: Param) -> Any:
+    """The widget of one knob, by the kind of value the parameter holds."""
     style = {"description_width": "130px"}
     layout = widgets.Layout(width="290px")
-    if spec.kind == "int":
-        return widgets.IntText(description=spec.label, style=style, layout=layout, continuous_update=True)
-    if spec.kind == "float":
-        return widgets.FloatText(description=spec.label, style=style, layout=layout, continuous_update=True,
-                                 step=0.1)
-    if spec.kind == "choice":
-        return widgets.Dropdown(description=spec.label, options=_EARLY_STOPPING, style=style, layout=layout)
-    return widgets.Text(description=spec.label, style=style, layout=layout, continuous_update=True)
+    common = {"description": p.label, "style": style, "layout": layout}
+    widget = p.check.widget
+    if widget == "int":
+        return widgets.IntText(continuous_update=True, **common)
+    if widget == "float":
+        return widgets.FloatText(continuous_update=True, step=0.1, **common)
+    if widget == "choice" and isinstance(p.check, Choice):
+        return widgets.Dropdown(options=[(p.check.show(v), v) for v in p.check.values], **common)
+    if widget == "bool":
+        return widgets.Checkbox(description=p.label, indent=False, layout=layout)
+    if widget == "lines":
+        return widgets.Textarea(continuous_update=True, placeholder="one per line", **{
+            **common, "layout": widgets.Layout(width="290px", height="52px")})
+    return widgets.Text(continuous_update=True, **common)
+
+
+def _textual(p: Param) -> bool:
+    """Whether the knob holds text that the parameter's type parses (optional numbers, pairs, lines)."""
+    return p.check.widget in ("text", "lines")
 
 
 class PanelControls:
@@ -58,17 +71,23 @@ class PanelControls:
         self.remove = widgets.Button(description="remove", layout=widgets.Layout(width="80px"))
         self.remove.add_class("explorer-remove")
         self.remove.on_click(lambda _: events.on_remove(panel_id))
-        self.strategy = widgets.Dropdown(options=STRATEGY_NAMES, description="strategy",
+        self.strategy = widgets.Dropdown(options=names(), description="strategy",
                                          layout=widgets.Layout(width="290px"), style={"description_width": "130px"})
         self.strategy.add_class("explorer-strategy")
         self.strategy.observe(lambda ch: events.on_strategy(panel_id, str(ch["new"])), names="value")
         self.errors: dict[str, Any] = {"strategy": error_box(), "constraints": error_box(), "panel": error_box()}
         self.knobs: dict[str, Any] = {}
         self.rows: dict[str, Any] = {}
-        for spec in PARAM_SPECS:
-            self._add_knob(spec, events)
-        self.groups = {g: widgets.HTML(f"<b>{t}</b>") for g, t in _GROUP_TITLES.items()}
-        self.knob_box = widgets.VBox()
+        for p in KNOBS:
+            self._add_knob(p, events)
+        self.titles = {(basic, s): widgets.HTML(f"<b>{t}</b>") for s, t in _SECTION_TITLES.items()
+                       for basic in (True, False)}
+        self.basic_box = widgets.VBox()
+        self.more_box = widgets.VBox()
+        self.more = widgets.Accordion(children=(self.more_box,), titles=("more settings",), selected_index=None,
+                                      layout=widgets.Layout(width="300px"))
+        self.more.add_class("explorer-more")
+        self.knob_box = widgets.VBox([self.basic_box, self.more])
         self.constraints = widgets.Textarea(placeholder="one phrase per line;  a|b|c  for any of them",
                                             description="constraints", continuous_update=True,
                                             layout=widgets.Layout(width="290px", height="70px"),
@@ -88,11 +107,11 @@ class PanelControls:
         self.box = widgets.VBox(layout=widgets.Layout(width="320px", padding="6px", margin="0 8px 8px 0"))
         self.box.add_class("explorer-panel")
 
-    def _add_knob(self, spec: ParamSpec, events: PanelEvents) -> None:
+    def _add_knob(self, p: Param, events: PanelEvents) -> None:
         """Create one knob's widget, its error box and its row."""
-        knob = _knob(spec)
-        knob.add_class(f"explorer-param-{spec.name.replace('_', '-')}")
-        name, pid, textual = spec.name, self.panel_id, spec.kind.startswith("optional")
+        knob = _knob(p)
+        knob.add_class(f"explorer-param-{p.name.replace('_', '-')}")
+        name, pid, textual = p.name, self.panel_id, _textual(p)
 
         def changed(change: dict[str, Any]) -> None:
             value = change["new"]
@@ -117,7 +136,7 @@ class PanelControls:
         children: list[Any] = [self.header]
         if panel.editable:
             children += [self.strategy, self.errors["strategy"], self.knob_box]
-            if panel.strategy == "constrained":
+            if get(panel.strategy).constraints:
                 children.append(self.constraint_box)
         else:
             children.append(self.summary)
@@ -125,22 +144,25 @@ class PanelControls:
         sync(self.box, tuple(children), "children")
 
     def _render_knobs(self, panel: Panel) -> None:
-        """Show the knobs of the panel's strategy, under their group titles, with the state's values."""
-        rows: list[Any] = []
-        group = ""
-        for spec in specs_for(panel.strategy):
-            if spec.group != group:
-                group = spec.group
-                rows.append(self.groups[group])
-            rows.append(self.rows[spec.name])
-            self._set_knob(spec, panel.params.get(spec.name))
-        sync(self.knob_box, tuple(rows), "children")
+        """Show the knobs of the panel's strategy section by section, the basic ones at once and the others under
+        "more settings", with the state's values."""
+        rows: dict[bool, list[Any]] = {True: [], False: []}
+        knobs = knobs_for(panel.strategy)
+        for section in _SECTION_TITLES:
+            for basic in (True, False):
+                shown = [p for p in knobs if p.section == section and p.basic == basic]
+                if shown:
+                    rows[basic] += [self.titles[(basic, section)], *(self.rows[p.name] for p in shown)]
+        for p in knobs:
+            self._set_knob(p, panel.params.get(p.name))
+        sync(self.basic_box, tuple(rows[True]), "children")
+        sync(self.more_box, tuple(rows[False]), "children")
 
-    def _set_knob(self, spec: ParamSpec, value: Any) -> None:
-        """Put a value into a knob's widget (optional knobs hold text: empty for ``None``)."""
-        knob = self.knobs[spec.name]
-        if spec.kind.startswith("optional"):
-            if parse_text(spec.name, str(knob.value)) != value:
-                knob.value = "" if value is None else str(value)
+    def _set_knob(self, p: Param, value: Any) -> None:
+        """Put a value into a knob's widget (text knobs hold the value's text: empty for ``None``)."""
+        knob = self.knobs[p.name]
+        if _textual(p):
+            if parse_text(p.name, str(knob.value)) != value:
+                knob.value = value if isinstance(value, str) else p.check.show(value)
         elif value is not None and not isinstance(value, str):
             sync(knob, value)

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from explorer.app._params import carry_params, check_params, default_params
-from explorer.figures import clip, visible
+from explorer.app._params import carry_params, check_params, default_params, takes_constraints
+from explorer.text import clip, visible
 from explorer.trace import Trace
 
 __all__ = [
@@ -183,7 +183,7 @@ def set_strategy(state: AppState, panel_id: int, strategy: str) -> AppState:
     if panel is None or panel.strategy == strategy:
         return state
     params = carry_params(panel.strategy, panel.params, strategy)
-    errors = {k: v for k, v in panel.errors.items() if k == "constraints" and strategy == "constrained"}
+    errors = {k: v for k, v in panel.errors.items() if k == "constraints" and takes_constraints(strategy)}
     return _revalidate(_with_panel(state, panel_id, strategy=strategy, params=params, errors=errors), panel_id)
 
 

@@ -11,10 +11,11 @@ from typing import Any
 import plotly.graph_objects as go
 
 from explorer.app._nodes import NodeInfo
-from explorer.app._params import specs_for
+from explorer.app._params import summary_params
 from explorer.app.state import Panel
 from explorer.app.theme import THEME_CSS, on_page
-from explorer.figures import Theme, message_figure, visible
+from explorer.figures import Theme, message_figure
+from explorer.text import visible
 from explorer.trace import Trace
 from explorer.trace_io import dump_trace
 
@@ -107,8 +108,8 @@ def panel_summary_html(panel: Panel, source_label: str | None) -> str:
                      "tokens")
     if panel.kind == "loaded" and trace is not None:
         lines.append(f"loaded from {html.escape(panel.name)}: model {html.escape(trace.model)}")
-    names = ("max_new_tokens", *(spec.name for spec in specs_for(panel.strategy)))
-    lines.append(", ".join(f"{k}={panel.params[k]}" for k in names if k in panel.params))
+    shown = summary_params(panel.strategy, panel.params)
+    lines.append(", ".join(f"{k}={v}" for k, v in shown.items()))
     return "".join(f'<div class="explorer-muted">{line}</div>' for line in lines)
 
 

@@ -15,6 +15,8 @@ class ModelInfo:
     """Plain facts about a model that a trace records.
 
     ``eos_token_ids`` end a hypothesis; ``pad_token_id`` fills finished rows (the reference uses eos).
+    ``num_layers`` counts the transformer layers (0 for a next-token table, which has none): strategies that
+    need hidden states (``StrategySpec.needs``) are refused on a model without layers.
     """
 
     name: str
@@ -23,6 +25,7 @@ class ModelInfo:
     pad_token_id: int
     max_context: int
     dtype: str = "float32"
+    num_layers: int = 0
 
 
 @runtime_checkable

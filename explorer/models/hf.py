@@ -81,6 +81,7 @@ def model_info(name: str, model: PreTrainedModel, tokenizer: Tokenizer) -> Model
         pad_token_id=pad,
         max_context=int(getattr(config, "max_position_embeddings", 0) or 0),
         dtype=str(model.dtype).removeprefix("torch."),
+        num_layers=int(getattr(config, "num_hidden_layers", 0) or 0),
     )
 
 

@@ -25,18 +25,12 @@ class Context:
 class Processor(Protocol):
     """``(ids [rows, length], scores [rows, vocab], context) -> new scores [rows, vocab]``.
 
-    ``name`` labels the processor's adjustment in the trace; ``needs_ids`` says whether ``ids`` must hold the
-    real tokens (when no processor needs them the engine skips building them).
+    ``name`` labels the processor's adjustment in the trace. A processor never changes ``scores`` in place.
     """
 
     @property
     def name(self) -> str:
         """Label of the processor's adjustment in the trace."""
-        ...
-
-    @property
-    def needs_ids(self) -> bool:
-        """Whether the processor reads the token ids."""
         ...
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor: ...

@@ -1,4 +1,5 @@
-"""Processors that penalise or forbid tokens: repetition, n-gram repeats, bad words, early eos, group diversity."""
+"""Processors that penalise or bias tokens: repetition, n-gram repeats, group diversity, sequence bias, and the
+length penalty that makes eos ever more likely."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from explorer.processors.base import Context
 
-__all__ = ["BadWords", "HammingDiversity", "MinNewTokens", "NoRepeatNGram", "RepetitionPenalty"]
+__all__ = ["ExponentialDecayLength", "HammingDiversity", "NoRepeatNGram", "RepetitionPenalty", "SequenceBias"]
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,6 @@ class RepetitionPenalty:
 
     penalty: float
     name: str = "repetition_penalty"
-    needs_ids: bool = True
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         seen = torch.gather(scores, 1, ids)
@@ -40,7 +40,6 @@ class NoRepeatNGram:
 
     size: int
     name: str = "no_repeat_ngram"
-    needs_ids: bool = True
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         out = scores.clone()
@@ -65,56 +64,6 @@ def _banned_after(tokens: list[int], size: int) -> list[int]:
 
 
 @dataclass(frozen=True)
-class BadWords:
-    """Forbid token sequences: a single token always, a longer one when the row ends with all but its last token.
-
-    Sequences equal to a lone eos token are ignored, and a sequence longer than the row is skipped, as in the
-    reference (eos cannot be banned this way).
-
-    >>> BadWords(((4,), (2, 3)), eos_token_ids=(9,))(torch.tensor([[1, 2]]), torch.zeros(1, 5), Context(0)).tolist()
-    [[0.0, 0.0, 0.0, -inf, -inf]]
-    """
-
-    sequences: tuple[tuple[int, ...], ...]
-    eos_token_ids: tuple[int, ...] = ()
-    name: str = "bad_words"
-    needs_ids: bool = True
-
-    def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
-        bias = torch.zeros_like(scores)
-        sequences = [s for s in self.sequences if not (len(s) == 1 and s[0] in self.eos_token_ids)]
-        for seq in sequences:
-            if len(seq) == 1:
-                bias[:, seq[0]] = -math.inf
-            elif len(seq) <= ids.shape[1]:
-                prefix = torch.tensor(seq[:-1], dtype=ids.dtype)
-                matches = torch.eq(ids[:, -(len(seq) - 1) :], prefix).all(dim=1)
-                bias[matches, seq[-1]] = -math.inf
-        return scores + bias
-
-
-@dataclass(frozen=True)
-class MinNewTokens:
-    """Forbid eos until ``min_new_tokens`` tokens have been generated.
-
-    >>> MinNewTokens(2, (1,))(torch.tensor([[7, 8]]), torch.zeros(1, 3), Context(prompt_length=1)).tolist()
-    [[0.0, -inf, 0.0]]
-    """
-
-    min_new_tokens: int
-    eos_token_ids: tuple[int, ...]
-    name: str = "min_new_tokens"
-    needs_ids: bool = False
-
-    def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
-        if ids.shape[-1] - context.prompt_length >= self.min_new_tokens:
-            return scores.clone()
-        is_eos = torch.zeros(scores.shape[-1], dtype=torch.bool)
-        is_eos[list(self.eos_token_ids)] = True
-        return torch.where(is_eos, -math.inf, scores)
-
-
-@dataclass(frozen=True)
 class HammingDiversity:
     """Subtract ``penalty`` times the number of earlier groups' beams that chose each token at this step.
 
@@ -125,7 +74,6 @@ class HammingDiversity:
 
     penalty: float
     name: str = "diversity_penalty"
-    needs_ids: bool = False
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         previous = context.previous_group_tokens
@@ -133,3 +81,54 @@ class HammingDiversity:
             return scores
         frequency = torch.bincount(previous, minlength=scores.shape[-1])
         return scores - self.penalty * frequency
+
+
+@dataclass(frozen=True)
+class SequenceBias:
+    """Add a bias to a token when the row ends with the rest of its sequence (a lone token: always), as the
+    reference's ``sequence_bias``: several sequences ending in the same token add up.
+
+    >>> SequenceBias((((4,), -1.0), ((1, 2), 2.5)))(torch.tensor([[0, 1]]), torch.zeros(1, 5), Context(0)).tolist()
+    [[0.0, 0.0, 2.5, 0.0, -1.0]]
+    """
+
+    biases: tuple[tuple[tuple[int, ...], float], ...]
+    name: str = "sequence_bias"
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
+        bias = torch.zeros_like(scores)
+        for seq, value in self.biases:
+            if len(seq) == 1:
+                bias[:, seq[0]] += value
+            elif len(seq) <= ids.shape[1]:  # a sequence longer than the row is ignored, as in the reference
+                prefix = torch.tensor(seq[:-1], dtype=ids.dtype)
+                matches = torch.eq(ids[:, -(len(seq) - 1) :], prefix).all(dim=1)
+                bias[:, seq[-1]] += torch.where(matches, value, 0.0)
+        return scores + bias
+
+
+@dataclass(frozen=True)
+class ExponentialDecayLength:
+    """After ``start`` new tokens, raise eos by ``|score| * (factor ** n - 1)``, n the tokens past ``start``
+    (``exponential_decay_length_penalty``): ever more likely to end. A masked eos is left masked.
+
+    >>> ExponentialDecayLength(1, 2.0, (0,))(torch.tensor([[5, 6, 7]]), torch.tensor([[-4.0, -1.0]]),
+    ...                                      Context(prompt_length=1)).tolist()
+    [[0.0, -1.0]]
+    """
+
+    start: int
+    factor: float
+    eos_token_ids: tuple[int, ...]
+    name: str = "exponential_decay_length_penalty"
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
+        past = ids.shape[-1] - (context.prompt_length + self.start)
+        if past <= 0:
+            return scores
+        eos = list(self.eos_token_ids)
+        penalties = torch.zeros_like(scores)
+        penalty = torch.abs(scores[:, eos]) * (pow(self.factor, past) - 1)
+        # a masked eos stays masked, as in transformers 5.x (4.56 added inf to -inf: NaN, which wins every top-k)
+        penalties[:, eos] = penalty.masked_fill(~torch.isfinite(scores[:, eos]), 0.0)
+        return scores + penalties

@@ -1,4 +1,4 @@
-"""Sampling warpers: temperature, top-k, top-p, min-p and typical-p (used by ``sample`` and ``beam-sample``)."""
+"""Sampling warpers: temperature, top-k, top-p, min-p, typical-p, epsilon and eta cutoffs (strategies that sample)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from explorer.processors.base import Context
 
-__all__ = ["MinP", "Temperature", "TopK", "TopP", "TypicalP"]
+__all__ = ["EpsilonCutoff", "EtaCutoff", "MinP", "Temperature", "TopK", "TopP", "TypicalP"]
 
 
 def _mask_sorted(scores: torch.Tensor, order: torch.Tensor, drop_sorted: torch.Tensor) -> torch.Tensor:
@@ -27,7 +27,6 @@ class Temperature:
 
     temperature: float
     name: str = "temperature"
-    needs_ids: bool = False
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         return scores / self.temperature
@@ -44,7 +43,6 @@ class TopK:
     top_k: int
     min_tokens_to_keep: int = 1
     name: str = "top_k"
-    needs_ids: bool = False
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         k = min(max(self.top_k, self.min_tokens_to_keep), scores.shape[-1])
@@ -63,7 +61,6 @@ class TopP:
     top_p: float
     min_tokens_to_keep: int = 1
     name: str = "top_p"
-    needs_ids: bool = False
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         ascending, order = torch.sort(scores, descending=False)
@@ -84,7 +81,6 @@ class MinP:
     min_p: float
     min_tokens_to_keep: int = 1
     name: str = "min_p"
-    needs_ids: bool = False
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         probs = torch.softmax(scores, dim=-1)
@@ -106,7 +102,6 @@ class TypicalP:
     typical_p: float
     min_tokens_to_keep: int = 1
     name: str = "typical_p"
-    needs_ids: bool = False
 
     def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
         logp = torch.log_softmax(scores, dim=-1)
@@ -118,3 +113,45 @@ class TypicalP:
         drop_sorted = by_distance > by_distance.gather(1, last.view(-1, 1))
         drop_sorted[..., : self.min_tokens_to_keep] = False
         return _mask_sorted(scores, order, drop_sorted)
+
+
+def _keep_best(scores: torch.Tensor, drop: torch.Tensor, keep: int) -> torch.Tensor:
+    """Mask ``drop`` but never the ``keep`` best tokens of a row."""
+    kth_best = torch.topk(scores, min(keep, scores.shape[-1]))[0][..., -1, None]
+    return scores.masked_fill(drop & (scores < kth_best), -math.inf)
+
+
+@dataclass(frozen=True)
+class EpsilonCutoff:
+    """Mask tokens whose probability is below ``epsilon`` (truncation sampling, Hewitt et al. 2022).
+
+    >>> EpsilonCutoff(0.2)(torch.zeros(1, 0), torch.tensor([[0.9, 0.1]]).log(), Context(0))[0, 1].item()
+    -inf
+    """
+
+    epsilon: float
+    min_tokens_to_keep: int = 1
+    name: str = "epsilon_cutoff"
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
+        return _keep_best(scores, scores.softmax(dim=-1) < self.epsilon, self.min_tokens_to_keep)
+
+
+@dataclass(frozen=True)
+class EtaCutoff:
+    """Mask tokens below ``min(eta, sqrt(eta) * exp(-entropy))``: a cut that loosens when the distribution is
+    flat (eta sampling, Hewitt et al. 2022).
+
+    >>> EtaCutoff(0.5)(torch.zeros(1, 0), torch.tensor([[0.0, -3.0]]), Context(0))[0, 1].item()
+    -inf
+    """
+
+    epsilon: float
+    min_tokens_to_keep: int = 1
+    name: str = "eta_cutoff"
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor, context: Context) -> torch.Tensor:
+        entropy = torch.distributions.Categorical(logits=scores).entropy()  # type: ignore[no-untyped-call]
+        epsilon = torch.tensor(self.epsilon)
+        eta = torch.min(epsilon, torch.sqrt(epsilon) * torch.exp(-entropy))[..., None]
+        return _keep_best(scores, scores.softmax(dim=-1) < eta, self.min_tokens_to_keep)

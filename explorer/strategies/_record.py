@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from explorer.processors.numeric import MASKED_FLOOR
+
 __all__ = ["Scored", "Values", "read_candidates"]
 
 
@@ -66,12 +68,12 @@ def read_candidates(
     for row, best in zip(rows, top, strict=True):
         more = [
             t for t in dict.fromkeys(extra.get(row, ()))
-            if t not in best and ((row, t) in needed or float(final[row, t]) > -math.inf)
+            if t not in best and ((row, t) in needed or float(final[row, t]) > MASKED_FLOOR)
         ]
         wanted.append(best + more)
     flat_rows = torch.tensor([row for row, toks in zip(rows, wanted, strict=True) for _ in toks], dtype=torch.long)
     flat_toks = torch.tensor([t for toks in wanted for t in toks], dtype=torch.long)
-    values = [stage[flat_rows, flat_toks].tolist() for stage in scored.stages]
+    values = [[_masked_as_inf(v) for v in stage[flat_rows, flat_toks].tolist()] for stage in scored.stages]
     out: dict[int, list[Values]] = {}
     i = 0
     for row, toks, best in zip(rows, wanted, top, strict=True):
@@ -93,17 +95,23 @@ def _best(scored: Scored, rows: list[int], k: int) -> list[list[int]]:
         return [[] for _ in rows]
     final = scored.final[rows]
     values, top = torch.topk(final, k)
-    if bool(torch.isfinite(values[:, -1]).all()):
+    if bool((values[:, -1] > MASKED_FLOOR).all()):
         return top.tolist()
     raw = scored.stages[0][rows]
-    masked = torch.where(final == -math.inf, raw, -math.inf)
+    masked = torch.where(final <= MASKED_FLOOR, raw, -math.inf)
     masked_values, masked_top = torch.topk(masked, k)
     out = []
     for i in range(len(rows)):
-        best = [t for t, v in zip(top[i].tolist(), values[i].tolist(), strict=True) if v > -math.inf]
+        best = [t for t, v in zip(top[i].tolist(), values[i].tolist(), strict=True) if v > MASKED_FLOOR]
         more = [t for t, v in zip(masked_top[i].tolist(), masked_values[i].tolist(), strict=True) if v > -math.inf]
         out.append(best + more[: k - len(best)])
     return out
+
+
+def _masked_as_inf(value: float) -> float:
+    """A score as the trace records it: at or below float32's lowest (``remove_invalid_values``' stand-in for
+    ``-inf``) it is ``-inf``, a masked token."""
+    return -math.inf if value <= MASKED_FLOOR else value
 
 
 def _values(token_id: int, column: list[float], rank: int, names: tuple[str, ...]) -> Values:

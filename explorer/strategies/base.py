@@ -1,11 +1,10 @@
-"""The strategy contract: a small step function over a search state, and the registry that names them."""
+"""The strategy contract (a small step function over a search state) and the helpers strategies share."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -13,23 +12,34 @@ from explorer.constraints import Constraint
 from explorer.errors import ExplorerError
 from explorer.params import DecodeParams
 from explorer.processors.base import Context, Processor, run_processors
+from explorer.processors.numeric import MASKED_FLOOR
+from explorer.stopping import Criteria, StopReason
 from explorer.strategies._record import Scored, read_candidates
 from explorer.trace import PLACEHOLDER, Candidate, ConstraintProgress, Fate, Hypothesis, Result, Step
 
 __all__ = [
-    "STRATEGIES",
+    "ENDS",
+    "NEG",
+    "Ending",
     "FateInfo",
     "Fates",
     "Outcome",
     "Setup",
     "Strategy",
+    "ending",
+    "halted",
+    "masked_rows",
+    "nothing_to",
     "refate",
-    "register",
     "score_log_probs",
     "score_logits",
     "unpicked",
 ]
 
+
+#: The reference's "impossible" score: placeholder beams and empty pool slots start here, and an ending kept as a
+#: beam is pushed down by it (:data:`explorer.trace.PLACEHOLDER` is the threshold that recognises them in a trace).
+NEG = -1.0e9
 
 #: A candidate's fate, the reason in words, and the id of what it became (new hypothesis or finished entry).
 FateInfo = tuple[Fate, str, int | None]
@@ -51,6 +61,13 @@ class Setup:
     token_text: Callable[[int], str]
     decode: Callable[[list[int]], str]
     generator: torch.Generator | None = None
+    criteria: Criteria = field(default_factory=Criteria)
+
+    def started(self, at: float) -> Setup:
+        """This setup for a run that starts at ``at`` (a ``perf_counter`` reading): ``max_time`` counts from then."""
+        if self.params.max_time is None:
+            return self
+        return replace(self, criteria=replace(self.criteria, deadline=at + self.params.max_time))
 
     @property
     def prompt_length(self) -> int:
@@ -86,11 +103,6 @@ class Outcome:
 class Strategy(Protocol):
     """A decoding strategy: an initial state, a pure step, and the results of a final state."""
 
-    @property
-    def name(self) -> str:
-        """The registry name (``"beam"``, ...)."""
-        ...
-
     def initial(self, setup: Setup) -> tuple[Any, int]:
         """The first state and how many rows the prompt's cache is copied into."""
         ...
@@ -106,15 +118,6 @@ class Strategy(Protocol):
     def stop_reason(self, state: Any) -> str:
         """Why the search ended (or would end now)."""
         ...
-
-
-STRATEGIES: dict[str, Strategy] = {}
-
-
-def register(strategy: Strategy) -> Strategy:
-    """Add a strategy to the registry under its name."""
-    STRATEGIES[strategy.name] = strategy
-    return strategy
 
 
 def score_log_probs(logits: torch.Tensor, ids: torch.Tensor, setup: Setup, context: Context) -> Scored:
@@ -212,6 +215,50 @@ def record_beams(scored: Scored, setup: Setup, fates: Fates, pruned_why: str, be
     return hyps
 
 
+#: Why a row ends (a finished entry's ``reason``).
+Ending = Literal["eos", "max_length", "stop_string", "max_time"]
+ENDS: dict[str, str] = {"eos": "ends the sequence", "max_length": "ends the sequence: the token budget is spent",
+                         "stop_string": "ends the sequence: a stop string", "max_time": "ends the sequence: time is up"}
+
+
+def ending(row: torch.Tensor, token: int, index: int, setup: Setup, time_up: bool) -> Ending | None:
+    """Why ``row`` (prompt included) ends with ``token``, or ``None``: eos, a stop string, the time limit
+    (``time_up``, asked once per step) or the token budget, in that order when several hold."""
+    if token in setup.eos_token_ids:
+        return "eos"
+    ids = [*row.tolist(), token] if setup.criteria.stop_strings is not None else [token]
+    criterion = setup.criteria.reason(ids, time_up)
+    if criterion is not None:
+        return criterion
+    return "max_length" if index + 1 >= setup.params.max_new_tokens else None
+
+
+def halted(sequences: torch.Tensor, setup: Setup, time_up: bool) -> StopReason | None:
+    """Why every row of ``sequences`` (prompt included) stops now, or ``None``: the reference's check of its stopping
+    criteria over all rows in group and constrained beam search (a row ending with eos, a done group's padding,
+    counts as stopped)."""
+    if not time_up and setup.criteria.stop_strings is None:
+        return None
+    reasons = [setup.criteria.reason(row, time_up) for row in sequences.tolist()]
+    ended = [r is not None or row[-1] in setup.eos_token_ids for r, row in zip(reasons, sequences.tolist(),
+                                                                                strict=True)]
+    if not all(ended):
+        return None
+    return "max_time" if time_up else "stop_string"
+
+
+def masked_rows(scores: torch.Tensor) -> torch.Tensor:
+    """``[rows]`` bool: rows where every token is masked (``-inf``, ``remove_invalid_values``' stand-in for it, or
+    NaN, which renormalising a masked row gives)."""
+    return ((scores <= MASKED_FLOOR) | scores.isnan()).all(dim=-1)
+
+
+def nothing_to(verb: str, index: int, setup: Setup) -> ExplorerError:
+    """The error of a step where a row has nothing left to choose (or sample) from."""
+    return ExplorerError(f"nothing to {verb} at step {index}: every token is masked "
+                         f"(processors: {', '.join(p.name for p in setup.processors) or 'none'})")
+
+
 def sample_rows(
     scores: torch.Tensor, count: int, setup: Setup, index: int, live: list[bool] | None = None
 ) -> torch.Tensor:
@@ -220,14 +267,13 @@ def sample_rows(
     A live row where every token is masked has nothing to draw from: that is a clear error, not a NaN crash.
     (A finished row's draw is thrown away; if it has nothing to draw from it draws from a uniform row.)
     """
-    empty = (scores == -math.inf).all(dim=-1)
+    empty = masked_rows(scores)
     live = live if live is not None else [True] * scores.shape[0]
     if any(bool(e) and alive for e, alive in zip(empty.tolist(), live, strict=True)):
-        raise ExplorerError(f"nothing to sample at step {index}: every token is masked "
-                            f"(processors: {', '.join(p.name for p in setup.processors) or 'none'})")
+        raise nothing_to("sample", index, setup)
     if bool(empty.any()):
         scores = torch.where(empty[:, None], torch.zeros_like(scores), scores)
-    possible = int((scores > -math.inf).sum(dim=-1).min())
+    possible = int((scores > MASKED_FLOOR).sum(dim=-1).min())
     if possible < count:
         raise ExplorerError(f"nothing to sample at step {index}: {count} draws without replacement need {count} "
                             f"possible continuations, the processors left {possible} (loosen top_k/top_p/min_p/"

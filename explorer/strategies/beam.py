@@ -8,29 +8,32 @@ those that end among the first ``num_beams`` to the finished pool (length-penali
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import torch
 
 from explorer.processors.base import Context
 from explorer.strategies._record import Scored
 from explorer.strategies.base import (
+    NEG,
     BeamRow,
+    Ending,
     FateInfo,
     Fates,
     Outcome,
     Setup,
+    ending,
+    masked_rows,
+    nothing_to,
     record_beams,
     refate,
-    register,
     sample_rows,
     score_log_probs,
 )
-from explorer.trace import Finished, Result, Step
+from explorer.strategies.registry import StrategySpec, beam_rules, register
+from explorer.trace import PLACEHOLDER, Finished, Result, Step
 
 __all__ = ["BEAM", "BEAM_SAMPLE", "Beam", "BeamState"]
 
-NEG = -1.0e9  # the reference's "impossible" score
 
 
 @dataclass(frozen=True)
@@ -59,13 +62,13 @@ class _Picks:
     hits: torch.Tensor  # [1, k] bool: ends here (eos or the length limit)
     running: torch.Tensor  # [1, k] the scores with endings pushed down by -1e9 (what the next beams carry)
     keep: list[int]  # positions (into the k) that continue as the next beams, in beam order
+    ends: list[Ending | None]  # why each pick ends (the finished entry's reason), None: it runs on
 
 
 @dataclass(frozen=True)
 class Beam:
     """Beam search over ``num_beams`` hypotheses with the reference's finished-pool and early-stopping rules."""
 
-    name: str = "beam"
     sampling: bool = False
 
     def initial(self, setup: Setup) -> tuple[BeamState, int]:
@@ -85,7 +88,10 @@ class Beam:
         p, n, vocab = setup.params, setup.params.num_beams, logits.shape[-1]
         cur_len = setup.prompt_length + index
         scored = score_log_probs(logits, state.sequences, setup, Context(setup.prompt_length))
-        picks = self._pick(scored.final, state, setup, cur_len, vocab)
+        if bool(masked_rows(scored.final)[state.scores[0] > PLACEHOLDER].all()):
+            # every real beam is stuck: the reference would end with its -1e9 placeholders as the results
+            raise nothing_to("sample" if self.sampling else "choose", index, setup)
+        picks = self._pick(scored.final, state, setup, cur_len, vocab, setup.criteria.time_up())
         new_scores = picks.running[:, picks.keep]  # as the reference: an ending kept as a beam carries -1e9
         pool_scores, pool_finished, pool, fins = self._update_pool(state, picks, setup, index, cur_len)
         next_len = cur_len + 1
@@ -103,7 +109,7 @@ class Beam:
         tokens = torch.tensor([picks.tokens[j] for j in picks.keep], dtype=torch.long)
         stop = "running"
         if done:
-            stop = "max_new_tokens" if not can_continue else ("early_stopping" if open_beam else "pool_full")
+            stop = _ended(picks) if not can_continue else ("early_stopping" if open_beam else "pool_full")
         new_state = BeamState(
             torch.cat([state.sequences[rows], tokens[:, None]], dim=1), new_scores, child_ids,
             tuple(state.hyp_ids[r] for r in rows.tolist()), pool_scores, pool_finished, pool, improvable,
@@ -115,8 +121,11 @@ class Beam:
             step = replace(step, hypotheses=tuple(hyps))
         return Outcome(new_state, step, None if done else tokens, None if done else rows, done)
 
-    def _pick(self, final: torch.Tensor, state: BeamState, setup: Setup, cur_len: int, vocab: int) -> _Picks:
-        """Top ``2 * num_beams`` continuations over all beams (sampled without replacement for beam-sample)."""
+    def _pick(
+        self, final: torch.Tensor, state: BeamState, setup: Setup, cur_len: int, vocab: int, time_up: bool,
+    ) -> _Picks:
+        """Top ``2 * num_beams`` continuations over all beams (sampled without replacement for beam-sample), and
+        which of them end (eos, a stop string, the time limit, the budget: the reference's stopping criteria)."""
         n = setup.params.num_beams
         k = max(2, 1 + len(setup.eos_token_ids)) * n
         accumulated = (final + state.scores[0, :, None]).reshape(1, n * vocab)
@@ -125,11 +134,13 @@ class Beam:
             top = torch.gather(accumulated, 1, flat)
         else:
             top, flat = torch.topk(accumulated, k=k)
-        tokens = flat % vocab
-        hits = torch.isin(tokens, setup.eos) | (cur_len + 1 >= setup.max_length)
+        rows, tokens = (flat // vocab)[0].tolist(), (flat % vocab)[0].tolist()
+        index = cur_len - setup.prompt_length
+        ends = [ending(state.sequences[r], t, index, setup, time_up) for r, t in zip(rows, tokens, strict=True)]
+        hits = torch.tensor([[e is not None for e in ends]])
         running = top + hits.to(torch.float32) * NEG
         keep = torch.topk(running, k=n)[1][0].tolist()
-        return _Picks(top, (flat // vocab)[0].tolist(), tokens[0].tolist(), hits, running, keep)
+        return _Picks(top, rows, tokens, hits, running, keep, ends)
 
     def _update_pool(
         self, state: BeamState, picks: _Picks, setup: Setup, index: int, cur_len: int
@@ -155,7 +166,8 @@ class Beam:
                 continue
             accepted = (state.pool_scores.shape[1] + j) in chosen_list
             note = "" if accepted else _rejection(full, bool(state.improvable))
-            reason: Literal["eos", "max_length"] = "eos" if picks.tokens[j] in setup.eos_token_ids else "max_length"
+            reason = picks.ends[j]
+            assert reason is not None  # a hit has a reason
             row = picks.rows[j]
             generated = (*state.sequences[row, setup.prompt_length :].tolist(), picks.tokens[j])
             source = state.hyp_ids[row]
@@ -215,6 +227,14 @@ class Beam:
         return state.stop
 
 
+def _ended(picks: _Picks) -> str:
+    """Why a search ends when every continuation ends: the time limit, the budget, stop strings, or eos."""
+    for reason, stop in (("max_time", "max_time"), ("max_length", "max_new_tokens"), ("stop_string", "stop_string")):
+        if reason in picks.ends:
+            return stop
+    return "eos"
+
+
 def _rejection(full: bool, improvable: bool) -> str:
     """Why a hypothesis that ended did not enter the pool."""
     if full:
@@ -246,5 +266,9 @@ def _fate(
     return "pruned", f"{chosen} {j + 1} of {k}: the {n} beams were already filled", None
 
 
-BEAM = register(Beam())
-BEAM_SAMPLE = register(Beam(name="beam-sample", sampling=True))
+BEAM = register(StrategySpec(
+    "beam", "beam search, the reference's finished pool and early stopping", Beam(), "beam",
+    uses=frozenset({"beam", "returns"}), defaults={"num_beams": 4}, rules=beam_rules, sorted_beams=True))
+BEAM_SAMPLE = register(StrategySpec(
+    "beam-sample", "beam search that samples its `2 x num_beams` continuations", Beam(sampling=True), "beam",
+    uses=frozenset({"beam", "returns", "sampling"}), defaults={"num_beams": 4}, rules=beam_rules, sorted_beams=True))

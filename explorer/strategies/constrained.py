@@ -14,26 +14,28 @@ import numpy as np
 import torch
 
 from explorer.constraints import ConstraintState, advance_candidates, is_satisfied_by
+from explorer.errors import ParameterError
+from explorer.params import DecodeParams
 from explorer.processors.base import Context
 from explorer.strategies._pool import Pool, best_of
 from explorer.strategies._record import Scored
 from explorer.strategies.base import (
+    NEG,
     BeamRow,
     FateInfo,
     Fates,
     Outcome,
     Setup,
+    halted,
     record_beams,
     refate,
-    register,
     score_log_probs,
 )
+from explorer.strategies.registry import StrategySpec, beam_rules, register
 from explorer.trace import ConstraintProgress, Finished, Result, Step
 
 __all__ = ["CONSTRAINED", "Constrained", "ConstrainedState"]
 
-NEG = -1.0e9
-Fates = Fates
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,6 @@ class _Selection:
 @dataclass(frozen=True)
 class Constrained:
     """Beam search that forces phrasal and disjunctive constraints into its hypotheses."""
-
-    name: str = "constrained"
 
     def initial(self, setup: Setup) -> tuple[ConstrainedState, int]:
         """All beams start as the prompt (its tokens already count towards the constraints)."""
@@ -116,17 +116,18 @@ class Constrained:
         self._fates(fates, sel, beams, tokens, picked, first_child, n)
         done = pool.is_done(max(tops), cur_len, setup.prompt_length, setup.max_length, p.early_stopping,
                             p.length_penalty)
-        last = index + 1 >= p.max_new_tokens
         rows, toks = sel.rows, sel.tokens
+        sequences = torch.cat([state.sequences[rows], toks[:, None]], dim=1)
+        stop = "early_stopping" if done else "max_new_tokens" if index + 1 >= p.max_new_tokens else (
+            halted(sequences, setup, setup.criteria.time_up()) or "running")  # the reference's criteria, every row
         step = self._record(state, scored, fates, index, setup, fins, pool)
         new_state = ConstrainedState(
-            torch.cat([state.sequences[rows], toks[:, None]], dim=1), sel.scores,
-            tuple(range(first_child, first_child + n)), tuple(state.hyp_ids[r] for r in rows.tolist()),
+            sequences, sel.scores, tuple(range(first_child, first_child + n)),
+            tuple(state.hyp_ids[r] for r in rows.tolist()),
             tuple(state.states[r].add(t) for r, t in zip(rows.tolist(), toks.tolist(), strict=True)),
-            tuple(sel.forced), pool, next_id,
-            ("early_stopping" if done else "max_new_tokens") if done or last else "running",
+            tuple(sel.forced), pool, next_id, stop,
         )
-        finished_now = done or last
+        finished_now = stop != "running"
         if finished_now:
             new_state, step = _end(new_state, step, setup, done)
         return Outcome(new_state, step, None if finished_now else toks, None if finished_now else rows,
@@ -287,4 +288,13 @@ def progress_of(state: ConstraintState) -> ConstraintProgress:
     )
 
 
-CONSTRAINED = register(Constrained())
+def _rules(p: DecodeParams) -> None:
+    """At least two beams (the bank sort needs room), and at most ``num_beams`` results."""
+    if p.num_beams < 2:
+        raise ParameterError("num_beams", p.num_beams, "an integer >= 2 for constrained")
+    beam_rules(p)
+
+
+CONSTRAINED = register(StrategySpec(
+    "constrained", "constrained beam search with phrasal and disjunctive constraints and banks", Constrained(),
+    "beam", uses=frozenset({"beam", "returns"}), defaults={"num_beams": 4}, rules=_rules, constraints=True))

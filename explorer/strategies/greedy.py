@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import torch
 
 from explorer.processors.base import Context
 from explorer.strategies._record import Values, read_candidates
-from explorer.strategies.base import Outcome, Setup, register, sample_rows, score_logits
+from explorer.strategies.base import (
+    ENDS,
+    Ending,
+    Outcome,
+    Setup,
+    ending,
+    masked_rows,
+    nothing_to,
+    sample_rows,
+    score_logits,
+)
+from explorer.strategies.registry import StrategySpec, register
 from explorer.trace import Candidate, Fate, Finished, Hypothesis, Result, Step
 
 __all__ = ["GREEDY", "SAMPLE", "Greedy", "RowsState"]
@@ -36,9 +46,8 @@ class RowsState:
 
 @dataclass(frozen=True)
 class Greedy:
-    """Take the best-scoring token at every step (``sample``: draw it from the processed distribution)."""
+    """Take the best-scoring token at every step (``sampling``: draw it from the processed distribution)."""
 
-    name: str = "greedy"
     sampling: bool = False
 
     def initial(self, setup: Setup) -> tuple[RowsState, int]:
@@ -48,56 +57,58 @@ class Greedy:
         return RowsState(prompt, (0.0,) * rows, tuple(range(rows)), (None,) * rows, (None,) * rows, rows), rows
 
     def step(self, state: RowsState, logits: torch.Tensor, index: int, setup: Setup) -> Outcome:
-        """Pick one token per live row; rows that hit eos (or the length limit) finish."""
+        """Pick one token per live row; rows that hit eos, a stop string, the time limit or the budget finish."""
         scored, processed = score_logits(logits, state.sequences, setup, Context(setup.prompt_length))
-        if self.sampling:
-            picked = sample_rows(processed, 1, setup, index, list(state.alive)).squeeze(1)
-        else:
-            picked = torch.argmax(processed, dim=-1)
+        picked = self._pick(processed, state, index, setup)  # [rows]
         chosen = picked.tolist()
         live = [r for r, alive in enumerate(state.alive) if alive]
         extra = {r: [chosen[r]] for r in live}
         values = read_candidates(scored, live, setup.params.record_top_k, extra, {(r, chosen[r]) for r in live})
-        last = index + 1 >= setup.params.max_new_tokens
+        time_up = setup.criteria.time_up()
         scores, finished = list(state.scores), list(state.finished)
         hyp_ids, parent_ids = list(state.hyp_ids), list(state.parent_ids)
         hyps: list[Hypothesis] = []
-        new_finished: list[Finished] = []
         next_id = state.next_id
         for r in live:
-            generated = tuple(state.sequences[r, setup.prompt_length :].tolist())
             tok, child = chosen[r], next_id
             next_id += 1
+            why = ending(state.sequences[r], tok, index, setup, time_up)
             mine = next(v for v in values[r] if v.token_id == tok)
             scores[r] = state.scores[r] + mine.score
-            ends = tok in setup.eos_token_ids or last
-            if ends:
-                reason: Literal["eos", "max_length"] = "eos" if tok in setup.eos_token_ids else "max_length"
-                fin = Finished(child, state.hyp_ids[r], index, 0, (*generated, tok), scores[r], scores[r],
-                               len(generated) + 1, reason, True)
-                finished[r] = fin
-                new_finished.append(fin)
+            generated = tuple(state.sequences[r, setup.prompt_length :].tolist())
+            if why is not None:
+                finished[r] = Finished(child, state.hyp_ids[r], index, 0, (*generated, tok), scores[r], scores[r],
+                                       len(generated) + 1, why, True)
             else:
                 hyp_ids[r], parent_ids[r] = child, state.hyp_ids[r]
-            cands = tuple(self._candidate(v, tok, ends, child, state.scores[r], setup) for v in values[r])
+            cands = tuple(self._candidate(v, tok, why, child, state.scores[r], setup) for v in values[r])
             hyps.append(Hypothesis(state.hyp_ids[r], state.parent_ids[r], r, 0, generated, state.scores[r], cands))
         fed = torch.where(torch.tensor(state.alive), picked, setup.pad_token_id)
+        new_finished = tuple(f for f, old in zip(finished, state.finished, strict=True) if old is None and f)
         done = all(f is not None for f in finished)
-        stop = ("max_new_tokens" if last else "eos") if done else "running"
+        stop = _stop(new_finished, index + 1 >= setup.params.max_new_tokens) if done else "running"
         new_state = RowsState(torch.cat([state.sequences, fed[:, None]], dim=1), tuple(scores), tuple(hyp_ids),
                               tuple(parent_ids), tuple(finished), next_id, stop)
-        step = Step(index, tuple(hyps), tuple(new_finished), tuple(f.id for f in finished if f is not None))
+        step = Step(index, tuple(hyps), new_finished, tuple(f.id for f in finished if f is not None))
         return Outcome(new_state, step, None if done else fed, None, done)
 
+    def _pick(self, processed: torch.Tensor, state: RowsState, index: int, setup: Setup) -> torch.Tensor:
+        """Each row's token: the argmax of its processed scores, or a draw from them (finished rows too: ignored)."""
+        if self.sampling:
+            return sample_rows(processed, 1, setup, index, list(state.alive)).squeeze(1)
+        if any(bool(empty) and alive for empty, alive in zip(masked_rows(processed), state.alive, strict=True)):
+            raise nothing_to("choose", index, setup)  # the reference would pick token 0 with a NaN log-prob
+        return torch.argmax(processed, dim=-1)
+
     def _candidate(
-        self, v: Values, chosen: int, ends: bool, child: int, parent_score: float, setup: Setup
+        self, v: Values, chosen: int, ends: Ending | None, child: int, parent_score: float, setup: Setup
     ) -> Candidate:
         """A recorded candidate with its fate: the picked token is kept (or finished), the rest lose."""
         text = setup.token_text(v.token_id)
         total = parent_score + v.score
         if v.token_id == chosen:
-            fate: Fate = "finished" if ends else "kept"
-            why = "ends the sequence" if ends else ("sampled" if self.sampling else "highest score")
+            fate: Fate = "kept" if ends is None else "finished"
+            why = ("sampled" if self.sampling else "highest score") if ends is None else ENDS[ends]
             return Candidate(v.token_id, text, v.logprob, v.score, total, v.rank, v.adjustments, fate, why, child)
         if v.score == -math.inf:
             return Candidate(v.token_id, text, v.logprob, v.score, total, v.rank, v.adjustments, "masked",
@@ -122,5 +133,18 @@ class Greedy:
         return state.stop
 
 
-GREEDY = register(Greedy())
-SAMPLE = register(Greedy(name="sample", sampling=True))
+def _stop(ended: tuple[Finished, ...], last: bool) -> str:
+    """Why the run stopped: the time limit, the budget (``last`` step), else how its last rows ended."""
+    reasons = {f.reason for f in ended}
+    if "max_time" in reasons:
+        return "max_time"
+    if last:
+        return "max_new_tokens"
+    return "stop_string" if "stop_string" in reasons else "eos"
+
+
+GREEDY = register(StrategySpec(
+    "greedy", "the best token at every step", Greedy(), "rows"))
+SAMPLE = register(StrategySpec(
+    "sample", "a seeded draw from the processed distribution (same seed, same trace)", Greedy(sampling=True), "rows",
+    uses=frozenset({"sampling", "returns"})))

@@ -36,7 +36,7 @@ def test_side_by_side_gives_the_same_results_as_one_after_another(app: Explorer)
     seeds = [p.trace.params["seed"] for p in app.state.panels if p.trace is not None]
     assert "side by side with 3 other panels, stop:" in app.panel(0).results.value
 
-    app._runner.batched = False
+    app.controller.runner.batched = False
     app.run(wait=True)
     apart = _results(app)
     assert all(p.trace is not None and "batched_with" not in p.trace.meta for p in app.state.panels)

@@ -8,7 +8,7 @@ import explorer
 from explorer.app import state as st
 from explorer.app._constraints import constraint_specs, preview_html
 from explorer.app._nodes import branch_request, describe
-from explorer.app._params import carry_params, check_params, control_for, default_params, parse_text, specs_for
+from explorer.app._params import carry_params, check_params, control_for, default_params, knobs_for, parse_text
 from explorer.app._plan import plan_run
 from explorer.errors import ParameterError
 from explorer.models.base import CausalLM
@@ -22,10 +22,12 @@ def test_initial_state_has_greedy_and_beam_with_engine_defaults() -> None:
 
 
 def test_knobs_apply_per_strategy() -> None:
-    assert {s.name for s in specs_for("greedy")} == {"repetition_penalty", "no_repeat_ngram_size", "min_new_tokens"}
-    assert "num_beam_groups" in {s.name for s in specs_for("diverse")}
-    assert "temperature" in {s.name for s in specs_for("beam-sample")}
-    assert "temperature" not in {s.name for s in specs_for("beam")}
+    basic = {p.name for p in knobs_for("greedy") if p.basic}
+    assert basic == {"repetition_penalty", "no_repeat_ngram_size", "min_new_tokens"}
+    assert {"bad_words_ids", "record_top_k"} <= {p.name for p in knobs_for("greedy")}
+    assert "num_beam_groups" in {p.name for p in knobs_for("diverse")}
+    assert "temperature" in {p.name for p in knobs_for("beam-sample")}
+    assert "temperature" not in {p.name for p in knobs_for("beam")}
     assert default_params("sample")["seed"] is None
 
 
@@ -50,7 +52,8 @@ def test_an_invalid_knob_gives_an_inline_error_for_that_knob() -> None:
 def test_errors_map_to_controls() -> None:
     assert control_for("max_new_tokens", "beam") == "max_new_tokens"
     assert control_for("constraint", "constrained") == "constraints"
-    assert control_for("bad_words_ids", "beam") == "panel"
+    assert control_for("bad_words_ids", "beam") == "bad_words_ids"
+    assert control_for("temperature", "beam") == "panel"  # not a knob of beam panels
     assert check_params("greedy", {"repetition_penalty": 0.0}, 5) == {
         "repetition_penalty": "repetition_penalty=0.0 is invalid: expected a number > 0"}
     assert "max_new_tokens" in check_params("greedy", {}, 0)

@@ -26,7 +26,7 @@ def _node_trace(app: Explorer, name: str) -> Any:
 
 def _click(app: Explorer, trace: Any, index: int) -> None:
     """What plotly does when a marker is clicked."""
-    app.on_tree_click(trace, Points(point_inds=[index], trace_index=0), None)
+    app.controller.on_tree_click(trace, Points(point_inds=[index], trace_index=0), None)
 
 
 def test_the_app_shows_as_one_widget(app: Explorer) -> None:
@@ -93,13 +93,39 @@ def test_global_errors_show_under_their_controls(app: Explorer) -> None:
 
 def test_only_the_knobs_of_the_strategy_show(app: Explorer) -> None:
     panel = app.panel(0)
-    shown = {name for name, row in panel.rows.items() if row in panel.knob_box.children}
+    shown = {name for name, row in panel.rows.items() if row in panel.basic_box.children}
     assert shown == {"repetition_penalty", "no_repeat_ngram_size", "min_new_tokens"}
+    more = {name for name, row in panel.rows.items() if row in panel.more_box.children}
+    assert {"bad_words_ids", "record_top_k"} <= more
+    assert panel.more.selected_index is None  # "more settings" starts folded
     panel.strategy.value = "sample"
-    shown = {name for name, row in panel.rows.items() if row in panel.knob_box.children}
+    shown = {name for name, row in panel.rows.items() if row in panel.basic_box.children}
     assert {"temperature", "top_k", "top_p", "seed", "num_return_sequences"} <= shown
     assert panel.knobs["temperature"].value == 1.0
     assert panel.knobs["seed"].value == ""
+
+
+def test_the_knobs_under_more_settings_reach_the_trace(app: Explorer) -> None:
+    """Text boxes parse as the command line does (a line per item, PHRASE = BIAS, [ids]); a checkbox is a flag."""
+    panel = app.panel(1)
+    panel.knobs["stop_strings"].value = "\\n\nzz"
+    panel.knobs["sequence_bias"].value = " the = 2.5\n[7] = -1"
+    panel.knobs["remove_invalid_values"].value = True
+    panel.knobs["exponential_decay_length_penalty"].value = "3, 1.2"
+    panel.knobs["record_top_k"].value = 4
+    params = app.state.panels[1].params
+    assert params["stop_strings"] == ("\n", "zz")
+    assert params["sequence_bias"] == ((" the", 2.5), ((7,), -1.0))
+    assert params["exponential_decay_length_penalty"] == (3, 1.2)
+    assert app.state.panels[1].errors == {}
+    app.run(wait=True)
+    trace = app.state.panels[1].trace
+    assert trace is not None
+    assert trace.params["sequence_bias"] == [[[260], 2.5], [[7], -1.0]]
+    assert trace.params["remove_invalid_values"] is True
+    assert max(len(h.candidates) for s in trace.steps for h in s.hypotheses) <= 4 + 4  # top 4 + the picked ones
+    panel.knobs["sequence_bias"].value = "no bias here"
+    assert visible_error(panel.errors["sequence_bias"]).startswith("sequence_bias='no bias here' is invalid")
 
 
 def test_the_constraints_preview_follows_the_text(app: Explorer) -> None:
@@ -232,7 +258,8 @@ def test_loading_a_trace_adds_a_read_only_panel(app: Explorer, tiny: CausalLM) -
     assert app.controls.upload.value == ()
     assert app.panel(2).summary in app.panel(2).box.children
     assert app.panel(2).strategy not in app.panel(2).box.children
-    assert "#3 mine.json (diverse)" in app.outputs.keys
+    assert "#3 mine.json (diverse)" in {row[0] for t in app.outputs.tree.data if t.customdata is not None
+                                        for row in t.customdata}
 
 
 @pytest.mark.parametrize(
@@ -251,7 +278,7 @@ def test_loading_a_broken_file_shows_an_inline_error(app: Explorer, content: byt
 
 
 def test_stop_keeps_the_partial_trace_one_after_another(app: Explorer) -> None:
-    app._runner.batched = False
+    app.controller.runner.batched = False
     app.controls.max_new_tokens.value = 200
     app.controls.progress.observe(lambda ch: app.controls.stop.click() if ch["new"] == 3 else None, names="value")
     thread = app.run()

@@ -7,15 +7,24 @@ import math
 import pytest
 import torch
 
-from explorer.params import make_params
 from explorer.processors import (
     BadWords,
     Context,
+    EpsilonCutoff,
+    EtaCutoff,
+    ExponentialDecayLength,
+    ForcedEOS,
     HammingDiversity,
+    InfNanRemove,
+    MinLength,
     MinNewTokens,
     MinP,
     NoRepeatNGram,
+    PrefixConstrained,
+    Renormalize,
     RepetitionPenalty,
+    SequenceBias,
+    SuppressTokens,
     Temperature,
     TopK,
     TopP,
@@ -23,6 +32,7 @@ from explorer.processors import (
     build_processors,
     run_processors,
 )
+from explorer.strategies import get, make_params
 
 INF = math.inf
 RAMP = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0, 0.0]])
@@ -102,6 +112,27 @@ def test_hamming_diversity_counts_earlier_groups_tokens() -> None:
     assert torch.equal(HammingDiversity(0.5)(IDS, RAMP, Context(0, torch.tensor([], dtype=torch.long))), RAMP)
 
 
+def test_sequence_bias_adds_up_and_waits_for_the_prefix() -> None:
+    proc = SequenceBias((((4,), -1.0), ((1, 2), 0.5), ((3, 1, 2), 0.25), ((9, 9, 9, 9), 5.0)))
+    out = proc(IDS, RAMP, CTX)
+    assert out[0].tolist() == [0.0, 1.0, 2.75, 3.0, 3.0]  # row ends with 3, 1: both sequences ending in 2 apply
+    assert out[1].tolist() == [4.0, 3.0, 2.0, 1.0, -1.0]  # a sequence longer than the row is left out
+
+
+def test_exponential_decay_raises_eos_after_the_start() -> None:
+    scores = torch.tensor([[-2.0, -1.0, -8.0]])
+    proc = ExponentialDecayLength(1, 2.0, (2,))
+    assert proc(torch.tensor([[0, 1]]), scores, Context(1)).tolist() == scores.tolist()  # at the start: nothing
+    assert proc(torch.tensor([[0, 1, 1, 1]]), scores, Context(1))[0, 2].item() == -8.0 + 8.0 * (2.0**2 - 1)
+
+
+def test_epsilon_and_eta_cut_the_unlikely_tail_but_keep_the_best() -> None:
+    probs = torch.tensor([[0.7, 0.25, 0.04, 0.01]])
+    assert [v > -INF for v in EpsilonCutoff(0.05)(IDS, probs.log(), CTX)[0].tolist()] == [True, True, False, False]
+    assert [v > -INF for v in EpsilonCutoff(0.9)(IDS, probs.log(), CTX)[0].tolist()] == [True, False, False, False]
+    assert EtaCutoff(0.2)(IDS, probs.log(), CTX)[0, 3].item() == -INF
+
+
 @pytest.mark.parametrize(
     "proc",
     [
@@ -115,6 +146,16 @@ def test_hamming_diversity_counts_earlier_groups_tokens() -> None:
         MinP(0.2),
         TypicalP(0.5),
         HammingDiversity(1.0),
+        SequenceBias((((1,), 1.0), ((1, 3), -2.0))),
+        ExponentialDecayLength(0, 1.5, (4,)),
+        EpsilonCutoff(0.1),
+        EtaCutoff(0.1),
+        MinLength(9, (4,)),
+        SuppressTokens((2,)),
+        ForcedEOS(3, (4,)),
+        PrefixConstrained(lambda _batch, _ids: [1, 2]),
+        InfNanRemove(),
+        Renormalize(),
     ],
 )
 def test_processors_never_change_their_input(proc: object) -> None:
@@ -132,18 +173,18 @@ def test_build_processors_follows_the_reference_order() -> None:
         "beam-sample", repetition_penalty=1.2, no_repeat_ngram_size=3, bad_words_ids=[[7]], min_new_tokens=2,
         temperature=0.8, top_k=20, top_p=0.9, min_p=0.05, typical_p=0.95, seed=1,
     )
-    names = [proc.name for proc in build_processors(p, (2,))]
+    names = [proc.name for proc in build_processors(p, get("beam-sample"), (2,))]
     assert names == [
         "repetition_penalty", "no_repeat_ngram", "bad_words", "min_new_tokens",
         "temperature", "top_k", "top_p", "min_p", "typical_p",
     ]
     # beam-sample keeps at least eos + 1 tokens, as the reference does
-    assert build_processors(p, (2,))[5].min_tokens_to_keep == 2  # type: ignore[attr-defined]
+    assert build_processors(p, get("beam-sample"), (2,))[5].min_tokens_to_keep == 2  # type: ignore[attr-defined]
 
 
 def test_warpers_do_not_apply_without_sampling() -> None:
-    assert build_processors(make_params("beam"), (2,)) == ()
-    assert [p.name for p in build_processors(make_params("diverse"), (2,))] == ["diversity_penalty"]
+    assert build_processors(make_params("beam"), get("beam"), (2,)) == ()
+    assert [p.name for p in build_processors(make_params("diverse"), get("diverse"), (2,))] == ["diversity_penalty"]
 
 
 def test_run_processors_keeps_every_stage() -> None:

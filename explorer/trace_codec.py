@@ -1,0 +1,216 @@
+"""The codec: a :class:`~explorer.trace.Trace` as plain JSON values and back, exactly (non-finite floats as text)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from explorer._util import gc_paused
+from explorer.trace import Candidate, ConstraintProgress, Finished, Hypothesis, Result, Step, Trace
+from explorer.trace_validate import validate_document
+
+__all__ = ["JSONDoc", "trace_from_dict", "trace_to_dict"]
+
+JSONDoc = dict[str, Any]
+
+_NONFINITE_OUT = {math.inf: "inf", -math.inf: "-inf"}
+_NONFINITE_IN = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+# --- encoding -------------------------------------------------------------------------------------------------
+
+
+def _fout(x: float) -> float | str:
+    """A float as JSON can hold it: non-finite values become ``"inf"``, ``"-inf"`` or ``"nan"``."""
+    if math.isfinite(x):
+        return x
+    return "nan" if math.isnan(x) else _NONFINITE_OUT[x]
+
+
+def _plain(value: Any) -> Any:
+    """A free-form value (params, meta, constraints) as JSON values: tuples become lists, non-finite floats strings."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return _fout(value)
+    return value
+
+
+def _candidate_out(c: Candidate) -> JSONDoc:
+    """One candidate as a dict."""
+    return {
+        "token_id": c.token_id, "text": c.text, "logprob": _fout(c.logprob), "score": _fout(c.score),
+        "total": _fout(c.total), "rank": c.rank, "adjustments": [[n, _fout(v)] for n, v in c.adjustments],
+        "fate": c.fate, "reason": c.reason, "child": c.child,
+    }
+
+
+def _progress_out(p: ConstraintProgress | None) -> JSONDoc | None:
+    """Constraint progress as a dict (``None`` stays ``None``)."""
+    if p is None:
+        return None
+    return {"status": list(p.status), "matched": list(p.matched), "lengths": list(p.lengths), "bank": p.bank,
+            "completed": p.completed}
+
+
+def _hypothesis_out(h: Hypothesis) -> JSONDoc:
+    """One hypothesis with its candidates as a dict."""
+    return {
+        "id": h.id, "parent": h.parent, "slot": h.slot, "group": h.group, "token_ids": list(h.token_ids),
+        "score": _fout(h.score), "candidates": [_candidate_out(c) for c in h.candidates],
+        "constraint": _progress_out(h.constraint), "forced": h.forced,
+    }
+
+
+def _finished_out(f: Finished) -> JSONDoc:
+    """One finished entry as a dict."""
+    return {
+        "id": f.id, "hypothesis": f.hypothesis, "step": f.step, "group": f.group, "token_ids": list(f.token_ids),
+        "score": _fout(f.score), "normalized_score": _fout(f.normalized_score), "length": f.length,
+        "reason": f.reason, "accepted": f.accepted, "note": f.note,
+    }
+
+
+def _step_out(s: Step) -> JSONDoc:
+    """One step as a dict."""
+    return {
+        "index": s.index, "hypotheses": [_hypothesis_out(h) for h in s.hypotheses],
+        "finished": [_finished_out(f) for f in s.finished], "pool": list(s.pool),
+        "done_groups": list(s.done_groups), "forward_ms": _fout(s.forward_ms), "search_ms": _fout(s.search_ms),
+    }
+
+
+def _result_out(r: Result) -> JSONDoc:
+    """One result as a dict."""
+    return {
+        "rank": r.rank, "token_ids": list(r.token_ids), "text": r.text, "score": _fout(r.score),
+        "finished_step": r.finished_step, "ended_with_eos": r.ended_with_eos, "group": r.group,
+        "source": r.source, "constraints_satisfied": r.constraints_satisfied,
+    }
+
+
+def trace_to_dict(trace: Trace) -> JSONDoc:
+    """The trace as plain JSON values (the document ``trace.schema.json`` describes).
+
+    Tuples become lists, candidates' adjustments ``[name, value]`` pairs, and non-finite floats the strings
+    ``"-inf"``, ``"inf"`` and ``"nan"``. ``params`` and ``meta`` are free-form: their tuples become lists too.
+
+    >>> import explorer
+    >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=2)
+    >>> doc = trace_to_dict(t)
+    >>> doc["version"], len(doc["steps"]), trace_from_dict(doc) == t
+    ('1.1', 2, True)
+    """
+    with gc_paused():
+        return _trace_out(trace)
+
+
+def _trace_out(trace: Trace) -> JSONDoc:
+    """The top-level document."""
+    return {
+        "version": trace.version, "model": trace.model, "strategy": trace.strategy, "prompt": trace.prompt,
+        "prompt_token_ids": list(trace.prompt_token_ids), "params": _plain(trace.params),
+        "constraints": _plain(trace.constraints), "processors": list(trace.processors),
+        "eos_token_ids": list(trace.eos_token_ids), "steps": [_step_out(s) for s in trace.steps],
+        "results": [_result_out(r) for r in trace.results], "stop_reason": trace.stop_reason,
+        "total_ms": _fout(trace.total_ms), "meta": _plain(trace.meta),
+    }
+
+
+# --- decoding -------------------------------------------------------------------------------------------------
+
+
+def _fin(x: float | str) -> float:
+    """A JSON float back to a Python float (``"-inf"``, ``"inf"``, ``"nan"`` included)."""
+    return _NONFINITE_IN[x] if isinstance(x, str) else float(x)
+
+
+def _ints(values: list[Any]) -> tuple[int, ...]:
+    """A JSON list of integers as a tuple of ints."""
+    return tuple(int(v) for v in values)
+
+
+def _opt_int(value: Any) -> int | None:
+    """An integer or null."""
+    return None if value is None else int(value)
+
+
+def _candidate_in(d: JSONDoc) -> Candidate:
+    """One candidate from its dict."""
+    return Candidate(
+        int(d["token_id"]), d["text"], _fin(d["logprob"]), _fin(d["score"]), _fin(d["total"]), int(d["rank"]),
+        tuple((name, _fin(v)) for name, v in d["adjustments"]), d["fate"], d["reason"], _opt_int(d["child"]),
+    )
+
+
+def _progress_in(d: JSONDoc | None) -> ConstraintProgress | None:
+    """Constraint progress from its dict (or ``None``)."""
+    if d is None:
+        return None
+    return ConstraintProgress(tuple(d["status"]), _ints(d["matched"]), _ints(d["lengths"]), int(d["bank"]),
+                              d["completed"])
+
+
+def _hypothesis_in(d: JSONDoc) -> Hypothesis:
+    """One hypothesis from its dict."""
+    return Hypothesis(
+        int(d["id"]), _opt_int(d["parent"]), int(d["slot"]), int(d["group"]), _ints(d["token_ids"]),
+        _fin(d["score"]), tuple(_candidate_in(c) for c in d["candidates"]), _progress_in(d["constraint"]),
+        d["forced"],
+    )
+
+
+def _finished_in(d: JSONDoc) -> Finished:
+    """One finished entry from its dict."""
+    return Finished(
+        int(d["id"]), int(d["hypothesis"]), int(d["step"]), int(d["group"]), _ints(d["token_ids"]),
+        _fin(d["score"]), _fin(d["normalized_score"]), int(d["length"]), d["reason"], d["accepted"], d["note"],
+    )
+
+
+def _step_in(d: JSONDoc) -> Step:
+    """One step from its dict."""
+    return Step(
+        int(d["index"]), tuple(_hypothesis_in(h) for h in d["hypotheses"]),
+        tuple(_finished_in(f) for f in d["finished"]), _ints(d["pool"]), _ints(d["done_groups"]),
+        _fin(d["forward_ms"]), _fin(d["search_ms"]),
+    )
+
+
+def _result_in(d: JSONDoc) -> Result:
+    """One result from its dict."""
+    return Result(
+        int(d["rank"]), _ints(d["token_ids"]), d["text"], _fin(d["score"]), int(d["finished_step"]),
+        d["ended_with_eos"], int(d["group"]), _opt_int(d["source"]), d["constraints_satisfied"],
+    )
+
+
+def trace_from_dict(doc: JSONDoc, *, validate: bool = True) -> Trace:
+    """The :class:`Trace` a document describes; checks its version and schema first unless ``validate=False``.
+
+    Exact inverse of :func:`trace_to_dict`: ``trace_from_dict(trace_to_dict(t)) == t`` (traces hold no NaN, which
+    would compare unequal to itself). Raises :class:`TraceFormatError` for a document that does not fit.
+
+    >>> trace_from_dict({"version": "2.0"})
+    Traceback (most recent call last):
+    ...
+    explorer.errors.TraceFormatError: trace format version 2.0 is not supported: expected 1.x
+    """
+    if validate:
+        validate_document(doc)
+    with gc_paused():
+        return _trace_in(doc)
+
+
+def _trace_in(doc: JSONDoc) -> Trace:
+    """The trace from a valid top-level document."""
+    return Trace(
+        model=doc["model"], strategy=doc["strategy"], prompt=doc["prompt"],
+        prompt_token_ids=_ints(doc["prompt_token_ids"]), params=doc["params"],
+        constraints=tuple(doc["constraints"]), processors=tuple(doc["processors"]),
+        eos_token_ids=_ints(doc["eos_token_ids"]), steps=tuple(_step_in(s) for s in doc["steps"]),
+        results=tuple(_result_in(r) for r in doc["results"]), stop_reason=doc["stop_reason"],
+        total_ms=_fin(doc["total_ms"]), version=doc["version"], meta=doc["meta"],
+    )
