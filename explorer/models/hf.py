@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -17,9 +17,13 @@ from explorer.errors import ExplorerError
 from explorer.models.base import ModelInfo
 from explorer.models.tokenizer import Tokenizer
 
-__all__ = ["HFCausalLM", "align_weights", "cache_keyword", "cast_copy", "model_info", "quiet_progress_bars"]
+__all__ = [
+    "CastSource", "HFCausalLM", "align_weights", "cache_keyword", "cast_copy", "model_info", "quiet_progress_bars",
+]
 
 _Layer = TypeVar("_Layer")
+#: Where ``HFCausalLM.cast`` gets a lower-precision copy of the weights (e.g. a mapped cache); else ``cast_copy``.
+CastSource = Callable[[torch.dtype], PreTrainedModel]
 
 
 def _as_ids(value: object) -> tuple[int, ...]:
@@ -91,7 +95,8 @@ def align_weights(model: torch.nn.Module, alignment: int = 64) -> int:
     Weights memory-mapped from safetensors start wherever the file puts them, and CPU matrix-vector kernels
     round differently on unaligned rows: the same weights gave last-bit different logits loaded from the
     cache than loaded from the GGUF. Aligned copies make logits independent of how the weights were loaded.
-    Tied weights stay tied (a shared parameter is copied once).
+    Tied weights stay tied (a shared parameter is copied once). Weights mapped from a file whose tensors are
+    aligned (``explorer.models.mapped.write_aligned``, the SmolLM2 cache) are left where they are, shared.
     """
     copied = 0
     with torch.no_grad():
@@ -160,8 +165,11 @@ class HFCausalLM:
     >>> logits, cache = lm.step(logits.argmax(-1), cache)  # doctest: +SKIP
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, name: str) -> None:
+    def __init__(
+        self, model: PreTrainedModel, tokenizer: Tokenizer, name: str, *, cast_source: CastSource | None = None
+    ) -> None:
         align_weights(model)
+        self._cast_source = cast_source
         torch.nn.Module.eval(model)
         self.hf = model
         self.tokenizer = tokenizer
@@ -178,10 +186,14 @@ class HFCausalLM:
         ``"<name> (<dtype>)"``; this model and its weights are untouched, the tokenizer is shared.
 
         Its logits are still returned as float32 (``start``/``step``), so everything downstream stays float32.
+        The weights come from the model's ``cast_source`` when it has one (SmolLM2: a mapped cache, shared between
+        processes), else from ``cast_copy``; both give the same weights bit for bit.
         """
         from explorer.models.precision import display_name, torch_dtype
 
-        return HFCausalLM(cast_copy(self.hf, torch_dtype(dtype)), self.tokenizer, display_name(self.info.name, dtype))
+        target = torch_dtype(dtype)
+        weights = self._cast_source(target) if self._cast_source is not None else cast_copy(self.hf, target)
+        return HFCausalLM(weights, self.tokenizer, display_name(self.info.name, dtype))
 
     def start(self, prompt_ids: list[int], rows: int = 1) -> tuple[torch.Tensor, object]:
         """Run the prompt; return float32 logits ``[rows, vocab]`` for the next token and the cache (``rows`` rows).
