@@ -80,17 +80,27 @@ browser: $(CHROMIUM)
 prepare: install
 	$(BIN)/python -m explorer.models.smollm2
 
-# The app's Voila template ("explorer": Voila's lab template without its CDN stylesheets) lives in the package;
-# JUPYTER_PATH lets Voila find it, so the page loads nothing from outside the machine.
-APP_JUPYTER_PATH := $(CURDIR)/explorer/app/jupyter
-APP_VOILA_ARGS := --template=explorer --theme=light
+# The app's Voila template ("explorer": Voila's lab template without its CDN stylesheets, and the "class is full"
+# page) and its kernel spec (kernels forked from one warm process, explorer/serve/forking.py) live in the package;
+# JUPYTER_PATH lets Voila find them, so the page loads nothing from outside the machine.
+APP_JUPYTER_PATH := $(CURDIR)/explorer/app/jupyter:$(CURDIR)/explorer/serve/jupyter
+# A class (docs/teaching.md): APP_POOL_SIZE kernels wait with the app loaded (Voila's pre-heated kernels); at most
+# APP_MAX_KERNELS kernels at once, pooled ones included (0: as many as the machine's free memory holds at 500 MB
+# each), beyond that a "the class is full" page; a kernel whose page has gone is shut down within 40 s
+# (explorer/serve/voila.py). APP_ARGS adds Voila options (e.g. --token=...).
+APP_POOL_SIZE ?= 2
+APP_MAX_KERNELS ?= 0
+APP_VOILA_ARGS := --template=explorer --theme=light --preheat_kernel=True --pool_size=$(APP_POOL_SIZE) \
+	--VoilaConfiguration.multi_kernel_manager_class=explorer.serve.voila.ClassKernelManager \
+	--ClassKernelManager.max_kernels=$(APP_MAX_KERNELS)
+APP_ARGS ?=
 # Loopback by default; `make app APP_IP=0.0.0.0` serves a class on a trusted network (see docs/teaching.md).
 APP_IP ?= 127.0.0.1
 APP_PORT ?= 8866
 
 app: prepare
 	JUPYTER_PATH=$(APP_JUPYTER_PATH)$(if $(JUPYTER_PATH),:$(JUPYTER_PATH)) $(BIN)/voila notebooks/app.ipynb --port=$(APP_PORT) --no-browser --Voila.ip=$(APP_IP) \
-		$(APP_VOILA_ARGS)
+		$(APP_VOILA_ARGS) $(APP_ARGS)
 
 # The course notebooks in JupyterLab, with the state folders of `make app` (.state/: nothing in $HOME), on loopback
 # with the token JupyterLab makes (it prints the URL, and opens a browser where there is one); as root (a container)

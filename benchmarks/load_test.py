@@ -108,26 +108,12 @@ def proc_mem(pid: int) -> dict[str, float]:
     return out
 
 
-def kernel_pids(voila_pid: int) -> dict[int, str]:
-    """The kernels among Voila's descendants: ``{pid: kernel id}`` (from the connection file on their command line)."""
-    kernels: dict[int, str] = {}
-    for child in psutil.Process(voila_pid).children(recursive=True):
-        try:
-            cmd = " ".join(child.cmdline())
-        except psutil.Error:
-            continue
-        match = re.search(r"kernel-([0-9a-f-]{36})\.json", cmd)
-        if match:
-            kernels[child.pid] = match.group(1)
-    return kernels
-
-
 def snapshot(server: VoilaServer, sessions: list[Session]) -> dict[str, Any]:
     """Memory of the Voila process and of each kernel (named by its session when known), and the total, in MB."""
     assert server.proc is not None
     by_kernel = {s.kernel_id: s.index for s in sessions if s.kernel_id}
     kernels: list[dict[str, Any]] = []
-    for pid, kid in sorted(kernel_pids(server.proc.pid).items()):
+    for kid, pid in sorted(server.kernel_processes().items(), key=lambda item: item[1]):
         mem = proc_mem(pid)
         if mem:
             kernels.append({"pid": pid, "kernel_id": kid, "session": by_kernel.get(kid), **mem})

@@ -42,18 +42,40 @@ CHROMIUM_ARGS = [
 ]
 
 
+def make_variables(makefile: Path = ROOT / "Makefile") -> dict[str, str]:
+    """The Makefile's simple variables (``NAME := value``, ``NAME ?= value``; continued lines joined), each with
+    the ``$(NAME)`` references to other variables of the file and to ``CURDIR`` expanded."""
+    text = re.sub(r"\\\n\s*", " ", makefile.read_text())
+    raw = {m.group(1): m.group(2).strip() for m in re.finditer(r"^([A-Z_]+)\s*[:?]?=[ \t]*(.*)$", text, re.MULTILINE)}
+    raw["CURDIR"] = str(ROOT)
+
+    def expand(value: str, depth: int = 0) -> str:
+        if depth > 10:
+            return value
+        return re.sub(r"\$\(([A-Z_]+)\)", lambda m: expand(raw.get(m.group(1), ""), depth + 1), value)
+
+    return {name: expand(value) for name, value in raw.items()}
+
+
 def make_app_settings(makefile: Path = ROOT / "Makefile") -> tuple[list[str], list[str]]:
     """``(APP_VOILA_ARGS, APP_JUPYTER_PATH entries)`` of ``make app``, read from the Makefile so that the tests
-    serve the app exactly as ``make app`` does (its template, theme, and where Voila finds the template)."""
-    values: dict[str, str] = {}
-    for line in makefile.read_text().splitlines():
-        match = re.match(r"^(APP_VOILA_ARGS|APP_JUPYTER_PATH)\s*:?=\s*(.*)$", line)
-        if match:
-            values[match.group(1)] = match.group(2).strip()
-    if set(values) != {"APP_VOILA_ARGS", "APP_JUPYTER_PATH"}:
+    serve the app exactly as ``make app`` does (its template, theme, pre-heated pool and kernel cap, and where
+    Voila finds the template and the kernel spec)."""
+    values = make_variables(makefile)
+    if not {"APP_VOILA_ARGS", "APP_JUPYTER_PATH"} <= set(values):
         raise RuntimeError(f"{makefile} no longer defines APP_VOILA_ARGS and APP_JUPYTER_PATH for `make app`")
-    paths = [p.replace("$(CURDIR)", str(ROOT)) for p in values["APP_JUPYTER_PATH"].split(":") if p]
+    paths = [p for p in values["APP_JUPYTER_PATH"].split(":") if p]
     return values["APP_VOILA_ARGS"].split(), paths
+
+
+def with_overrides(args: list[str], overrides: tuple[str, ...]) -> list[str]:
+    """``args`` with each ``--name=value`` of ``overrides`` in place of the argument of the same name (traitlets
+    refuses an option given twice), the others appended."""
+    new = {arg.split("=", 1)[0]: arg for arg in overrides}
+    kept = [new.pop(arg.split("=", 1)[0], arg) for arg in args]
+    return [*kept, *new.values()]
+
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -195,22 +217,42 @@ class VoilaServer(ServerProcess):
     name = "voila"
 
     def __init__(self, state: Path, *, model: str | None = "tiny-random", notebook: Path | None = None,
-                 theme: str | None = None) -> None:
+                 theme: str | None = None, extra_args: tuple[str, ...] = ()) -> None:
         super().__init__(state, model)
         self.notebook = notebook or Path(os.environ.get("EXPLORER_APP_NOTEBOOK", NOTEBOOK))
         self.theme = theme
+        self.extra_args = extra_args  # after make app's own: they override them
 
     def start(self) -> None:
         if not self.notebook.is_file():
             raise FileNotFoundError(f"the app notebook {self.notebook} does not exist")
-        args = make_app_settings()[0]
-        if self.theme is not None:
-            args = [a for a in args if not a.startswith("--theme=")] + [f"--theme={self.theme}"]
+        theme = (f"--theme={self.theme}",) if self.theme is not None else ()
         cmd = [
             sys.executable, "-m", "voila", str(self.notebook),
-            f"--port={self.port}", "--no-browser", "--Voila.ip=127.0.0.1", *args,
+            f"--port={self.port}", "--no-browser", "--Voila.ip=127.0.0.1",
+            *with_overrides(make_app_settings()[0], (*theme, *self.extra_args)),
+            f"--Voila.connection_dir_root={self.state / 'connections'}",  # where kernel_processes reads them
         ]  # fmt: skip
+        (self.state / "connections").mkdir(parents=True, exist_ok=True)
         self._launch(cmd, self.notebook.parent)
+
+    def kernel_processes(self) -> dict[str, int]:
+        """``{kernel id: pid}`` of the server's kernels now, forked from the warm process or not: the process among
+        the server's descendants that listens on the shell port of the kernel's connection file."""
+        if self.proc is None:
+            return {}
+        ports: dict[int, str] = {}
+        for path in (self.state / "connections").glob("voila_*/kernel-*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                ports[int(json.loads(path.read_text())["shell_port"])] = path.stem.removeprefix("kernel-")
+        found: dict[str, int] = {}
+        with contextlib.suppress(psutil.Error):
+            for process in psutil.Process(self.proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    for connection in process.net_connections(kind="tcp"):
+                        if connection.status == psutil.CONN_LISTEN and connection.laddr.port in ports:
+                            found[ports[connection.laddr.port]] = process.pid
+        return found
 
 
 @dataclass
