@@ -84,7 +84,7 @@ class ClassKernelManager(AsyncMappingKernelManager):  # type: ignore[misc]
         return 3600  # > 0 starts the periodic culler; open pages are kept unless cull_connected is set
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self._starting = 0
         self._closing = False
         self._first_seen: dict[str, float] = {}
@@ -96,7 +96,7 @@ class ClassKernelManager(AsyncMappingKernelManager):  # type: ignore[misc]
         """Kernels running or starting now."""
         return len(self._kernels) + self._starting
 
-    async def start_kernel(self, **kwargs: Any) -> str:
+    async def start_kernel(self, **kwargs: Any) -> str:  # type: ignore[override]  # jupyter_server's is async
         """Start a kernel, unless the class is full (``ClassFullError``: the page says so; nothing is started)."""
         if self.seats_taken() >= self.cap:
             raise ClassFullError(self.cap)
@@ -116,22 +116,23 @@ class ClassKernelManager(AsyncMappingKernelManager):  # type: ignore[misc]
         first_seen = self._first_seen.setdefault(kernel_id, now)  # out of the pool: handed to a page just now
         if self._kernel_connections.get(kernel_id, 0):
             self._last_connected[kernel_id] = now
-            await super().cull_kernel_if_idle(kernel_id)
+            await super().cull_kernel_if_idle(kernel_id)  # type: ignore[no-untyped-call]
             return
         gone_for = now - max(first_seen, self._last_connected.get(kernel_id, first_seen))
         if gone_for > self.page_gone_timeout and getattr(kernel, "execution_state", "") != "busy":
             self.log.warning("Culling kernel %s: no page connected for %.0f s", kernel_id, gone_for)
             await self.shutdown_kernel(kernel_id)
 
-    async def shutdown_kernel(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:
+    async def shutdown_kernel(self, kernel_id: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         """Shut a kernel down, then fill Voila's pool again (it holds failed refills while the class was full)."""
-        await super().shutdown_kernel(kernel_id, *args, **kwargs)
+        await super().shutdown_kernel(kernel_id, *args, **kwargs)  # type: ignore[no-untyped-call]
         self._first_seen.pop(kernel_id, None)
         self._last_connected.pop(kernel_id, None)
         if not self._closing:
             self._refill()
 
-    async def shutdown_all(self, *args: Any, **kwargs: Any) -> None:
+    async def shutdown_all(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """Shut every kernel down (the server stops): nothing is refilled any more."""
         self._closing = True
         await super().shutdown_all(*args, **kwargs)
 
