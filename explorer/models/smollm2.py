@@ -272,7 +272,8 @@ def prepare_precisions(verbose: bool = True) -> Path:
     folder = prepare_smollm2(verbose=verbose)
     model, _tokenizer = _load_cached(folder)
     for name in DTYPES[1:]:
-        _say(verbose, f"{name} copy: {folder / name}")
+        if _cache_problem(folder / name, CAST_FILES) is not None:
+            _say(verbose, f"writing the {name} copy: {folder / name}")
         load_cast(folder, model, torch_dtype(name))
     return folder
 

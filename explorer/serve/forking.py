@@ -6,8 +6,8 @@ jupyter_client kernel provisioner, named ``explorer-forking-provisioner`` in a k
 process per server that has imported all of that and loaded the default model, then waits) to ``fork()`` each new
 kernel: the child shares every page its parent had, copy-on-write, and starts in a fraction of a second. The
 zygote runs no computation before it forks (no thread pool exists in it yet), starts with the first kernel, and
-dies with the server. Any kernel command it does not know (not ``-m ipykernel_launcher``), or a zygote that
-failed, falls back to the ordinary launch.
+dies with the server. Any kernel command it does not know (not ``-m ipykernel_launcher``), a zygote that
+failed, or ``EXPLORER_FORK=0`` in the server's environment falls back to the ordinary launch.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -122,10 +123,17 @@ class Zygote:
 
 _zygote: Zygote | None = None
 _zygote_failed = False
+_zygote_lock = threading.Lock()
 
 
 def _the_zygote(timeout: float = 180.0) -> Zygote | None:
-    """This server's zygote, started on first use; ``None`` (and ordinary launches from then on) if it fails."""
+    """This server's zygote, started on first use; ``None`` (and ordinary launches from then on) if it fails.
+    Kernels that start together (Voila fills its pool at once) wait for the same one."""
+    with _zygote_lock:
+        return _start_zygote(timeout)
+
+
+def _start_zygote(timeout: float) -> Zygote | None:
     global _zygote, _zygote_failed
     if _zygote is None and not _zygote_failed:
         # the model Explorer() opens (explorer.app.explorer.DEFAULT_MODEL_ENV; not imported: the server stays light)
@@ -145,7 +153,7 @@ class ForkingProvisioner(LocalProvisioner):  # type: ignore[misc]
     """A ``LocalProvisioner`` whose ipykernel kernels are forked from the zygote (see the module's docstring)."""
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
-        if tuple(cmd[1:3]) != _LAUNCHER:
+        if tuple(cmd[1:3]) != _LAUNCHER or os.environ.get("EXPLORER_FORK", "1") == "0":
             return await super().launch_kernel(cmd, **kwargs)
         zygote = await asyncio.get_running_loop().run_in_executor(None, _the_zygote)
         if zygote is None:

@@ -136,6 +136,7 @@ class ServerProcess:
         self.log_path = state / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
+        self.extra_env: dict[str, str] = {}  # over the state environment
 
     def start(self) -> None:
         raise NotImplementedError
@@ -146,7 +147,7 @@ class ServerProcess:
         with self.log_path.open("wb") as log:
             self.started_at = time.perf_counter()
             self.proc = subprocess.Popen(
-                cmd, cwd=cwd, env=state_env(self.state, self.model),
+                cmd, cwd=cwd, env={**state_env(self.state, self.model), **self.extra_env},
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
 
@@ -217,11 +218,12 @@ class VoilaServer(ServerProcess):
     name = "voila"
 
     def __init__(self, state: Path, *, model: str | None = "tiny-random", notebook: Path | None = None,
-                 theme: str | None = None, extra_args: tuple[str, ...] = ()) -> None:
+                 theme: str | None = None, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         super().__init__(state, model)
         self.notebook = notebook or Path(os.environ.get("EXPLORER_APP_NOTEBOOK", NOTEBOOK))
         self.theme = theme
         self.extra_args = extra_args  # after make app's own: they override them
+        self.extra_env = env or {}
 
     def start(self) -> None:
         if not self.notebook.is_file():
