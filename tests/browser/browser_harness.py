@@ -699,3 +699,12 @@ TREE_SUMMARY = """(sel) => {
   return {traces: gd.data.length, nodesBySubplot: bySubplot, drawn, titles,
           gl: gd.querySelectorAll('canvas').length, layoutTitle: (gd.layout.title && gd.layout.title.text) || ''};
 }"""
+
+#: JS: a fingerprint of the details figure (what it shows changes when a node is selected).
+DETAILS_FINGERPRINT = """() => {
+  const root = document.querySelector('.explorer-details');
+  const gd = root && (root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot'));
+  if (!gd || !gd.data) return '';
+  return JSON.stringify([(gd.layout.title && gd.layout.title.text) || '', gd.data.map(t => [t.type, t.name,
+    (t.x || []).length])]);
+}"""
