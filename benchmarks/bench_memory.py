@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ("The secret to a good loaf of bread is", "Once upon a time, a fox", "The best way to learn Python is",
            "In the middle of the ocean there", "My favourite season is autumn because")
 STUDENT = """
+import torch
+if {threads}:
+    torch.set_num_threads({threads})
 import explorer
 from explorer.app import Explorer
 app = Explorer()
@@ -58,13 +61,14 @@ def rollup(pid: int) -> dict[str, float]:
     return out
 
 
-def run_student(km: KernelManager, index: int, copy: bool, timeout: float = 600.0) -> float:
+def run_student(km: KernelManager, index: int, copy: bool, threads: int = 0, timeout: float = 900.0) -> float:
     """Run the student's code in a started kernel; seconds it took. Raises on an error in the kernel."""
     client = km.client()
     client.start_channels()
     try:
         client.wait_for_ready(timeout=timeout)
-        code = STUDENT.format(copy=COPY if copy else "", prompt=PROMPTS[index % len(PROMPTS)] + f" ({index})")
+        code = STUDENT.format(copy=COPY if copy else "", prompt=PROMPTS[index % len(PROMPTS)] + f" ({index})",
+                              threads=threads)
         began = time.perf_counter()
         reply = client.execute_interactive(code, timeout=timeout, output_hook=lambda _msg: None)
         if reply["content"]["status"] != "ok":
@@ -83,7 +87,7 @@ def kernel_manager(mode: str) -> KernelManager:
     return KernelManager(kernel_name="python3", kernel_spec_manager=specs)
 
 
-def measure(count: int, mode: str) -> dict[str, Any]:
+def measure(count: int, mode: str, threads: int = 0) -> dict[str, Any]:
     """Start ``count`` kernels one after the other, run the student's code in each, then read their memory."""
     kernels: list[KernelManager] = []
     seconds: list[float] = []
@@ -92,7 +96,7 @@ def measure(count: int, mode: str) -> dict[str, Any]:
             km = kernel_manager(mode)
             km.start_kernel(cwd=str(ROOT / "notebooks"))
             kernels.append(km)
-            seconds.append(run_student(km, index, copy=mode == "copied"))
+            seconds.append(run_student(km, index, copy=mode == "copied", threads=threads))
         time.sleep(1.0)
         memory = [rollup(km.provisioner.process.pid) for km in kernels]  # type: ignore[union-attr]
     finally:
@@ -129,6 +133,8 @@ def main() -> None:
     parser.add_argument("--counts", default="1,4,8,16", help="kernels alive at once, forked (as make app runs them)")
     parser.add_argument("--shared-counts", default="1,4", help="the same, each kernel started on its own")
     parser.add_argument("--copied-counts", default="1,4", help="the same, each kernel copying the weights")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per kernel (0: torch's default); on a "
+                        "few shared cores, 1 keeps many kernels from spinning against each other")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "memory.json")
     args = parser.parse_args()
     plan = [(int(n), "copied") for n in args.copied_counts.split(",") if n]
@@ -137,7 +143,7 @@ def main() -> None:
     rows = []
     for count, mode in plan:
         print(f"{count} kernels, {mode} ...", file=sys.stderr, flush=True)
-        rows.append(measure(count, mode))
+        rows.append(measure(count, mode, args.threads))
         print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
