@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_memory import rollup  # noqa: E402
 from browser_harness import NODE_POSITION, RUN_READY, STATUS_WATCH, AppPage, chromium, new_context, watch  # noqa: E402
 from hub_harness import Hub  # noqa: E402
-from load_test import PAGE_CONTENT, PROMPTS, RUN_OVER, Session, poll  # noqa: E402
+from load_test import PAGE_CONTENT, PROMPTS, RUN_OVER, Session, poll, set_up_beam_panel  # noqa: E402
 
 LOGGED_IN = "(name) => location.pathname.startsWith(`/user/${name}/lab`)"
 SELECTED = """([before]) => { const s = document.querySelector('.explorer-selection');
@@ -104,15 +104,7 @@ def run_and_click(students: list[Student], args: argparse.Namespace) -> None:
     """Set up one beam panel each, click Run together, then click a node each."""
     ready = [s for s in students if s.tti_s is not None]
     for s in ready:
-        assert s.app is not None
-        try:
-            s.app.type_prompt(s.prompt)
-            s.app.fill(".explorer-max-new-tokens input", str(args.tokens), args.tokens, "max new tokens")
-            s.app.ensure_panels(1)
-            s.app.set_strategy(0, "beam")
-            s.app.set_knob(0, "num-beams", str(args.beams))
-        except Exception as exc:
-            s.errors.append(f"set-up: {str(exc).splitlines()[0]}")
+        set_up_beam_panel(s, args.tokens, args.beams)
     clicked = [s for s in ready if not s.errors]
     for s in clicked:
         assert s.app is not None

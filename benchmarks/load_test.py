@@ -152,6 +152,20 @@ def poll(sessions: list[Session], predicate: str, pending: set[int], mark: str, 
             sessions[min(pending)].app.page.wait_for_timeout(200)  # type: ignore[union-attr]
 
 
+def set_up_beam_panel(s: Session, tokens: int, beams: int) -> None:
+    """In a session's page: its own prompt, ``tokens`` max new tokens, one panel, beam search with ``beams`` beams
+    (a failure is noted among the session's errors)."""
+    assert s.app is not None
+    try:
+        s.app.type_prompt(s.prompt)
+        s.app.fill(".explorer-max-new-tokens input", str(tokens), tokens, "max new tokens")
+        s.app.ensure_panels(1)
+        s.app.set_strategy(0, "beam")
+        s.app.set_knob(0, "num-beams", str(beams))
+    except Exception as exc:
+        s.errors.append(f"set-up: {str(exc).splitlines()[0]}")
+
+
 def run_model(model: str, args: argparse.Namespace, state: Path) -> dict[str, Any]:
     """One server, ``args.sessions`` concurrent sessions; everything measured, as a dict."""
     env_model = None if model in ("", "default", "smollm2-135m") else model
@@ -193,15 +207,7 @@ def run_model(model: str, args: argparse.Namespace, state: Path) -> dict[str, An
             out["peak_while_loading_mb"] = peak["total_rss_mb"]
             ready = [s for s in sessions if s.tti_s is not None]
             for s in ready:  # the same set-up in every session: one 4-beam panel, its own prompt
-                assert s.app is not None
-                try:
-                    s.app.type_prompt(s.prompt)
-                    s.app.fill(".explorer-max-new-tokens input", str(args.tokens), args.tokens, "max new tokens")
-                    s.app.ensure_panels(1)
-                    s.app.set_strategy(0, "beam")
-                    s.app.set_knob(0, "num-beams", str(args.beams))
-                except Exception as exc:
-                    s.errors.append(f"set-up: {str(exc).splitlines()[0]}")
+                set_up_beam_panel(s, args.tokens, args.beams)
             out["memory"]["loaded"] = snapshot(server, sessions)
             peak["total_rss_mb"] = 0.0
             clicked = [s for s in ready if not s.errors]

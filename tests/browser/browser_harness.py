@@ -68,6 +68,14 @@ def make_app_settings(makefile: Path = ROOT / "Makefile") -> tuple[list[str], li
     return values["APP_VOILA_ARGS"].split(), paths
 
 
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a server's log file."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 def with_overrides(args: list[str], overrides: tuple[str, ...]) -> list[str]:
     """``args`` with each ``--name=value`` of ``overrides`` in place of the argument of the same name (traitlets
     refuses an option given twice), the others appended."""
@@ -166,10 +174,7 @@ class ServerProcess:
         raise TimeoutError(f"{self.name} did not listen on {self.url} within {timeout:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
         """SIGTERM to the server (it shuts its kernels down), then SIGKILL to whatever of the process tree is left."""

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from browser_harness import ROOT, free_port, state_env
+from browser_harness import ROOT, free_port, log_tail, state_env
 
 from explorer.serve.hub import make_users
 from explorer.serve.memlimit import MemoryCgroup, cgroup_parent, safe_name
@@ -98,10 +98,7 @@ class Hub:
             return thread.submit(lambda: asyncio.run(_execute(url, self.token, code, timeout))).result()
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
         """SIGTERM (the hub stops every student's server), then whatever is left in their cgroups."""

@@ -40,12 +40,8 @@ def class_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoilaServer]
         f"--pool_size={POOL}", f"--ClassKernelManager.max_kernels={CAP}",
         f"--ClassKernelManager.page_gone_timeout={GONE}", f"--ClassKernelManager.cull_interval={INTERVAL}",
     ))  # fmt: skip
-    server.start()
-    try:
-        server.wait_listening(timeout=120)
+    with server.running():
         yield server
-    finally:
-        server.stop()
 
 
 def kernels(server: VoilaServer) -> set[str]:

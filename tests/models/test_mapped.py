@@ -26,12 +26,6 @@ from explorer.models.hf import HFCausalLM, align_weights, cast_copy
 
 
 @pytest.fixture
-def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("DECODING_EXPLORER_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-@pytest.fixture
 def fake_gguf(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The tiny model stands in for the GGUF read; records when each read started."""
     calls: list[float] = []
