@@ -12,9 +12,11 @@ For each model (``tiny-random`` through ``DECODING_EXPLORER_MODEL``; the default
   (nothing cached: the page's JavaScript and plotly's bundle travel again), ``--loads`` times;
 * the bytes the page received over the kernel websocket until then, and how many widget models it holds;
 * with ``--setups``, the warm time to interactive of the default model served three ways, one after the other:
-  "class" as ``make app`` serves it (a pool of pre-heated kernels forked from the warm process), "no pool"
-  (``--preheat_kernel=False``: each page starts its kernel, forked) and "before" (no pool, ordinary kernels: what
-  ``make app`` did before the class issue); each load waits ``--gap`` seconds after the last (a pool refills).
+  "class" as ``make app`` serves it (a pool of pre-heated kernels forked from the warm process, jupyterlab-plotly's
+  extension not loaded), "class, all extensions" (the same with every labextension), "no pool"
+  (``--preheat_kernel=False``: each page starts its kernel, forked) and "before" (no pool, ordinary kernels, every
+  extension: what ``make app`` did before the class issue); each load waits ``--gap`` seconds after the last (a
+  pool refills).
 
 Then, on ``--run-model``, one panel at a time: each strategy with ``--beams`` beams (beam family) and exactly
 ``--tokens`` new tokens (``min_new_tokens`` = ``max_new_tokens``), ``constrained`` with the phrase " flour",
@@ -125,10 +127,12 @@ def measure_loads(model: str | None, loads: int, state: Path) -> dict[str, Any]:
     return out
 
 
+ALL_EXTENSIONS = "--VoilaConfiguration.extension_denylist="  # every labextension, jupyterlab-plotly's included
 SETUPS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "class": ((), {}),
+    "class, all extensions": ((ALL_EXTENSIONS,), {}),
     "no pool": (("--preheat_kernel=False",), {}),
-    "before": (("--preheat_kernel=False",), {"EXPLORER_FORK": "0"}),
+    "before": (("--preheat_kernel=False", ALL_EXTENSIONS), {"EXPLORER_FORK": "0"}),
 }
 
 
@@ -152,7 +156,7 @@ def measure_setups(model: str | None, loads: int, gap: float, state: Path) -> li
             finally:
                 server.stop()
         rows.append({"setup": name, "warm_s": warm})
-        print(f"  {name:8s} warm: {', '.join(f'{s:.1f}' for s in warm)} s", flush=True)
+        print(f"  {name:21s} warm: {', '.join(f'{s:.1f}' for s in warm)} s", flush=True)
     return rows
 
 
@@ -244,7 +248,7 @@ def main() -> None:
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--loads", type=int, default=3, help="warm page loads per model")
     parser.add_argument("--repeats", type=int, default=2, help="runs per strategy (the quickest is kept)")
-    parser.add_argument("--setups", type=int, default=5, help="warm loads per setup (class, no pool, before); 0: none")
+    parser.add_argument("--setups", type=int, default=5, help="warm loads per setup (SETUPS); 0: none")
     parser.add_argument("--gap", type=float, default=8.0, help="seconds between two warm loads of a setup")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "bench_app.json")
     args = parser.parse_args()
@@ -279,10 +283,10 @@ def main() -> None:
               f"{min(warm):8.1f}s {row['cold_ws_mb']:6.1f} {row['widgets']:8d}")
     if report["setups"]:
         print(f"\nwarm time to interactive by setup ({args.setups} loads, {args.gap:.0f} s apart)")
-        print(f"{'setup':10s} {'median':>7s} {'best':>6s} {'worst':>6s}")
+        print(f"{'setup':21s} {'median':>7s} {'best':>6s} {'worst':>6s}")
         for row in report["setups"]:
             warm = row["warm_s"]
-            print(f"{row['setup']:10s} {statistics.median(warm):6.1f}s {min(warm):5.1f}s {max(warm):5.1f}s")
+            print(f"{row['setup']:21s} {statistics.median(warm):6.1f}s {min(warm):5.1f}s {max(warm):5.1f}s")
     runs = [r for r in report["runs"] if "strategy" in r]
     together = next((r for r in report["runs"] if "together" in r), None)
     if runs:
