@@ -2,8 +2,8 @@
 
 `make hub` runs `jupyterhub -f docs/deploy/jupyterhub_config.py` from the project's folder with the state in
 .state/hub/; what it sets is in `explorer.serve.hub.configure`, overridden by the environment variables HUB_IP,
-HUB_PORT, HUB_API_PORT, HUB_PROXY_API_PORT, HUB_MEM_LIMIT, HUB_IDLE_TIMEOUT and HUB_USERS_FILE. Settings of your own
-go below the call, e.g. `c.Spawner.mem_limit = "3G"`.
+HUB_PORT, HUB_API_PORT, HUB_PROXY_API_PORT, HUB_MEM_LIMIT, HUB_IDLE_TIMEOUT, HUB_THREADS (torch threads per
+kernel, 1) and HUB_USERS_FILE. Settings of your own go below the call, e.g. `c.Spawner.mem_limit = "3G"`.
 """
 
 import os

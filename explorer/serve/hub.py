@@ -173,6 +173,8 @@ def configure(c: Any, *, root: Path, state: Path, venv: Path) -> None:
         # the app as Voila, nothing from a CDN (no MathJax: the app has no maths), idle kernels culled after 10 min
         "JUPYTER_CONFIG_PATH": str(Path(__file__).parent / "singleuser"),
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+        # one thread per kernel: on one machine a class shares few cores, and a second thread each only adds contention
+        "OMP_NUM_THREADS": env.get("HUB_THREADS", "1"),
         "PATH": f"{venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
         **({"DECODING_EXPLORER_MODEL": env["DECODING_EXPLORER_MODEL"]} if env.get("DECODING_EXPLORER_MODEL") else {}),
     }  # fmt: skip
