@@ -8,8 +8,6 @@ second) so that the test takes a minute; `make app`'s own times (30 s, every 10 
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,8 +19,10 @@ from browser_harness import (
     RUN_READY,
     AppPage,
     VoilaServer,
+    http_get,
     make_app_settings,
     new_context,
+    wait_until,
     watch,
 )
 
@@ -50,20 +50,11 @@ def kernels(server: VoilaServer) -> set[str]:
 
 
 def wait_for(what: str, check: Any, timeout: float, server: VoilaServer) -> float:
-    start = time.perf_counter()
-    while not check():
-        if time.perf_counter() - start > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; log:\n{server.log_tail(30)}")
-        time.sleep(0.2)
-    return time.perf_counter() - start
+    return wait_until(what, check, timeout, explain=lambda: f"log:\n{server.log_tail(30)}")
 
 
 def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=LOAD_TIMEOUT) as response:
-            return int(response.status), response.read().decode(errors="replace")
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read().decode(errors="replace")
+    return http_get(url, LOAD_TIMEOUT)
 
 
 def test_make_app_culls_a_gone_page_within_a_minute_and_caps_kernels() -> None:
