@@ -89,11 +89,13 @@ APP_JUPYTER_PATH := $(CURDIR)/explorer/app/jupyter:$(CURDIR)/explorer/serve/jupy
 # APP_MAX_KERNELS kernels at once, pooled ones included (0: as many as the machine's free memory holds at 500 MB
 # each), beyond that a "the class is full" page; a kernel whose page has gone is shut down within 40 s
 # (explorer/serve/voila.py). The app draws with plotly's FigureWidget, which brings plotly.js itself: the
-# jupyterlab-plotly extension (another 4.8 MB of JavaScript for every page) is not loaded, which halves the time
-# to interactive (benchmarks/RESULTS.md). APP_ARGS adds Voila options (e.g. --token=...).
+# jupyterlab-plotly extension is not loaded (4.8 MB of JavaScript for every page, built for a newer JupyterLab than
+# Voila's, whose page says so in a dozen console warnings). APP_THEME=dark serves JupyterLab's dark theme; APP_ARGS
+# adds Voila options (e.g. --token=...).
+APP_THEME ?= light
 APP_POOL_SIZE ?= 2
 APP_MAX_KERNELS ?= 0
-APP_VOILA_ARGS := --template=explorer --theme=light --preheat_kernel=True --pool_size=$(APP_POOL_SIZE) \
+APP_VOILA_ARGS := --template=explorer --theme=$(APP_THEME) --preheat_kernel=True --pool_size=$(APP_POOL_SIZE) \
 	--VoilaConfiguration.multi_kernel_manager_class=explorer.serve.voila.ClassKernelManager \
 	--ClassKernelManager.max_kernels=$(APP_MAX_KERNELS) --VoilaConfiguration.extension_denylist=jupyterlab-plotly
 APP_ARGS ?=

@@ -127,7 +127,7 @@ def measure_loads(model: str | None, loads: int, state: Path) -> dict[str, Any]:
     return out
 
 
-ALL_EXTENSIONS = "--VoilaConfiguration.extension_denylist="  # every labextension, jupyterlab-plotly's included
+ALL_EXTENSIONS = "--VoilaConfiguration.extension_denylist=none"  # every labextension, jupyterlab-plotly's included
 SETUPS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "class": ((), {}),
     "class, all extensions": ((ALL_EXTENSIONS,), {}),
