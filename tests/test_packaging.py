@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / ".ci" / "lock" / "main.txt"
 # environment.yml lists the direct dependencies and these extras of pyproject.toml (all of them, as the lock does).
-EXTRAS = ("app", "dev", "lab", "bench")
+EXTRAS = ("app", "dev", "lab", "bench", "hub")
 # conda-forge names that are not the PyPI name.
 CONDA_TO_PYPI = {
     "pytorch": "torch", "pytorch-cpu": "torch", "playwright-python": "playwright", "matplotlib-base": "matplotlib",

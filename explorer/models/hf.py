@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -17,9 +17,14 @@ from explorer.errors import ExplorerError
 from explorer.models.base import ModelInfo
 from explorer.models.tokenizer import Tokenizer
 
-__all__ = ["HFCausalLM", "align_weights", "cache_keyword", "cast_copy", "model_info", "quiet_progress_bars"]
+__all__ = [
+    "CastSource", "HFCausalLM", "align_weights", "cache_keyword", "cast_copy", "device_copy", "model_info",
+    "quiet_progress_bars",
+]
 
 _Layer = TypeVar("_Layer")
+#: Where ``HFCausalLM.cast`` gets a lower-precision copy of the weights (e.g. a mapped cache); else ``cast_copy``.
+CastSource = Callable[[torch.dtype], PreTrainedModel]
 
 
 def _as_ids(value: object) -> tuple[int, ...]:
@@ -92,7 +97,8 @@ def align_weights(model: torch.nn.Module, alignment: int = 64) -> int:
     Weights memory-mapped from safetensors start wherever the file puts them, and CPU matrix-vector kernels
     round differently on unaligned rows: the same weights gave last-bit different logits loaded from the
     cache than loaded from the GGUF. Aligned copies make logits independent of how the weights were loaded.
-    Tied weights stay tied (a shared parameter is copied once).
+    Tied weights stay tied (a shared parameter is copied once). Weights mapped from a file whose tensors are
+    aligned (``explorer.models.mapped.write_aligned``, the SmolLM2 cache) are left where they are, shared.
     """
     copied = 0
     with torch.no_grad():
@@ -134,6 +140,19 @@ def cast_copy(model: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:
     return copied
 
 
+def device_copy(model: PreTrainedModel, device: torch.device) -> PreTrainedModel:
+    """A deep copy of ``model`` with every parameter and buffer on ``device``; ``model`` is untouched (its weights
+    may be mapped from a shared file, and they stay there). Tied parameters stay tied."""
+    memo: dict[int, object] = {}
+    with torch.no_grad():
+        for parameter in model.parameters():  # tied parameters are listed once
+            moved = parameter.detach().to(device=device, copy=True)
+            memo[id(parameter)] = torch.nn.Parameter(moved, requires_grad=parameter.requires_grad)
+        for buffer in model.buffers():
+            memo[id(buffer)] = buffer.to(device=device, copy=True)
+    return copy.deepcopy(model, memo)
+
+
 def _gather_layer(layer: _Layer, rows: torch.Tensor) -> _Layer:
     """A copy of one cache layer holding only ``rows``, gathered by the layer's own ``reorder_cache`` (what
     ``generate()`` uses for beams: ``index_select``, so new tensors). The copy gets its own lists and dicts, so
@@ -161,8 +180,11 @@ class HFCausalLM:
     >>> logits, cache = lm.step(logits.argmax(-1), cache)  # doctest: +SKIP
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: Tokenizer, name: str) -> None:
+    def __init__(
+        self, model: PreTrainedModel, tokenizer: Tokenizer, name: str, *, cast_source: CastSource | None = None
+    ) -> None:
         align_weights(model)
+        self._cast_source = cast_source
         torch.nn.Module.eval(model)
         self.hf = model
         self.tokenizer = tokenizer
@@ -179,10 +201,27 @@ class HFCausalLM:
         ``"<name> (<dtype>)"``; this model and its weights are untouched, the tokenizer is shared.
 
         Its logits are still returned as float32 (``start``/``step``), so everything downstream stays float32.
+        The weights come from the model's ``cast_source`` when it has one (SmolLM2: a mapped cache, shared between
+        processes), else from ``cast_copy``; both give the same weights bit for bit.
         """
         from explorer.models.precision import display_name, torch_dtype
 
-        return HFCausalLM(cast_copy(self.hf, torch_dtype(dtype)), self.tokenizer, display_name(self.info.name, dtype))
+        target = torch_dtype(dtype)
+        weights = self._cast_source(target) if self._cast_source is not None else cast_copy(self.hf, target)
+        return HFCausalLM(weights, self.tokenizer, display_name(self.info.name, dtype))
+
+    def to_device(self, device: str | torch.device) -> HFCausalLM:
+        """A new model whose weights are a copy of this one's on ``device`` (``"cuda"``, ``"cuda:1"``, ...), same name
+        and tokenizer; this model is untouched. The KV cache lives on that device; logits come back as float32 on the
+        CPU (``start``/``step``), so everything downstream is as on a CPU. Results equal the CPU's token for token
+        in general, not bit for bit (other kernels round differently).
+        """
+        return HFCausalLM(device_copy(self.hf, torch.device(device)), self.tokenizer, self.info.name)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights and the KV cache are."""
+        return torch.device(self._device)
 
     def start(self, prompt_ids: list[int], rows: int = 1) -> tuple[torch.Tensor, object]:
         """Run the prompt; return float32 logits ``[rows, vocab]`` for the next token and the cache (``rows`` rows).
@@ -227,13 +266,13 @@ class HFCausalLM:
         return picked
 
     def _last_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """Float32 logits of the last position: a fresh copy the caller owns (an ordinary tensor when the caller is
-        not in inference mode, so it may be edited in place).
+        """Float32 logits of the last position, on the CPU: a fresh copy the caller owns (an ordinary tensor when the
+        caller is not in inference mode, so it may be edited in place).
 
         Lower-precision logits are cast first, as ``generate()`` does, and checked: float16 can overflow to
         inf/nan, which would silently break every score downstream.
         """
-        last = logits[:, -1, :].to(dtype=torch.float32, copy=True)
+        last = logits[:, -1, :].to(device="cpu", dtype=torch.float32, copy=True)
         if logits.dtype != torch.float32 and not bool(torch.isfinite(last).all()):
             raise ExplorerError(
                 f"{self.info.dtype} logits of {self.info.name!r} overflowed to inf/nan: use dtype='float32'"

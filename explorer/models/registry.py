@@ -20,9 +20,11 @@ from explorer.models.hf import HFCausalLM, quiet_progress_bars
 from explorer.models.precision import DEFAULT_DTYPE, check_dtype
 from explorer.models.tokenizer import Tokenizer
 
-__all__ = ["DEFAULT_MODEL", "available_models", "load_model"]
+__all__ = ["DEFAULT_MODEL", "DEVICE_ENV", "available_models", "check_device", "load_model"]
 
 DEFAULT_MODEL = "smollm2-135m"
+#: Environment variable naming the device models load on when ``load_model`` is given none (else the CPU).
+DEVICE_ENV = "DECODING_EXPLORER_DEVICE"
 
 
 def _load_smollm2() -> CausalLM:
@@ -38,7 +40,7 @@ _BUILTIN: dict[str, tuple[str, Callable[[], CausalLM]]] = {
 }
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-_loaded: dict[tuple[str, str], CausalLM] = {}  # (name, dtype) -> model
+_loaded: dict[tuple[str, ...], CausalLM] = {}  # (name, dtype) -> model on the CPU; (name, dtype, device) elsewhere
 _lock = threading.Lock()
 
 
@@ -153,7 +155,41 @@ def _cast(model: CausalLM, name: str, dtype: str) -> CausalLM:
     raise ParameterError("dtype", dtype, f"{DEFAULT_DTYPE!r} for model {name!r} ({why})")
 
 
-def load_model(name: str = DEFAULT_MODEL, dtype: str = DEFAULT_DTYPE) -> CausalLM:
+def check_device(device: str | None = None) -> str:
+    """``device`` checked and normalised (``None``: ``$DECODING_EXPLORER_DEVICE``, else ``"cpu"``): ``"cpu"``, or
+    ``"cuda"`` / ``"cuda:<index>"`` where PyTorch sees that GPU; else a one-line ``ParameterError``.
+
+    >>> check_device("cpu"), check_device(" CPU ".strip().lower())
+    ('cpu', 'cpu')
+    >>> check_device("gpu")
+    Traceback (most recent call last):
+    ...
+    explorer.errors.ParameterError: device='gpu' is invalid: expected 'cpu' or 'cuda' (or 'cuda:<index>')
+    """
+    name = (device if device is not None else os.environ.get(DEVICE_ENV, "")).strip() or "cpu"
+    try:
+        parsed = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ParameterError("device", name, "'cpu' or 'cuda' (or 'cuda:<index>')") from None
+    if parsed.type == "cpu":
+        return "cpu"
+    if parsed.type != "cuda":
+        raise ParameterError("device", name, "'cpu' or 'cuda' (or 'cuda:<index>')")
+    if not torch.cuda.is_available():
+        raise ParameterError("device", name, "'cpu' (PyTorch sees no CUDA device here)")
+    if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ParameterError("device", name, f"a GPU index below {torch.cuda.device_count()}")
+    return str(parsed)
+
+
+def _to_device(model: CausalLM, name: str, device: str) -> CausalLM:
+    """A copy of a loaded model on ``device``; a one-line error for models that have no weights to move."""
+    if isinstance(model, HFCausalLM):
+        return model.to_device(device)
+    raise ParameterError("device", device, f"'cpu' for model {name!r} (a {type(model).__name__} runs on the CPU)")
+
+
+def load_model(name: str = DEFAULT_MODEL, dtype: str = DEFAULT_DTYPE, device: str | None = None) -> CausalLM:
     """The model called ``name``, loaded once per process (later calls return the same object).
 
     ``name`` is a built-in name (see ``available_models()``), a local folder with ``config.json`` and
@@ -164,22 +200,30 @@ def load_model(name: str = DEFAULT_MODEL, dtype: str = DEFAULT_DTYPE) -> CausalL
     ``"<name> (<dtype>)"`` in traces. Toy tables refuse lower precisions (they have no weights). See
     ``explorer.models.precision`` for what each was measured to cost and gain.
 
+    ``device`` is where the weights and the KV cache live: ``"cpu"`` (the default, or ``$DECODING_EXPLORER_DEVICE``)
+    or ``"cuda"``: a copy of the CPU model (loaded first, and left as it is) moved there (``check_device``).
+
     >>> lm = load_model("tiny-random")
     >>> lm is load_model("tiny-random"), lm.info.vocab_size
     (True, 1000)
     >>> load_model("tiny-random", dtype="bfloat16").info.name
     'tiny-random (bfloat16)'
     """
-    dtype = check_dtype(dtype)
+    dtype, device = check_dtype(dtype), check_device(device)
     if not isinstance(name, str) or not name.strip():
         raise _unknown(name if isinstance(name, str) else repr(name))
     with _lock:
         model = _loaded.get((name, DEFAULT_DTYPE))
         if model is None:
             model = _loaded[(name, DEFAULT_DTYPE)] = _resolve(name)
-        if dtype == DEFAULT_DTYPE:
+        if dtype != DEFAULT_DTYPE:
+            cast = _loaded.get((name, dtype))
+            if cast is None:
+                cast = _loaded[(name, dtype)] = _cast(model, name, dtype)
+            model = cast
+        if device == "cpu":
             return model
-        cast = _loaded.get((name, dtype))
-        if cast is None:
-            cast = _loaded[(name, dtype)] = _cast(model, name, dtype)
-        return cast
+        moved = _loaded.get((name, dtype, device))
+        if moved is None:
+            moved = _loaded[(name, dtype, device)] = _to_device(model, name, device)
+        return moved

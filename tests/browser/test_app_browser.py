@@ -9,21 +9,12 @@ raise no errors of its own. Screenshots land in ``tests/out/``.
 from __future__ import annotations
 
 import pytest
-from browser_harness import ECHO_TIMEOUT, AppPage, check_clean
+from browser_harness import DETAILS_FINGERPRINT, ECHO_TIMEOUT, AppPage, check_clean
 from theme_checks import check_theme
 
 pytestmark = pytest.mark.browser
 
 PROMPT = "The secret of good bread is"
-
-#: JS: a fingerprint of the details figure (what it shows changes when a node is selected).
-DETAILS_FINGERPRINT = """() => {
-  const root = document.querySelector('.explorer-details');
-  const gd = root && (root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot'));
-  if (!gd || !gd.data) return '';
-  return JSON.stringify([(gd.layout.title && gd.layout.title.text) || '', gd.data.map(t => [t.type, t.name,
-    (t.x || []).length])]);
-}"""
 
 
 def test_two_panels_run_and_draw_their_trees(app_page: AppPage) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from explorer.errors import ExplorerError, ModelNotFoundError
-from explorer.models import available_models, load_model
+from explorer.models import available_models, load_model, registry
 from explorer.models.base import CausalLM
 from explorer.models.hf import HFCausalLM
 
@@ -92,3 +92,41 @@ def test_a_folder_that_fails_to_load_is_one_clear_line(tiny: CausalLM, tmp_path:
         load_model(str(tmp_path))
     assert "\n" not in str(caught.value)
     assert caught.value.__cause__ is None
+
+
+def test_device_is_checked_and_the_cpu_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer.errors import ParameterError
+    from explorer.models.registry import DEVICE_ENV, check_device
+
+    assert load_model("tiny-random", device="cpu") is load_model("tiny-random")
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert load_model("tiny-random", device=None) is load_model("tiny-random")
+    with pytest.raises(ParameterError, match=r"device='gpu' is invalid"):
+        load_model("tiny-random", device="gpu")
+    with pytest.raises(ParameterError, match="runs on the CPU"):
+        registry._to_device(load_model("toy:how-to-generate"), "toy:how-to-generate", "cuda")
+    if not torch.cuda.is_available():  # this machine: a clear refusal instead of a CUDA stack trace
+        with pytest.raises(ParameterError, match=r"device='cuda' is invalid: expected 'cpu' \(PyTorch sees no CUDA"):
+            load_model("tiny-random", device="cuda")
+        monkeypatch.setenv(DEVICE_ENV, "cuda")
+        with pytest.raises(ParameterError, match="no CUDA device"):
+            check_device()
+
+
+def test_a_device_copy_leaves_the_model_alone_and_gives_the_same_logits() -> None:
+    lm = load_model("tiny-random")
+    assert isinstance(lm, HFCausalLM)
+    moved = lm.to_device("cpu")  # the copy a GPU gets, made here on the CPU
+    assert moved is not lm
+    assert moved.device == torch.device("cpu")
+    assert moved.info == lm.info
+    ours = dict(moved.hf.named_parameters())
+    theirs = dict(lm.hf.named_parameters())
+    assert all(ours[k].data_ptr() != theirs[k].data_ptr() and torch.equal(ours[k], theirs[k]) for k in ours)
+    assert moved.hf.lm_head.weight is moved.hf.model.embed_tokens.weight  # still tied
+    prompt = lm.tokenizer.encode("The quick brown fox")
+    first, cache = lm.start(prompt, rows=2)
+    again, moved_cache = moved.start(prompt, rows=2)
+    assert torch.equal(first, again)
+    assert again.device == torch.device("cpu")
+    assert torch.equal(lm.step(first.argmax(-1), cache)[0], moved.step(again.argmax(-1), moved_cache)[0])

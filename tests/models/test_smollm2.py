@@ -28,12 +28,6 @@ PROBE_FIRST8 = [
 
 
 @pytest.fixture
-def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("DECODING_EXPLORER_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-@pytest.fixture
 def fake_gguf(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Stand the tiny model in for the GGUF read (which takes tens of seconds); records each call."""
     calls: list[bool] = []
