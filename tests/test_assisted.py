@@ -17,6 +17,7 @@ from explorer.invariants import check_trace
 from explorer.models.base import CausalLM
 from explorer.models.table import TableModel
 from explorer.models.tiny import build_model, tiny_tokenizer
+from explorer.speculation import DRAFTED_COLUMNS, drafted_frame, speculation_stats
 from explorer.trace import Trace
 
 WORDS = ["a", "b", "c"]
@@ -209,19 +210,11 @@ def test_a_draft_with_other_words_is_refused(tables: tuple[CausalLM, str], tmp_p
         explorer.decode(tables[0], "a", "assisted", assistant_model=str(other), max_new_tokens=3)
 
 
-def _stopped_after(rounds: int) -> Callable[[], bool]:
-    calls: list[int] = []
-
-    def stop() -> bool:
-        calls.append(1)
-        return len(calls) > rounds
-
-    return stop
-
-
 def test_a_stopped_run_keeps_its_rounds(tiny: CausalLM) -> None:
+    seen: list[object] = []
     trace = explorer.decode(tiny, [5, 6, 7], "assisted", assistant_model="tiny-random", assistant_dtype="bfloat16",
-                            max_new_tokens=30, num_assistant_tokens=2, should_stop=_stopped_after(2))
+                            max_new_tokens=30, num_assistant_tokens=2, on_step=seen.append,
+                            should_stop=lambda: len(seen) >= 2)
     assert trace.stop_reason == "stopped"
     assert len(trace.steps) == 2
     assert check_trace(trace) == []
@@ -237,3 +230,20 @@ def test_the_chain_of_hypotheses_spells_the_result(tiny: CausalLM) -> None:
     assert list(_chain(trace)) == list(trace.results[0].token_ids)
     greedy = explorer.decode(tiny, [1, 2, 3, 1, 2, 3, 1, 2], "greedy", max_new_tokens=20)
     assert trace.results[0].score == pytest.approx(greedy.results[0].score, rel=1e-5)
+
+
+def test_the_drafted_frame_has_a_row_per_drafted_token(tiny: CausalLM) -> None:
+    trace = explorer.decode(tiny, [5, 6, 7], "assisted-sample", assistant_model="tiny-random",
+                            assistant_dtype="bfloat16", seed=5, max_new_tokens=10, num_assistant_tokens=2)
+    frame = drafted_frame(trace)
+    assert list(frame.columns) == [name for name, _ in DRAFTED_COLUMNS]
+    assert len(frame) == sum(len(s.speculation.drafted) for s in trace.steps if s.speculation)
+    accepted = frame[frame["verdict"] == "accepted"]
+    assert (accepted["draw"] <= accepted["ratio"]).all()
+    rejected = frame[frame["verdict"] == "rejected"]
+    assert (rejected["draw"] > rejected["ratio"]).all()
+    stats = speculation_stats(trace)
+    assert stats is not None
+    assert stats.accepted == len(accepted)
+    assert stats.tokens == len(trace.results[0].token_ids) == 10
+    assert speculation_stats(explorer.decode(tiny, [5, 6, 7], "greedy", max_new_tokens=3)) is None

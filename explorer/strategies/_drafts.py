@@ -12,7 +12,6 @@ from typing import Protocol
 
 import torch
 
-from explorer.errors import ExplorerError
 from explorer.models.base import Verifier
 from explorer.processors.base import Context, run_processors
 from explorer.processors.numeric import MASKED_FLOOR
@@ -89,14 +88,16 @@ class ModelDraft:
             seq = torch.tensor([ids + tokens], dtype=torch.long)
             processed = run_processors(self.setup.processors, seq, logits[None], Context(self.setup.prompt_length))
             row = processed[-1][0]  # [vocab]
-            token = self._pick(row, len(ids) + len(tokens))
+            if bool((row <= MASKED_FLOOR).all()):
+                break  # nothing may follow: the draft ends here (the target says why, if it gets there)
+            token = self._pick(row)
             tokens.append(token)
             rows.append(row)
             if len(tokens) >= budget or token in self.setup.eos_token_ids or self._unsure(row, token):
                 break
             out, self.cache = self.model.extend([token], self.cache, 1)
             logits = out[0]
-        return Draft(tuple(tokens), torch.stack(rows), asked, _ms(clock))
+        return Draft(tuple(tokens), torch.stack(rows) if rows else None, asked, _ms(clock))
 
     def _resume(self, ids: list[int]) -> torch.Tensor:
         """The draft's logits after ``ids``: a prefill the first time, else its cache cut to ``len(ids) - 2``
@@ -109,10 +110,8 @@ class ModelDraft:
             out, self.cache = self.model.extend(ids[held:], self.cache, 1)
         return out[0]
 
-    def _pick(self, row: torch.Tensor, length: int) -> int:
+    def _pick(self, row: torch.Tensor) -> int:
         """The drafted token: the argmax of the processed scores, or a draw from them when sampling."""
-        if bool((row <= MASKED_FLOOR).all()):
-            raise ExplorerError(f"the draft model has nothing to draft after {length} tokens: every token is masked")
         if self.sampling:
             return int(torch.multinomial(torch.softmax(row, dim=-1), 1, generator=self.setup.generator))
         return int(torch.argmax(row))

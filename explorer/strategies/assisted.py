@@ -81,8 +81,13 @@ def _round(target: Verifier, source: Source, setup: Setup, text: Text, cache: ob
     scored = [score_logits(logits[i : i + 1], torch.tensor([[*text.ids, *draft.tokens[:i]]]), setup, context)
               for i in range(k + 1)]
     processed = torch.cat([final for _, final in scored])  # [k + 1, vocab]: the target's processed scores
-    if bool(masked_rows(processed[:1]).any()):
+    masked = masked_rows(processed).tolist()
+    if masked[0]:
         raise nothing_to("sample" if sampling else "choose", index, setup)
+    if any(masked):  # nothing may follow some drafted prefix: check only the draft before it
+        k = masked.index(True) - 1
+        draft = replace(draft, tokens=draft.tokens[:k], scores=None if draft.scores is None else draft.scores[:k])
+        scored, processed = scored[: k + 1], processed[: k + 1]
     verdict = (verify_sampling(processed, draft.tokens, draft.scores, setup.generator) if sampling
                else verify_greedy(processed, draft.tokens))
     kept = _cut(verdict.tokens, setup, len(text.ids))
