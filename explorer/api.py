@@ -159,6 +159,8 @@ def plan(
         raise ParameterError("constraints", list(constraints), "none unless the strategy takes constraints "
                              f"({', '.join(s.name for s in REGISTRY.values() if s.constraints)})")
     _check_needs(model, spec)
+    if spec.check_model is not None:
+        spec.check_model(model, p)
     return Plan(strategy, _setup(model, spec, prompt_ids, p, parsed), prompt if isinstance(prompt, str) else None,
                 chat)
 

@@ -10,6 +10,7 @@ from typing import Any
 from explorer.errors import ExplorerError
 from explorer.param_types import Choice
 from explorer.params import PARAMS, Param
+from explorer.speculation import speculation_stats
 from explorer.strategies import REGISTRY, names
 from explorer.trace import Trace
 
@@ -27,17 +28,17 @@ def _add_param(parser: argparse.ArgumentParser, p: Param) -> None:
     if widget == "none":
         return
     text = f"{p.help} ({p.check.allowed})"
+    flags = [flag(p.name)] + ([flag(p.alias)] if p.alias else [])
     if widget == "bool":
-        parser.add_argument(flag(p.name), action=argparse.BooleanOptionalAction, default=None, help=text)
+        parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=None, help=text)
     elif widget == "lines":
-        parser.add_argument(flag(p.name), action="append", default=None, metavar="TEXT",
-                            help=text + "; repeatable")
+        parser.add_argument(*flags, action="append", default=None, metavar="TEXT", help=text + "; repeatable")
     elif widget == "choice":
         values = [p.check.show(v) for v in p.check.values] if isinstance(p.check, Choice) else []
-        parser.add_argument(flag(p.name), type=str.lower, choices=values, default=None, metavar="{" + ",".join(
+        parser.add_argument(*flags, type=str.lower, choices=values, default=None, metavar="{" + ",".join(
             values) + "}", help=text)
     else:
-        parser.add_argument(flag(p.name), default=None, metavar="X", help=text)
+        parser.add_argument(*flags, default=None, metavar="X", help=text)
 
 
 def _value(p: Param, given: str | list[str] | bool) -> Any:
@@ -101,6 +102,12 @@ def summarize(trace: Trace) -> str:
     ]
     if trace.processors:
         lines.append("processors: " + ", ".join(trace.processors))
+    rounds = speculation_stats(trace)
+    if rounds is not None:
+        lines.append(f"speculation: {rounds.forwards} target forwards for {rounds.tokens} tokens "
+                     f"({rounds.tokens_per_forward:.2f} per forward); {rounds.accepted} of {rounds.drafted} drafted "
+                     f"tokens accepted ({rounds.acceptance:.0%}); draft {rounds.draft_ms / 1000:.2f} s, target "
+                     f"{rounds.target_ms / 1000:.2f} s")
     lines.append(f"{'rank':>4}  {'score':>9}  {'tokens':>6}  {'step':>4}  {'eos':>3}  {'constraints':>11}  text")
     for r in trace.results:
         sat = "-" if r.constraints_satisfied is None else ("met" if r.constraints_satisfied else "NOT met")

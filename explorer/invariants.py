@@ -84,7 +84,8 @@ def check_trace(trace: Trace) -> list[str]:
 
 
 def _check_links(trace: Trace) -> list[str]:
-    """Kept candidates become the next step's hypotheses; finished ones become that step's finished entries.
+    """Kept candidates become the next step's hypotheses (or, in a round of assisted decoding, the next one in
+    the step's chain); finished ones become that step's finished entries.
 
     A complete run keeps nothing at its last step, and its results come from recorded finished entries.
     """
@@ -93,6 +94,8 @@ def _check_links(trace: Trace) -> list[str]:
     finished_ids = {f.id for step in trace.steps for f in step.finished}
     for i, step in enumerate(trace.steps):
         later = {h.id for h in trace.steps[i + 1].hypotheses} if i + 1 < len(trace.steps) else set()
+        if step.speculation is not None:  # a round of assisted decoding: its hypotheses form a chain
+            later |= {h.id for h in step.hypotheses}
         here = {f.id for f in step.finished}
         for hyp in step.hypotheses:
             for c in hyp.candidates:

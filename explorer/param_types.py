@@ -29,6 +29,7 @@ __all__ = [
     "Float",
     "Function",
     "Int",
+    "ModelName",
     "Optional",
     "Pattern",
     "PrefixFunction",
@@ -477,6 +478,24 @@ class Pattern(Check):
 
     def parse(self, text: str) -> Any:
         return text or None
+
+
+@dataclass(frozen=True)
+class ModelName(Check):
+    """The name of a model ``explorer.load_model`` accepts (a draft model): non-empty text, checked when loaded.
+
+    >>> ModelName().parse(" "), ModelName().parse("smollm2-135m")
+    (None, 'smollm2-135m')
+    """
+
+    widget: Widget = "text"
+    allowed: str = "None or a model name (see explorer.available_models())"
+
+    def ok(self, value: Any) -> bool:
+        return value is None or (isinstance(value, str) and bool(value.strip()))
+
+    def parse(self, text: str) -> Any:
+        return text.strip() or None
 
 
 @dataclass(frozen=True)

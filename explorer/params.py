@@ -20,6 +20,7 @@ from explorer.param_types import (
     Float,
     Function,
     Int,
+    ModelName,
     Optional,
     Pattern,
     PrefixFunction,
@@ -35,9 +36,9 @@ __all__ = ["LIMITS", "PARAMS", "DecodeParams", "Param", "Scope", "Section", "par
 LIMITS = {"num_beams": 64, "max_new_tokens": 4096, "record_top_k": 1000, "num_return_sequences": 64}
 
 #: Which strategies use a parameter: all of them, or those whose registry entry ``uses`` the scope.
-Scope = Literal["all", "beam", "groups", "returns", "sampling"]
+Scope = Literal["all", "assisted", "beam", "groups", "returns", "sampling"]
 #: Where the app shows a parameter (``length``: the controls above the panels).
-Section = Literal["length", "search", "processor", "warper", "stopping", "recording"]
+Section = Literal["length", "search", "draft", "processor", "warper", "stopping", "recording"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Param:
 
     ``basic`` parameters show in a panel at once, the others under "more". ``via`` names the parameters that the
     command line and the app reach this one through, when it has no text form of its own (a Python function).
+    ``alias`` is a second, shorter command-line flag (``--assistant`` for ``--assistant-model``).
     """
 
     name: str
@@ -57,13 +59,14 @@ class Param:
     section: Section
     basic: bool = False
     via: tuple[str, ...] = ()
+    alias: str | None = None
 
 
 def param(default: Any, check: Check, scope: Scope, help: str, label: str, section: Section, *,
-          basic: bool = False, via: tuple[str, ...] = ()) -> Any:
+          basic: bool = False, via: tuple[str, ...] = (), alias: str | None = None) -> Any:
     """A field of :class:`DecodeParams` carrying its declaration (the name comes from the field)."""
     spec = {"default": default, "check": check, "scope": scope, "help": help, "label": label, "section": section,
-            "basic": basic, "via": via}
+            "basic": basic, "via": via, "alias": alias}
     return field(default=default, metadata={"param": spec})
 
 
@@ -94,6 +97,28 @@ class DecodeParams:
                                        "search", basic=True)
     num_return_sequences: int = param(1, Int(1, LIMITS["num_return_sequences"]), "returns", "results to return",
                                       "sequences returned", "search", basic=True)
+    assistant_model: str | None = param(
+        None, ModelName(), "assisted", "the draft model: any model name load_model takes with the target's tokenizer "
+        "(assisted strategies; one candidate source at a time)", "draft model", "draft", basic=True,
+        alias="assistant")
+    assistant_dtype: str = param("float32", Choice(("float32", "bfloat16", "float16")), "assisted",
+                                 "precision of the draft model (bfloat16 of the target itself: a self-draft)",
+                                 "draft precision", "draft", basic=True)
+    prompt_lookup_num_tokens: int | None = param(
+        None, Optional(Int(1, 64)), "assisted", "draft this many tokens by n-gram lookup in the prompt and the text so "
+        "far, instead of a draft model", "prompt lookup tokens", "draft", basic=True)
+    max_matching_ngram_size: int | None = param(
+        None, Optional(Int(1, 64)), "assisted", "longest n-gram prompt lookup matches (unset: 2)",
+        "lookup n-gram size", "draft")
+    num_assistant_tokens: int = param(20, Int(1, 64), "assisted", "tokens the draft model proposes per round (the "
+                                      "schedule's start)", "draft tokens", "draft", basic=True)
+    num_assistant_tokens_schedule: str = param(
+        "constant", Choice(("constant", "heuristic", "heuristic_transient")), "assisted",
+        "draft length: constant, or heuristic (+2 after a fully accepted draft, -1 otherwise; every run starts "
+        "from num_assistant_tokens)", "draft schedule", "draft", basic=True)
+    assistant_confidence_threshold: float = param(
+        0.4, Float(0, 1, high_open=True), "assisted", "the draft model stops drafting when its probability of its "
+        "token falls below this (0 = off)", "draft confidence", "draft")
     sequence_bias: tuple[tuple[tuple[int, ...] | str, float], ...] = param(
         (), Biases(), "all", "add BIAS to a token sequence's last token when the rest of it precedes: PHRASE = BIAS or "
         "[ids] = BIAS (repeatable)", "sequence bias", "processor")

@@ -14,18 +14,21 @@ __all__ = [
     "PLACEHOLDER",
     "Candidate",
     "ConstraintProgress",
+    "Drafted",
     "Fate",
     "Finished",
     "Hypothesis",
     "Result",
+    "Speculation",
     "Step",
     "Trace",
+    "Verdict",
 ]
 
 #: Version of the JSON trace format (see ``trace.schema.json``): the minor number grows when fields or values are added
-#: (1.1: finished entries that ended on a stop string or the time limit), the major one on an incompatible change.
-#: Readers accept every 1.x document.
-FORMAT_VERSION = "1.1"
+#: (1.1: finished entries that ended on a stop string or the time limit; 1.2: a step's speculation, in assisted
+#: decoding), the major one on an incompatible change. Readers accept every 1.x document.
+FORMAT_VERSION = "1.2"
 
 #: Scores at or below this are the reference's "impossible" placeholders (-1e9 and what is added to it): rows that
 #: fill a beam when too few real continuations exist, never a real hypothesis's score.
@@ -112,9 +115,64 @@ class Finished:
     note: str = ""
 
 
+Verdict = Literal["accepted", "rejected", "unchecked", "dropped"]
+VERDICTS: tuple[Verdict, ...] = ("accepted", "rejected", "unchecked", "dropped")
+
+
+@dataclass(frozen=True)
+class Drafted:
+    """One token the draft proposed in a round of assisted decoding, and what the target made of it.
+
+    ``draft_prob`` is the draft's probability of it (its processed distribution ``q``; ``None`` for prompt lookup,
+    which has none); ``target_prob`` the target's (``p``, processed, at the same position). ``verdict``:
+    ``accepted`` (it is in the text), ``rejected`` (the first one the target refused), ``unchecked`` (after a
+    rejection), ``dropped`` (accepted, but after eos or past the token budget). ``draw`` is the uniform number
+    speculative sampling compared with ``p / q`` (accepted when ``draw <= p / q``).
+    """
+
+    token_id: int
+    text: str
+    draft_prob: float | None
+    target_prob: float
+    verdict: Verdict
+    reason: str
+    draw: float | None = None
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """One round of assisted decoding: what was drafted, what the target kept, and what it added itself.
+
+    ``source`` is the candidate source (``assistant_model`` or ``prompt_lookup``). ``added`` is the target's own
+    token after the accepted ones (``added_kind``: ``correction`` after a rejection, ``bonus`` after a fully
+    accepted draft; ``None`` when eos or the budget ended the text first); after a rejection in speculative
+    sampling ``residual`` lists the most likely tokens of the normalised residual ``max(0, p - q)`` it was drawn from.
+    ``draft_length`` is the number of tokens the schedule asked for this round, ``next_draft_length`` the next
+    round's; ``draft_ms`` the draft's time (the target's forward is the step's ``forward_ms``).
+    """
+
+    source: str
+    drafted: tuple[Drafted, ...]
+    added: int | None
+    added_kind: Literal["bonus", "correction"] | None
+    residual: tuple[tuple[int, float], ...]
+    draft_length: int
+    next_draft_length: int
+    draft_ms: float
+
+    @property
+    def accepted(self) -> int:
+        """How many drafted tokens went into the text."""
+        return sum(d.verdict == "accepted" for d in self.drafted)
+
+
 @dataclass(frozen=True)
 class Step:
-    """One decoding step: the live hypotheses, new finished entries, and the pool after the step."""
+    """One decoding step: the live hypotheses, new finished entries, and the pool after the step.
+
+    In assisted decoding a step is one verification forward of the target: its hypotheses form a chain (one per
+    token the step added, each the parent of the next) and ``speculation`` records the round.
+    """
 
     index: int
     hypotheses: tuple[Hypothesis, ...]
@@ -123,6 +181,7 @@ class Step:
     done_groups: tuple[int, ...] = ()
     forward_ms: float = 0.0
     search_ms: float = 0.0
+    speculation: Speculation | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,17 @@ import math
 from typing import Any
 
 from explorer._util import gc_paused
-from explorer.trace import Candidate, ConstraintProgress, Finished, Hypothesis, Result, Step, Trace
+from explorer.trace import (
+    Candidate,
+    ConstraintProgress,
+    Drafted,
+    Finished,
+    Hypothesis,
+    Result,
+    Speculation,
+    Step,
+    Trace,
+)
 from explorer.trace_validate import validate_document
 
 __all__ = ["JSONDoc", "trace_from_dict", "trace_to_dict"]
@@ -73,13 +83,31 @@ def _finished_out(f: Finished) -> JSONDoc:
     }
 
 
+def _opt_fout(x: float | None) -> float | str | None:
+    """A float or null."""
+    return None if x is None else _fout(x)
+
+
+def _speculation_out(s: Speculation) -> JSONDoc:
+    """One round of assisted decoding as a dict."""
+    drafted = [{"token_id": d.token_id, "text": d.text, "draft_prob": _opt_fout(d.draft_prob),
+                "target_prob": _fout(d.target_prob), "verdict": d.verdict, "reason": d.reason,
+                "draw": _opt_fout(d.draw)} for d in s.drafted]
+    return {"source": s.source, "drafted": drafted, "added": s.added, "added_kind": s.added_kind,
+            "residual": [[t, _fout(p)] for t, p in s.residual], "draft_length": s.draft_length,
+            "next_draft_length": s.next_draft_length, "draft_ms": _fout(s.draft_ms)}
+
+
 def _step_out(s: Step) -> JSONDoc:
-    """One step as a dict."""
-    return {
+    """One step as a dict (``speculation`` only where there is one, as format 1.1 readers expect)."""
+    out = {
         "index": s.index, "hypotheses": [_hypothesis_out(h) for h in s.hypotheses],
         "finished": [_finished_out(f) for f in s.finished], "pool": list(s.pool),
         "done_groups": list(s.done_groups), "forward_ms": _fout(s.forward_ms), "search_ms": _fout(s.search_ms),
     }
+    if s.speculation is not None:
+        out["speculation"] = _speculation_out(s.speculation)
+    return out
 
 
 def _result_out(r: Result) -> JSONDoc:
@@ -101,7 +129,7 @@ def trace_to_dict(trace: Trace) -> JSONDoc:
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=2)
     >>> doc = trace_to_dict(t)
     >>> doc["version"], len(doc["steps"]), trace_from_dict(doc) == t
-    ('1.1', 2, True)
+    ('1.2', 2, True)
     """
     with gc_paused():
         return _trace_out(trace)
@@ -170,12 +198,28 @@ def _finished_in(d: JSONDoc) -> Finished:
     )
 
 
+def _opt_fin(x: float | str | None) -> float | None:
+    """A JSON float or null."""
+    return None if x is None else _fin(x)
+
+
+def _speculation_in(d: JSONDoc | None) -> Speculation | None:
+    """One round of assisted decoding from its dict (``None``: a step of another strategy)."""
+    if d is None:
+        return None
+    drafted = tuple(Drafted(int(x["token_id"]), x["text"], _opt_fin(x["draft_prob"]), _fin(x["target_prob"]),
+                            x["verdict"], x["reason"], _opt_fin(x["draw"])) for x in d["drafted"])
+    return Speculation(d["source"], drafted, _opt_int(d["added"]), d["added_kind"],
+                       tuple((int(t), _fin(p)) for t, p in d["residual"]), int(d["draft_length"]),
+                       int(d["next_draft_length"]), _fin(d["draft_ms"]))
+
+
 def _step_in(d: JSONDoc) -> Step:
     """One step from its dict."""
     return Step(
         int(d["index"]), tuple(_hypothesis_in(h) for h in d["hypotheses"]),
         tuple(_finished_in(f) for f in d["finished"]), _ints(d["pool"]), _ints(d["done_groups"]),
-        _fin(d["forward_ms"]), _fin(d["search_ms"]),
+        _fin(d["forward_ms"]), _fin(d["search_ms"]), _speculation_in(d.get("speculation")),
     )
 
 

@@ -141,3 +141,36 @@ def test_bad_values_of_the_new_flags_exit_2_with_one_line(
     err = capsys.readouterr().err
     assert message in err
     assert err.count("\n") == 1
+
+
+def test_assisted_decoding_prints_its_rounds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["trace", "--model", "tiny-random", "--prompt", "one two", "--strategy", "assisted", "--assistant",
+                 "tiny-random", "--assistant-dtype", "bfloat16", "--num-assistant-tokens", "3",
+                 "--num-assistant-tokens-schedule", "heuristic", "--assistant-confidence-threshold", "0.1",
+                 "--max-new-tokens", "8"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^speculation: \d+ target forwards for 8 tokens \([\d.]+ per forward\); \d+ of \d+ drafted",
+                     out, re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--assistant", "tiny-random", "--prompt-lookup-num-tokens", "3"], "one candidate source at a time"),
+        (["--assistant", "toy:how-to-generate"], "expected a draft with the target's vocabulary (1000 tokens"),
+        (["--assistant", "tiny-random", "--num-beams", "2"], "num_beams=2 is invalid: expected unset"),
+        ([], "assistant_model=None is invalid: expected a draft model name, or set prompt_lookup_num_tokens"),
+        (["--prompt-lookup-num-tokens", "3", "--max-matching-ngram-size", "0"], "max_matching_ngram_size=0"),
+        (["--assistant", "tiny-random", "--assistant-confidence-threshold", "1"],
+         "assistant_confidence_threshold=1.0 is invalid: expected a number in [0, 1)"),
+    ],
+)
+def test_impossible_assisted_combinations_exit_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        sys.exit(main(["trace", "--model", "tiny-random", "--prompt", "Hello", "--strategy", "assisted", *args]))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1

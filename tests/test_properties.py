@@ -47,6 +47,15 @@ def runs(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
               "early_stopping": draw(st.sampled_from([True, False, "never"]))}
         if "groups" in spec.uses:
             p |= {"num_beam_groups": groups, "diversity_penalty": draw(st.floats(0.0, 3.0))}
+    if "assisted" in spec.uses:
+        if draw(st.booleans()):
+            p |= {"prompt_lookup_num_tokens": draw(st.integers(1, 6)),
+                  "max_matching_ngram_size": draw(st.sampled_from([None, 1, 2, 3]))}
+        else:
+            p |= {"assistant_model": "tiny-random", "assistant_dtype": "bfloat16",
+                  "num_assistant_tokens": draw(st.integers(1, 6)),
+                  "num_assistant_tokens_schedule": draw(st.sampled_from(["constant", "heuristic"])),
+                  "assistant_confidence_threshold": draw(st.sampled_from([0.0, 0.4]))}
     if spec.constraints:
         phrase = draw(st.lists(st.integers(3, 999), min_size=1, max_size=3))
         options = draw(st.lists(st.lists(st.integers(3, 999), min_size=1, max_size=2), min_size=2, max_size=3,
@@ -65,7 +74,8 @@ def decode_or_clear_error(model: CausalLM, prompt: Any, strategy: str, params: d
         message = str(error)
     verb = "sample" if REGISTRY[strategy].sampling else "choose"
     assert message.startswith(f"nothing to {verb} at step"), message
-    assert strategy in ("greedy", "sample", "beam", "beam-sample")  # diverse and constrained finish -inf beams
+    # diverse and constrained finish -inf beams
+    assert strategy in ("greedy", "sample", "beam", "beam-sample", "assisted", "assisted-sample")
     assert "\n" not in message
     return None
 
@@ -99,7 +109,7 @@ def test_the_same_seed_gives_the_same_trace(tiny: CausalLM, run: tuple[str, dict
 
 @SETTINGS
 @given(name=st.sampled_from(["toy:how-to-generate", "toy:d2l-beam", "toy:constrained", "toy:diverse"]),
-       run=runs().filter(lambda r: not REGISTRY[r[0]].constraints))
+       run=runs().filter(lambda r: not REGISTRY[r[0]].constraints and "assistant_model" not in r[1]))
 def test_toys_keep_every_invariant(name: str, run: tuple[str, dict[str, Any]]) -> None:
     model = explorer.load_model(name)
     strategy, params = run

@@ -20,7 +20,17 @@ from explorer import trace_codec, trace_io, trace_validate
 from explorer.errors import TraceFormatError
 from explorer.invariants import check_trace
 from explorer.models.base import CausalLM
-from explorer.trace import Candidate, ConstraintProgress, Finished, Hypothesis, Result, Step, Trace
+from explorer.trace import (
+    Candidate,
+    ConstraintProgress,
+    Drafted,
+    Finished,
+    Hypothesis,
+    Result,
+    Speculation,
+    Step,
+    Trace,
+)
 from explorer.trace_io import dump_trace, load_trace, trace_from_dict, trace_to_dict, validate_document
 
 PROMPT = [5, 6, 7, 8]
@@ -137,7 +147,8 @@ def test_document_shape(traces: dict[str, Trace]) -> None:
     cand = doc["steps"][0]["hypotheses"][0]["candidates"][0]
     assert isinstance(cand["adjustments"], list)
     assert doc["steps"][0]["hypotheses"][0]["constraint"]["status"] == ["pending"]
-    assert doc["version"] == explorer.trace.FORMAT_VERSION == "1.1"
+    assert doc["version"] == explorer.trace.FORMAT_VERSION == "1.2"
+    assert "speculation" not in doc["steps"][0]  # only assisted decoding writes it (format 1.1 readers read the rest)
     assert next(iter(doc)) == "version"
     proc = trace_to_dict(traces["processors"])["steps"][1]["hypotheses"][0]["candidates"][0]["adjustments"]
     assert [name for name, _ in proc] == list(traces["processors"].processors)
@@ -152,7 +163,9 @@ def test_tuples_in_free_form_fields_become_lists() -> None:
 # --- the schema -----------------------------------------------------------------------------------------------
 
 RECORDS = {"candidate": Candidate, "constraint_progress": ConstraintProgress, "hypothesis": Hypothesis,
-           "finished": Finished, "step": Step, "result": Result}
+           "finished": Finished, "step": Step, "result": Result, "speculation": Speculation, "drafted": Drafted}
+#: Fields a document may leave out (added in a later minor version, written only where they apply).
+OPTIONAL = {"step": {"speculation"}}
 
 
 def test_schema_is_valid_draft_07() -> None:
@@ -167,7 +180,7 @@ def test_schema_records_match_the_dataclasses(name: str) -> None:
     record = trace_io.trace_schema()["definitions"][name]
     fields = [f.name for f in dataclasses.fields(RECORDS[name])]
     assert list(record["properties"]) == fields
-    assert sorted(record["required"]) == sorted(fields)
+    assert sorted(record["required"]) == sorted(set(fields) - OPTIONAL.get(name, set()))
     assert record["additionalProperties"] is False
     assert record["title"]
     assert record["description"]

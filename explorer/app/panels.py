@@ -16,7 +16,7 @@ from explorer.strategies import get, names
 
 __all__ = ["PanelControls", "PanelEvents"]
 
-_SECTION_TITLES = {"search": "search", "processor": "processors", "warper": "sampling warpers",
+_SECTION_TITLES = {"search": "search", "draft": "draft", "processor": "processors", "warper": "sampling warpers",
                    "stopping": "stopping", "recording": "recording"}
 
 

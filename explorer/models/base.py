@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["CausalLM", "ModelInfo", "TokenizerLike"]
+__all__ = ["CausalLM", "ModelInfo", "TokenizerLike", "Verifier"]
 
 
 @dataclass(frozen=True)
@@ -83,4 +83,23 @@ class CausalLM(Protocol):
 
     def select(self, cache: object, rows: torch.Tensor) -> object:
         """Gather cache rows by index (``rows``: ``[new_rows]`` int64)."""
+        ...
+
+
+@runtime_checkable
+class Verifier(CausalLM, Protocol):
+    """A causal LM that also feeds several tokens of one row in one forward and takes tokens back out of its
+    cache: what speculative decoding needs, from the target (check a draft) and from a draft model."""
+
+    def extend(self, tokens: list[int], cache: object | None, keep: int) -> tuple[torch.Tensor, object]:
+        """Feed ``tokens`` to a one-row ``cache`` (``None``: a fresh one); float32 logits ``[keep, vocab]`` of the
+        last ``keep`` positions, and the cache."""
+        ...
+
+    def crop(self, cache: object, length: int) -> object:
+        """The cache holding only its first ``length`` positions."""
+        ...
+
+    def cache_length(self, cache: object) -> int:
+        """Number of positions ``cache`` holds."""
         ...

@@ -256,6 +256,47 @@ class HFCausalLM:
             out = self.hf(input_ids=input_ids, use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache})
         return self._last_logits(out.logits), out[self._cache_keyword]
 
+    def extend(self, tokens: list[int], cache: object | None, keep: int) -> tuple[torch.Tensor, object]:
+        """Feed ``tokens`` to a one-row ``cache`` (``None``: a fresh one, the prompt's prefill) in one forward;
+        return float32 logits ``[keep, vocab]`` of the last ``keep`` positions and the cache (extended in place).
+
+        What assisted decoding needs: the target checks several drafted tokens in one forward, as the reference
+        does (``logits_to_keep`` = drafted tokens + 1), and ``crop`` drops the rejected ones afterwards.
+
+        >>> lm = load_model("tiny-random")  # doctest: +SKIP
+        >>> logits, cache = lm.extend([5, 6, 7], None, 2)  # doctest: +SKIP
+        >>> logits.shape[0], lm.cache_length(cache)  # doctest: +SKIP
+        (2, 3)
+        """
+        if cache is None:
+            self._check_prompt(tokens)
+            past = DynamicCache(config=self._cache_config)
+        else:
+            past = self._check_cache(cache)
+        if not 1 <= keep <= len(tokens):
+            raise ExplorerError(f"keep={keep} is invalid: expected 1 to {len(tokens)} (the tokens fed)")
+        input_ids = torch.tensor([tokens], dtype=torch.long, device=self._device)
+        with torch.inference_mode():
+            out = self.hf(input_ids=input_ids, use_cache=True, logits_to_keep=keep, **{self._cache_keyword: past})
+        logits = out.logits[0, -keep:, :]
+        return self._float_logits(logits), out[self._cache_keyword]
+
+    def crop(self, cache: object, length: int) -> object:
+        """Keep the first ``length`` positions of ``cache`` (in place; returned): the drafted tokens the target
+        rejected leave the cache."""
+        past = self._check_cache(cache)
+        remove = int(past.get_seq_length()) - length
+        if remove < 0:
+            raise ExplorerError(f"cannot crop a cache of {past.get_seq_length()} positions to {length}")
+        if remove:  # a negative count removes that many in transformers 4.x and 5.x alike (5.x refuses positives)
+            with torch.inference_mode():
+                past.crop(-remove)
+        return past
+
+    def cache_length(self, cache: object) -> int:
+        """Number of positions ``cache`` holds."""
+        return int(self._check_cache(cache).get_seq_length())
+
     def select(self, cache: object, rows: torch.Tensor) -> object:
         """Gather cache rows by index (``rows``: ``[new_rows]`` int64) into a new cache; ``cache`` is untouched."""
         past = self._check_cache(cache)
@@ -272,7 +313,11 @@ class HFCausalLM:
         Lower-precision logits are cast first, as ``generate()`` does, and checked: float16 can overflow to
         inf/nan, which would silently break every score downstream.
         """
-        last = logits[:, -1, :].to(device="cpu", dtype=torch.float32, copy=True)
+        return self._float_logits(logits[:, -1, :])
+
+    def _float_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` as a fresh float32 tensor on the CPU, checked for overflow when computed in lower precision."""
+        last = logits.to(device="cpu", dtype=torch.float32, copy=True)
         if logits.dtype != torch.float32 and not bool(torch.isfinite(last).all()):
             raise ExplorerError(
                 f"{self.info.dtype} logits of {self.info.name!r} overflowed to inf/nan: use dtype='float32'"

@@ -153,10 +153,35 @@ class TableModel:
         rows = tuple((*r, int(t)) for r, t in zip(cache.rows, tokens.tolist(), strict=True))
         return torch.stack([self._logits(r) for r in rows]), _Rows(rows)
 
+    def extend(self, tokens: list[int], cache: object | None, keep: int) -> tuple[torch.Tensor, object]:
+        """Append ``tokens`` to a one-row cache (``None``: none yet); logits ``[keep, vocab]`` after each of the
+        last ``keep`` prefixes (see :meth:`explorer.models.hf.HFCausalLM.extend`)."""
+        held = () if cache is None else _one_row(cache)
+        row = (*held, *(int(t) for t in tokens))
+        if not 1 <= keep <= len(tokens):
+            raise ExplorerError(f"keep={keep} is invalid: expected 1 to {len(tokens)} (the tokens fed)")
+        logits = torch.stack([self._logits(row[:end]) for end in range(len(row) - keep + 1, len(row) + 1)])
+        return logits, _Rows((row,))
+
+    def crop(self, cache: object, length: int) -> object:
+        """The first ``length`` tokens of a one-row cache."""
+        return _Rows((_one_row(cache)[:length],))
+
+    def cache_length(self, cache: object) -> int:
+        """Number of tokens a one-row cache holds."""
+        return len(_one_row(cache))
+
     def select(self, cache: object, rows: torch.Tensor) -> object:
         """Rows by index."""
         assert isinstance(cache, _Rows)
         return _Rows(tuple(cache.rows[i] for i in rows.tolist()))
+
+
+def _one_row(cache: object) -> tuple[int, ...]:
+    """The tokens of a one-row toy cache."""
+    if not isinstance(cache, _Rows) or len(cache.rows) != 1:
+        raise ExplorerError("expected the one-row cache that extend returned")
+    return cache.rows[0]
 
 
 def _check_termination(model: TableModel) -> None:

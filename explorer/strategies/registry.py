@@ -27,6 +27,7 @@ __all__ = [
     "REGISTRY",
     "Driver",
     "Family",
+    "ModelCheck",
     "Need",
     "StrategySpec",
     "beam_rules",
@@ -49,6 +50,9 @@ Need = Literal["hidden_states"]
 #: forward, the cache cropped after a rejection): ``driver(model, spec, setup, on_step, should_stop) -> Run``.
 Driver = Callable[["CausalLM", "StrategySpec", "Setup", "Callable[[Step], None] | None",
                    "Callable[[], bool] | None"], "Run"]
+#: A check of the model (and any model the parameters name, e.g. a draft model) when a run is planned: raises
+#: ``ParameterError`` (one line) for a combination that cannot run.
+ModelCheck = Callable[["CausalLM", DecodeParams], None]
 
 
 def _no_rules(p: DecodeParams) -> None:
@@ -64,6 +68,8 @@ class StrategySpec:
     parameters every strategy takes; ``defaults`` overrides parameter defaults; ``rules`` checks what ranges alone
     cannot (raising ``ParameterError``). ``constraints``: it takes phrasal and disjunctive constraints (at least
     one). ``sorted_beams``: its beams come sorted by score within a group (an invariant of its traces).
+    ``driver`` runs the search instead of the shared loop (``steps`` is then what one step reduces to);
+    ``check_model`` checks the model and the parameters together when a run is planned.
     """
 
     name: str
@@ -77,6 +83,7 @@ class StrategySpec:
     sorted_beams: bool = False
     needs: frozenset[Need] = frozenset()
     driver: Driver | None = None
+    check_model: ModelCheck | None = None
 
     @property
     def sampling(self) -> bool:

@@ -1,0 +1,155 @@
+"""Speculative decoding's speed: traced assisted decoding against the reference's assisted ``generate()`` and
+against plain traced greedy, as ratios measured in one run.
+
+Usage: ``python benchmarks/bench_speculative.py [--model smollm2-135m] [--tokens 60] [--repeats 1] [--threads 2]
+[--json out.json]``
+
+For each prompt (two plain, two chat) it times plain traced greedy (the baseline), the reference's plain greedy
+``generate()``, and for each draft configuration traced ``assisted`` and the reference's ``generate()`` with the same
+draft and schedule, all interleaved, best of ``--repeats``. ``min_new_tokens = --tokens`` keeps eos away, so every run
+makes exactly ``--tokens`` tokens (the min-new-tokens processor runs in target and draft alike, in both). It prints the
+summed time of each, its ratio to plain traced greedy and to the reference, and the target forwards (which must be
+the same in traced and reference runs; it says so when they are not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import explorer
+from explorer.models.base import CausalLM
+from explorer.speculation import speculation_stats
+
+PROMPTS: list[tuple[str, bool]] = [
+    ("The secret to a good loaf of bread is", False),
+    ("def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n    ", False),
+    ("List the days of the week, one per line.", True),
+    ("Summarize: the cat sat on the mat. The cat was happy on the mat because the mat was warm.", True),
+]
+#: name -> the draft parameters (explorer's names; the reference takes the same ones).
+CONFIGS: dict[str, dict[str, Any]] = {
+    "bf16 self-draft, constant 20 (default)": {"assistant_model": "smollm2-135m", "assistant_dtype": "bfloat16"},
+    "bf16 self-draft, heuristic from 5": {"assistant_model": "smollm2-135m", "assistant_dtype": "bfloat16",
+                                          "num_assistant_tokens": 5, "num_assistant_tokens_schedule": "heuristic"},
+    "bf16 self-draft, constant 3": {"assistant_model": "smollm2-135m", "assistant_dtype": "bfloat16",
+                                    "num_assistant_tokens": 3},
+    "prompt lookup 10": {"prompt_lookup_num_tokens": 10},
+    "prompt lookup 3": {"prompt_lookup_num_tokens": 3},
+}
+
+
+def _timed(run: Callable[[], int]) -> tuple[float, int]:
+    """Seconds one call takes, and the target forwards it reports."""
+    start = time.perf_counter()
+    forwards = run()
+    return time.perf_counter() - start, forwards
+
+
+def traced(model: CausalLM, ids: list[int], tokens: int, params: dict[str, Any]) -> Callable[[], int]:
+    """A traced run: ``assisted`` with ``params``, or plain greedy when empty."""
+
+    def run() -> int:
+        strategy = "assisted" if params else "greedy"
+        trace = explorer.decode(model, ids, strategy, max_new_tokens=tokens, min_new_tokens=tokens, **params)
+        stats = speculation_stats(trace)
+        return stats.forwards if stats else len(trace.steps)
+
+    return run
+
+
+def reference(model: CausalLM, ids: list[int], tokens: int, params: dict[str, Any]) -> Callable[[], int]:
+    """transformers' own ``generate()`` with the same settings (plain greedy when ``params`` is empty)."""
+    hf = model.hf  # type: ignore[attr-defined]
+    p = dict(params)
+    kwargs: dict[str, Any] = {}
+    if "assistant_model" in p:
+        draft = explorer.load_model(p.pop("assistant_model"), p.pop("assistant_dtype", "float32"))
+        config = draft.hf.generation_config  # type: ignore[attr-defined]
+        config.num_assistant_tokens = p.pop("num_assistant_tokens", 20)
+        config.num_assistant_tokens_schedule = p.pop("num_assistant_tokens_schedule", "constant")
+        config.assistant_confidence_threshold = p.pop("assistant_confidence_threshold", 0.4)
+        kwargs["assistant_model"] = draft.hf  # type: ignore[attr-defined]
+
+    def run() -> int:
+        calls = [0]
+        hook = hf.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+        try:
+            tensor = torch.tensor([ids])
+            eos = model.info.eos_token_ids[0]
+            hf.generate(tensor, attention_mask=torch.ones_like(tensor), do_sample=False, eos_token_id=eos,
+                        pad_token_id=eos, max_new_tokens=tokens, min_new_tokens=tokens, **kwargs, **p)
+        finally:
+            hook.remove()
+        return calls[0]
+
+    return run
+
+
+def measure(model: CausalLM, tokens: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Summed best-of-``repeats`` seconds and target forwards of every run kind over the prompts."""
+    kinds: dict[str, Callable[[list[int]], Callable[[], int]]] = {
+        "traced greedy": lambda ids: traced(model, ids, tokens, {}),
+        "reference greedy": lambda ids: reference(model, ids, tokens, {}),
+    }
+    for name, params in CONFIGS.items():
+        kinds[f"traced: {name}"] = lambda ids, params=params: traced(model, ids, tokens, params)
+        kinds[f"reference: {name}"] = lambda ids, params=params: reference(model, ids, tokens, params)
+    totals = {kind: {"s": 0.0, "forwards": 0.0} for kind in kinds}
+    for number, (prompt, chat) in enumerate(PROMPTS):
+        ids = list(explorer.tokenize_prompt(model, prompt, chat=chat))
+        runs = {kind: make(ids) for kind, make in kinds.items()}
+        if number == 0:
+            for run in runs.values():
+                run()  # warm up once: loads, the draft model's copy, first-call costs
+        best: dict[str, tuple[float, int]] = {}
+        for _ in range(repeats):
+            for kind, run in runs.items():
+                seconds, forwards = _timed(run)
+                best[kind] = min(best.get(kind, (seconds, forwards)), (seconds, forwards))
+        for kind, (seconds, forwards) in best.items():
+            totals[kind]["s"] += seconds
+            totals[kind]["forwards"] += forwards
+    return totals
+
+
+def table(totals: dict[str, dict[str, float]], tokens: int) -> str:
+    """The Markdown table of RESULTS.md."""
+    base = totals["traced greedy"]["s"]
+    rows = [f"| run ({len(PROMPTS)} prompts x {tokens} tokens) | time (s) | / traced greedy | traced / reference "
+            "| target forwards |", "|---|---|---|---|---|"]
+    for kind in ("traced greedy", "reference greedy", *(f"{side}: {name}" for name in CONFIGS
+                                                       for side in ("traced", "reference"))):
+        t = totals[kind]
+        versus = ""
+        if kind.startswith("traced: "):
+            ref = totals["reference: " + kind.removeprefix("traced: ")]
+            versus = f"{t['s'] / ref['s']:.2f}" + ("" if ref["forwards"] == t["forwards"] else " (forwards differ!)")
+        rows.append(f"| {kind} | {t['s']:.2f} | {t['s'] / base:.2f} | {versus} | {int(t['forwards'])} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--tokens", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="also write the totals as JSON")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = explorer.load_model(args.model)
+    totals = measure(model, args.tokens, args.repeats)
+    print(table(totals, args.tokens))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(totals, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Assisted decoding: a draft proposes several tokens, the target checks them all in one forward.
+
+``assisted`` verifies greedily (its text is exactly greedy's); ``assisted-sample`` by speculative sampling (its text
+is distributed exactly as ``sample``'s). The draft comes from a draft model (``assistant_model``) or from n-gram
+lookup in the text so far (``prompt_lookup_num_tokens``). One trace step is one verification forward of the target,
+the prompt folded into the first, as the reference (transformers 5.x ``_assisted_decoding``) counts them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import torch
+
+from explorer.errors import ParameterError
+from explorer.models.base import CausalLM, Verifier
+from explorer.params import PARAMS, DecodeParams
+from explorer.processors.base import Context
+from explorer.strategies._drafts import ModelDraft, PromptLookup, Source
+from explorer.strategies._speculation import Round, Text, record_round
+from explorer.strategies._verify import verify_greedy, verify_sampling
+from explorer.strategies.base import Setup, masked_rows, nothing_to, score_logits
+from explorer.strategies.greedy import Greedy
+from explorer.strategies.registry import StrategySpec, register
+from explorer.trace import Result, Step
+
+if TYPE_CHECKING:
+    from explorer.engine import Run
+
+__all__ = ["ASSISTED", "ASSISTED_SAMPLE", "check_models", "drive"]
+
+_STOPS = {"eos": "eos", "max_length": "max_new_tokens", "stop_string": "stop_string", "max_time": "max_time"}
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def drive(model: CausalLM, spec: StrategySpec, setup: Setup, on_step: Callable[[Step], None] | None,
+          should_stop: Callable[[], bool] | None) -> Run:
+    """Run assisted decoding to the end: draft, verify in one target forward, keep, take back the rest; repeat.
+
+    ``should_stop`` is asked between rounds; Ctrl-C ends the run too; either way the partial trace is kept.
+    """
+    from explorer.engine import Run
+
+    began = time.perf_counter()
+    target = _verifier(model, "the target")
+    source = _source(setup, spec.sampling)
+    text, cache, stop = Text(setup.prompt_ids), None, "running"
+    steps: list[Step] = []
+    try:
+        with torch.inference_mode():
+            while text.finished is None:
+                if should_stop is not None and should_stop():
+                    stop = "stopped"
+                    break
+                step, text, cache = _round(target, source, setup, text, cache, len(steps), spec.sampling)
+                steps.append(step)
+                if on_step is not None:
+                    on_step(step)
+    except KeyboardInterrupt:
+        stop = "interrupted"
+    if stop == "running" and text.finished is not None:
+        stop = _STOPS[text.finished.reason]
+    return Run(tuple(steps), (_result(text, setup, len(steps)),), stop, _ms(began))
+
+
+def _round(target: Verifier, source: Source, setup: Setup, text: Text, cache: object | None, index: int,
+           sampling: bool) -> tuple[Step, Text, object]:
+    """One round: the draft, the target's forward over it, the verdict, the cache taken back, the record."""
+    draft = source.propose(list(text.ids))
+    k, clock = len(draft.tokens), time.perf_counter()
+    held = 0 if cache is None else target.cache_length(cache)  # the target's cache lacks the text's last token
+    logits, cache = target.extend([*text.ids[held:], *draft.tokens], cache, k + 1)  # [k + 1, vocab]
+    forward_ms, clock = _ms(clock), time.perf_counter()
+    context = Context(setup.prompt_length)
+    scored = [score_logits(logits[i : i + 1], torch.tensor([[*text.ids, *draft.tokens[:i]]]), setup, context)
+              for i in range(k + 1)]
+    processed = torch.cat([final for _, final in scored])  # [k + 1, vocab]: the target's processed scores
+    masked = masked_rows(processed).tolist()
+    if masked[0]:
+        raise nothing_to("sample" if sampling else "choose", index, setup)
+    if any(masked):  # nothing may follow some drafted prefix: check only the draft before it
+        k = masked.index(True) - 1
+        draft = replace(draft, tokens=draft.tokens[:k], scores=None if draft.scores is None else draft.scores[:k])
+        scored, processed = scored[: k + 1], processed[: k + 1]
+    verdict = (verify_sampling(processed, draft.tokens, draft.scores, setup.generator) if sampling
+               else verify_greedy(processed, draft.tokens))
+    kept = _cut(verdict.tokens, setup, len(text.ids))
+    cache = target.crop(cache, len(text.ids) + len(kept) - 1)  # the accepted drafted tokens stay, the rest go
+    source.update(len(kept) - 1, k)
+    r = Round(index, draft, tuple(s for s, _ in scored), verdict, kept, source.name, sampling, source.length)
+    step, text = record_round(text, r, setup)
+    return replace(step, forward_ms=forward_ms, search_ms=_ms(clock)), text, cache
+
+
+def _cut(tokens: tuple[int, ...], setup: Setup, length: int) -> tuple[int, ...]:
+    """The verified tokens within the budget and through the first eos (the reference cuts both)."""
+    tokens = tokens[: setup.max_length - length]
+    ends = [i for i, t in enumerate(tokens) if t in setup.eos_token_ids]
+    return tokens[: ends[0] + 1] if ends else tokens
+
+
+def _result(text: Text, setup: Setup, steps: int) -> Result:
+    """The one returned sequence (as it stands when the run was stopped early)."""
+    tokens = text.ids[setup.prompt_length :]
+    fin = text.finished
+    return Result(0, tokens, setup.decode(list(tokens)), text.score, fin.step if fin else max(steps - 1, 0),
+                  bool(tokens) and tokens[-1] in setup.eos_token_ids, source=fin.id if fin else text.hyp_id)
+
+
+def _verifier(model: object, role: str) -> Verifier:
+    """``model`` as a :class:`Verifier`, or a one-line error."""
+    if not isinstance(model, Verifier):
+        raise ParameterError("strategy", "assisted", f"{role} to feed several tokens per forward and crop its cache "
+                             f"({type(model).__name__} cannot)")
+    return model
+
+
+def _source(setup: Setup, sampling: bool) -> Source:
+    """The run's candidate source: its draft model (loaded once per process) or prompt lookup."""
+    p = setup.params
+    if p.prompt_lookup_num_tokens is not None:
+        return PromptLookup(setup)
+    from explorer.models.registry import load_model
+
+    draft = _verifier(load_model(str(p.assistant_model), p.assistant_dtype), "a draft model")
+    return ModelDraft(draft, setup, sampling)
+
+
+def check_models(model: CausalLM, p: DecodeParams) -> None:
+    """A candidate source is set, the target can verify, and a draft model loads and shares its vocabulary (same
+    size, same tokens). (Checked when a run is planned: parameters alone may still lack a source.)"""
+    _verifier(model, "the target")
+    if p.assistant_model is None and p.prompt_lookup_num_tokens is None:
+        raise ParameterError("assistant_model", None, "a draft model name, or set prompt_lookup_num_tokens instead "
+                             "(assisted decoding needs a candidate source)")
+    if p.assistant_model is None:
+        return
+    from explorer.models.registry import load_model
+
+    draft = _verifier(load_model(p.assistant_model, p.assistant_dtype), "a draft model")
+    size = model.info.vocab_size
+    if draft.info.vocab_size != size:
+        raise ParameterError("assistant_model", p.assistant_model, f"a draft with the target's vocabulary ({size} "
+                             f"tokens; it has {draft.info.vocab_size}: different tokenizers are not supported)")
+    step = max(1, size // 2000)
+    differ = next((t for t in range(0, size, step) if draft.tokenizer.token_text(t) != model.tokenizer.token_text(t)),
+                  None)
+    if differ is not None:
+        raise ParameterError("assistant_model", p.assistant_model, "a draft with the target's tokenizer (token "
+                             f"{differ} is {draft.tokenizer.token_text(differ)!r} there, "
+                             f"{model.tokenizer.token_text(differ)!r} in the target)")
+
+
+_DEFAULTS = {prm.name: prm.default for prm in PARAMS}
+_MODEL_ONLY = ("assistant_dtype", "num_assistant_tokens", "num_assistant_tokens_schedule",
+               "assistant_confidence_threshold")
+
+
+def _rules(p: DecodeParams) -> None:
+    """At most one candidate source, and no knob of the other one."""
+    if p.assistant_model is not None and p.prompt_lookup_num_tokens is not None:
+        raise ParameterError("prompt_lookup_num_tokens", p.prompt_lookup_num_tokens,
+                             "unset while assistant_model is set (one candidate source at a time)")
+    if p.prompt_lookup_num_tokens is None and p.max_matching_ngram_size is not None:
+        raise ParameterError("max_matching_ngram_size", p.max_matching_ngram_size,
+                             "unset unless prompt_lookup_num_tokens is set")
+    if p.prompt_lookup_num_tokens is not None:
+        for name in _MODEL_ONLY:
+            if getattr(p, name) != _DEFAULTS[name]:
+                raise ParameterError(name, getattr(p, name), "unset with prompt lookup (it applies to a draft model)")
+
+
+# ``steps``: with an empty draft a round is exactly one step of greedy (or sample); the driver runs the search.
+ASSISTED = register(StrategySpec(
+    "assisted", "a draft proposes tokens, the target keeps those that are its own best: greedy's text in fewer "
+    "target forwards", Greedy(), "rows", uses=frozenset({"assisted"}), rules=_rules, driver=drive,
+    check_model=check_models))
+ASSISTED_SAMPLE = register(StrategySpec(
+    "assisted-sample", "speculative sampling: keep a drafted token with probability min(1, p/q), else draw from "
+    "max(0, p - q): distributed exactly as sample", Greedy(sampling=True), "rows",
+    uses=frozenset({"assisted", "sampling"}), rules=_rules, driver=drive, check_model=check_models))

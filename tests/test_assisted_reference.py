@@ -1,0 +1,111 @@
+"""Assisted decoding against the installed transformers 5.x: the same text, the same drafts round by round, and the
+same number of target forwards, for a draft model (a bfloat16 self-draft) and for prompt lookup, greedy.
+
+The reference's candidate generators are instrumented here (what each round drafted), and a forward hook on the
+target counts its forwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from transformers.generation import candidate_generator as cg
+
+import explorer
+from explorer.invariants import check_trace
+from explorer.models.base import CausalLM
+
+
+def reference(target: CausalLM, prompt: list[int], params: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+              ) -> tuple[list[int], list[tuple[int, ...]], int]:
+    """transformers' ``generate`` with the same settings: generated ids, each round's draft, target forwards."""
+    p = dict(params)
+    drafts: list[tuple[int, ...]] = []
+    for cls in (cg.AssistedCandidateGenerator, cg.PromptLookupCandidateGenerator):
+        original = cls.get_candidates
+
+        def recorded(self: Any, input_ids: torch.Tensor, _original: Any = original, **kwargs: Any) -> Any:
+            candidates, logits = _original(self, input_ids, **kwargs)
+            drafts.append(tuple(candidates[0, input_ids.shape[1] :].tolist()))
+            return candidates, logits
+
+        monkeypatch.setattr(cls, "get_candidates", recorded)
+    kwargs: dict[str, Any] = {}
+    if "assistant_model" in p:
+        draft = explorer.load_model(p.pop("assistant_model"), p.pop("assistant_dtype", "float32"))
+        config = draft.hf.generation_config  # type: ignore[attr-defined]
+        for name, default in (("num_assistant_tokens", 20), ("num_assistant_tokens_schedule", "constant"),
+                              ("assistant_confidence_threshold", 0.4)):
+            monkeypatch.setattr(config, name, p.pop(name, default))
+        kwargs["assistant_model"] = draft.hf  # type: ignore[attr-defined]
+    hf = target.hf  # type: ignore[attr-defined]
+    forwards = [0]
+    hook = hf.register_forward_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
+    try:
+        ids = torch.tensor([prompt])
+        eos = target.info.eos_token_ids[0]
+        out = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, eos_token_id=eos,
+                          pad_token_id=eos, **kwargs, **p)
+    finally:
+        hook.remove()
+    row = out[0, len(prompt) :].tolist()
+    return (row[: row.index(eos) + 1] if eos in row else row), drafts, forwards[0]
+
+
+def check(target: CausalLM, prompt: list[int], params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    trace = explorer.decode(target, prompt, "assisted", **params)
+    tokens, drafts, forwards = reference(target, prompt, params, monkeypatch)
+    assert list(trace.results[0].token_ids) == tokens
+    greedy = explorer.decode(target, prompt, "greedy", max_new_tokens=params["max_new_tokens"],
+                             **{k: v for k, v in params.items() if k in ("repetition_penalty", "no_repeat_ngram_size",
+                                                                         "min_new_tokens")})
+    assert trace.results[0].token_ids == greedy.results[0].token_ids
+    assert [tuple(d.token_id for d in s.speculation.drafted) for s in trace.steps if s.speculation] == drafts
+    assert len(trace.steps) == forwards
+    assert check_trace(trace) == []
+
+
+SELF_DRAFT = {"assistant_model": "tiny-random", "assistant_dtype": "bfloat16"}
+TINY_CASES: list[tuple[list[int], dict[str, Any]]] = [
+    ([5, 6, 7, 8, 9], {**SELF_DRAFT, "max_new_tokens": 30}),
+    ([100, 200, 300], {**SELF_DRAFT, "max_new_tokens": 25, "num_assistant_tokens": 3,
+                       "num_assistant_tokens_schedule": "heuristic"}),
+    ([11, 12, 13], {**SELF_DRAFT, "max_new_tokens": 25, "num_assistant_tokens": 4,
+                    "num_assistant_tokens_schedule": "heuristic_transient", "assistant_confidence_threshold": 0.0,
+                    "repetition_penalty": 1.3}),
+    ([7, 8], {**SELF_DRAFT, "max_new_tokens": 20, "num_assistant_tokens": 6, "assistant_confidence_threshold": 0.2,
+              "no_repeat_ngram_size": 2, "min_new_tokens": 8}),
+    ([5, 6, 7, 5, 6, 7, 5, 6], {"prompt_lookup_num_tokens": 4, "max_new_tokens": 25}),
+    ([1, 2, 3, 4, 1, 2, 3, 4, 1, 2], {"prompt_lookup_num_tokens": 10, "max_matching_ngram_size": 3,
+                                      "max_new_tokens": 20}),
+    ([9, 8, 9, 8, 9, 8], {"prompt_lookup_num_tokens": 3, "max_matching_ngram_size": 1, "max_new_tokens": 15,
+                          "no_repeat_ngram_size": 3}),
+]
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize(("prompt", "params"), TINY_CASES)
+def test_tiny_random_matches_transformers(tiny: CausalLM, prompt: list[int], params: dict[str, Any],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    check(tiny, prompt, params, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.reference
+@pytest.mark.parametrize(
+    ("prompt", "chat", "params"),
+    [
+        ("The best way to bake bread is", False, {"assistant_model": "smollm2-135m", "assistant_dtype": "bfloat16",
+                                                  "max_new_tokens": 30}),
+        ("List the days of the week.", True, {"assistant_model": "smollm2-135m", "assistant_dtype": "bfloat16",
+                                              "max_new_tokens": 30, "num_assistant_tokens": 5,
+                                              "num_assistant_tokens_schedule": "heuristic"}),
+        ("Repeat after me: one two three four, one two three four, one two", False,
+         {"prompt_lookup_num_tokens": 5, "max_new_tokens": 30}),
+    ],
+)
+def test_smollm2_matches_transformers(smollm2: CausalLM, prompt: str, chat: bool, params: dict[str, Any],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    check(smollm2, list(explorer.tokenize_prompt(smollm2, prompt, chat=chat)), params, monkeypatch)
