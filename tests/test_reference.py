@@ -57,7 +57,10 @@ def test_there_are_enough_cases() -> None:
     cases = [c for doc in _documents() for c in doc["cases"]]
     assert len(cases) >= 20
     # every registered strategy that does not draw at random (sampling is checked live: test_transformers_live.py)
-    assert {c["strategy"] for c in cases} == {name for name, spec in REGISTRY.items() if not spec.sampling}
+    # and runs in the shared loop (assisted decoding, with its own driver, is native only in transformers 5.x and
+    # checked live against it: test_assisted_reference.py)
+    fixed = {name for name, spec in REGISTRY.items() if not spec.sampling and spec.driver is None}
+    assert {c["strategy"] for c in cases} == fixed
     assert {c["model"] for c in cases} == {"tiny-random", "smollm2-135m"}
 
 
