@@ -194,7 +194,7 @@ lock: $(TOOLS_VENV)/.installed
 # The newest releases pyproject.toml allows, in a throwaway virtualenv, the suite with warnings as errors (as always).
 # torch stays the CPU build on disk (a newer torch from PyPI is a multi-GB CUDA build). Not part of CI: CI is locked.
 LATEST_VENV := $(STATE)/venv-latest
-test-latest: browser
+test-latest: browser $(NODE_MODULES)/.installed
 	rm -rf $(LATEST_VENV)
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/pip install -q --upgrade pip
