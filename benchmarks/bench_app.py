@@ -13,7 +13,9 @@ For each model (``tiny-random`` through ``DECODING_EXPLORER_MODEL``; the default
 * the bytes the page received over the kernel websocket until then, and how many widget models it holds;
 * with ``--setups``, the warm time to interactive of the default model served three ways, one after the other:
   "class" as ``make app`` serves it (a pool of pre-heated kernels forked from the warm process, jupyterlab-plotly's
-  extension not loaded), "class, all extensions" (the same with every labextension), "no pool"
+  extension not loaded, plotly's module a cached file: explorer/serve/assets.py), "class, module in state" (the same
+  with plotly's module inside each figure widget's state, as before), "class, all extensions" (the same with every
+  labextension), "no pool"
   (``--preheat_kernel=False``: each page starts its kernel, forked) and "before" (no pool, ordinary kernels, every
   extension: what ``make app`` did before the class issue); each load waits ``--gap`` seconds after the last (a
   pool refills).
@@ -130,6 +132,7 @@ def measure_loads(model: str | None, loads: int, state: Path) -> dict[str, Any]:
 ALL_EXTENSIONS = "--VoilaConfiguration.extension_denylist=none"  # every labextension, jupyterlab-plotly's included
 SETUPS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "class": ((), {}),
+    "class, module in state": ((), {"DECODING_EXPLORER_ASSETS": "off"}),
     "class, all extensions": ((ALL_EXTENSIONS,), {}),
     "no pool": (("--preheat_kernel=False",), {}),
     "before": (("--preheat_kernel=False", ALL_EXTENSIONS), {"EXPLORER_FORK": "0"}),
@@ -147,16 +150,17 @@ def measure_setups(model: str | None, loads: int, gap: float, state: Path) -> li
                 server.wait_listening(timeout=120)
                 app, _ = open_page(browser, server)  # the first page: everything is warm after it
                 app.page.context.close()
-                warm = []
+                warm, ws_mb = [], 0.0
                 for _ in range(loads):
                     time.sleep(gap)
                     app, seconds = open_page(browser, server)
                     warm.append(seconds)
+                    ws_mb = app.seen.ws_bytes_received / 1e6
                     app.page.context.close()
             finally:
                 server.stop()
-        rows.append({"setup": name, "warm_s": warm})
-        print(f"  {name:21s} warm: {', '.join(f'{s:.1f}' for s in warm)} s", flush=True)
+        rows.append({"setup": name, "warm_s": warm, "ws_mb": ws_mb})
+        print(f"  {name:23s} warm: {', '.join(f'{s:.1f}' for s in warm)} s, websocket {ws_mb:.1f} MB", flush=True)
     return rows
 
 
@@ -283,10 +287,11 @@ def main() -> None:
               f"{min(warm):8.1f}s {row['cold_ws_mb']:6.1f} {row['widgets']:8d}")
     if report["setups"]:
         print(f"\nwarm time to interactive by setup ({args.setups} loads, {args.gap:.0f} s apart)")
-        print(f"{'setup':21s} {'median':>7s} {'best':>6s} {'worst':>6s}")
+        print(f"{'setup':23s} {'median':>7s} {'best':>6s} {'worst':>6s} {'websocket':>9s}")
         for row in report["setups"]:
             warm = row["warm_s"]
-            print(f"{row['setup']:21s} {statistics.median(warm):6.1f}s {min(warm):5.1f}s {max(warm):5.1f}s")
+            print(f"{row['setup']:23s} {statistics.median(warm):6.1f}s {min(warm):5.1f}s {max(warm):5.1f}s "
+                  f"{row['ws_mb']:7.1f} MB")
     runs = [r for r in report["runs"] if "strategy" in r]
     together = next((r for r in report["runs"] if "together" in r), None)
     if runs:

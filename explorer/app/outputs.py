@@ -1,7 +1,8 @@
 """The app's outputs: ONE ``FigureWidget`` for every panel's tree, ONE for details, the selection and the summary.
 
 Each is redrawn only when what it shows changed, the page's theme included; the figure widgets are updated in place
-(a new plotly widget would ship its multi-megabyte bundle to the page again).
+(a new plotly widget would load plotly's multi-megabyte module in the page again; served by Voila, the page imports it
+once from a cached file: ``explorer.serve.assets``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
-import plotly.graph_objects as go
 
 from explorer import figures
 from explorer.app._nodes import NodeInfo
@@ -19,6 +19,7 @@ from explorer.app.state import AppState, Panel, panel_by_id
 from explorer.app.theme import on_page
 from explorer.app.views import Same, keyed_traces, placeholder, selection_html, show_figure
 from explorer.figures import Theme
+from explorer.serve.assets import figure_widget
 from explorer.trace import Trace
 
 __all__ = ["Outputs"]
@@ -33,7 +34,7 @@ class Outputs:
     """Trees, details, selection text and the summary table, drawn from the state."""
 
     def __init__(self, on_click: ClickHandler) -> None:
-        self.tree = go.FigureWidget(on_page(placeholder("press Run to see the search trees")))
+        self.tree = figure_widget(on_page(placeholder("press Run to see the search trees")))
         self.tree.add_class("explorer-tree")
         # The details figure is made with the first trace, not with the page: each plotly widget loads a 5 MB
         # module in the page, and anywidget gives up on a widget whose module takes over 2 s (then drops its
@@ -109,7 +110,7 @@ class Outputs:
         else:
             fig = placeholder("score timelines and candidates show here after a run", theme=self.theme)
         if self.details is None:
-            self.details = go.FigureWidget(on_page(fig))
+            self.details = figure_widget(on_page(fig))
             self.details.add_class("explorer-details")
             self.details_box.children = (self.details,)
         else:

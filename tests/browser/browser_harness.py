@@ -287,6 +287,8 @@ class Watch:
     ws_frames_received: int = 0
     echoes: list[dict[str, Any]] = field(default_factory=list)
     widget_models: int = 0
+    #: ``(url, status)`` of every request for plotly's widget module as a file (explorer.serve.assets)
+    plotly_modules: list[tuple[str, int]] = field(default_factory=list)
 
 
 def kernel_message(payload: str | bytes) -> tuple[str, dict[str, Any]]:
@@ -378,6 +380,7 @@ def watch(page: Any) -> Watch:
     page.on("console", on_console)
     page.on("pageerror", lambda err: seen.page_errors.append(f"{err.name}: {err.message}"))
     page.on("websocket", on_websocket)
+    page.on("response", lambda r: seen.plotly_modules.append((r.url, r.status)) if "/plotly-widget-" in r.url else None)
     return seen
 
 

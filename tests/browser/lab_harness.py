@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from browser_harness import NOTEBOOK, ROOT, ServerProcess
+from browser_harness import NOTEBOOK, ROOT, ServerProcess, make_variables
 
 #: JupyterLab's settings for the tests: no "official Jupyter news?" toast, no update check (the page stays offline).
 LAB_SETTINGS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
@@ -66,7 +66,7 @@ class LabServer(ServerProcess):
             (settings / name).write_text(json.dumps(values))
         cmd = [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
                "--ServerApp.port_retries=0", "--no-browser", f"--ServerApp.root_dir={self.root}",
-               *(["--allow-root"] if os.geteuid() == 0 else [])]
+               *make_variables()["LAB_EXTENSIONS"].split(), *(["--allow-root"] if os.geteuid() == 0 else [])]
         self._launch(cmd, self.root)
 
     def read_token(self, timeout: float = 60.0) -> str:

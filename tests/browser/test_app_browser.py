@@ -55,6 +55,12 @@ def test_two_panels_run_and_draw_their_trees(app_page: AppPage) -> None:
     assert node in app.page.locator(".explorer-selection").inner_text(), app.explain()
     check_clean(app)
 
+    # Two plotly widgets (trees, details) on the page: plotly's module came once, as a file, not over the websocket.
+    modules = app.seen.plotly_modules
+    assert [status for _url, status in modules] == [200], f"plotly's module requests: {modules}. {app.explain()}"
+    assert app.seen.ws_bytes_received < 4_000_000, (
+        f"{app.seen.ws_bytes_received / 1e6:.1f} MB over the websocket: plotly's module travels in widget state")
+
 
 def test_bad_parameter_is_an_inline_message_not_a_traceback(app_page: AppPage) -> None:
     app = app_page

@@ -94,6 +94,10 @@ def test_the_app_in_jupyterlab_light_then_dark(lab: LabServer, browser: Any) -> 
         dark = check_theme(app, "dark")
         _shots(app, "dark")
         check_clean(app)
+        # The tree and details figures imported plotly's module once, from the server extension's file.
+        modules = app.seen.plotly_modules
+        assert [status for _url, status in modules] == [200], f"plotly's module requests: {modules}. {app.explain()}"
+        assert "/decoding-explorer/static/" in modules[0][0], modules
         print(f"lowest contrast ratios: light {light}, dark {dark}")
         _saved_leaves_nothing_to_commit(app, lab)
     finally:

@@ -1,0 +1,144 @@
+"""plotly's widget module served as a file, so that a page loads it once, from the cache, not with every figure.
+
+plotly's ``FigureWidget`` is an anywidget whose module (plotly.js and its widget code, about 5 MB) travels *inside
+the widget's state*: every figure widget sends it over the kernel's websocket and the page evaluates it again from
+a new blob. Served by Voila, that costs every page twice:
+
+* Voila's widget manager asks the kernel for every widget's state at once and gives up after 4 s, then falls back
+  to a path that can wait forever ("Loading widget..."): with 5 MB in the answer, a busy machine misses the 4 s;
+* anywidget gives up on a widget whose module takes more than 2 s to initialise.
+
+``make install`` writes the module into the app's Voila template (``static/plotly-widget-<hash>.js``, next to
+``index.html.j2``: ``python -m explorer.serve.assets``), which Voila serves at ``voila/templates/explorer/static/``;
+in JupyterLab (``make lab``, the hub's servers) this module, as a Jupyter server extension, serves the same folder at
+``decoding-explorer/static/`` and tells the server's kernels so (``DECODING_EXPLORER_ASSETS``; ``off`` there keeps
+plotly's own module). A versioned URL is cached for a year. In a kernel whose page can fetch the file,
+``figure_widget`` makes figure widgets whose module is a few lines that import that URL; anywhere else (a plain
+``pip install``) they are plotly's own, unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import plotly
+import plotly.graph_objects as go
+from jupyter_core.paths import jupyter_path
+
+__all__ = ["PLOTLY_BUNDLE", "TEMPLATE_STATIC", "asset_name", "figure_widget", "loader_esm", "served", "write_asset"]
+
+#: plotly's widget module (what ``FigureWidget._esm`` holds).
+PLOTLY_BUNDLE = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
+#: The app's Voila template's static folder (on the ``JUPYTER_PATH`` of ``make app``, the hub and the tests).
+TEMPLATE_STATIC = Path(__file__).parents[1] / "app" / "jupyter" / "voila" / "templates" / "explorer" / "static"
+#: Where Voila serves that folder, relative to the page's base URL.
+ROUTE = "voila/templates/explorer/static/"
+#: Where the server extension serves it (JupyterLab), and the variable that tells the server's kernels.
+SERVER_ROUTE = "decoding-explorer/static/"
+ROUTE_ENV = "DECODING_EXPLORER_ASSETS"
+_PREFIX = "plotly-widget-"
+
+
+@functools.cache
+def _digest() -> str:
+    return hashlib.sha256(PLOTLY_BUNDLE.read_bytes()).hexdigest()[:16]
+
+
+def asset_name() -> str:
+    """The served file's name: it changes with plotly's module, so a cached copy is never stale."""
+    return f"{_PREFIX}{_digest()}.js"
+
+
+def write_asset(folder: Path = TEMPLATE_STATIC) -> Path:
+    """Write the module into ``folder`` (atomically; nothing if it is there) and remove other versions of it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / asset_name()
+    if not target.is_file() or target.stat().st_size != PLOTLY_BUNDLE.stat().st_size:
+        partial = target.with_suffix(f".{os.getpid()}.part")
+        partial.write_bytes(PLOTLY_BUNDLE.read_bytes())
+        partial.replace(target)
+    for old in folder.glob(f"{_PREFIX}*"):
+        if old != target:
+            old.unlink(missing_ok=True)
+    return target
+
+
+def served(env: Mapping[str, str] | None = None) -> str | None:
+    """Where this kernel's page can import the module from (relative to the page's base URL), if anywhere: the
+    server extension's route when the kernel's server runs it, else Voila's when Voila started the kernel (it sets
+    ``VOILA_SERVER_URL``) and the file is in the explorer template's static folder on the Jupyter path."""
+    if env is None:
+        env = os.environ
+    if env.get(ROUTE_ENV) == "off":  # plotly's own module, in the widget state (to compare, or to rule this out)
+        return None
+    name = asset_name()
+    if env.get(ROUTE_ENV) and (TEMPLATE_STATIC / name).is_file():
+        return env[ROUTE_ENV]
+    if "VOILA_SERVER_URL" in env and any(
+        (Path(folder) / name).is_file() for folder in jupyter_path("voila", "templates", "explorer", "static")
+    ):
+        return ROUTE
+    return None
+
+
+def loader_esm(route: str) -> str:
+    """A module that re-exports plotly's from the file served at ``route`` (the page's base URL is in its Jupyter
+    config, in Voila and in JupyterLab)."""
+    return f"""
+const config = JSON.parse(document.getElementById("jupyter-config-data")?.textContent || "{{}}");
+const base = (config.baseUrl || "/").replace(/\\/?$/, "/");
+const url = new URL(`${{base}}{route}{asset_name()}?v={_digest()}`, document.baseURI).href;
+const plotlyWidget = await import(url);
+export default plotlyWidget.default;
+"""
+
+
+@functools.cache
+def _served_class(route: str) -> type[go.FigureWidget]:
+    return type("FigureWidget", (go.FigureWidget,), {"_esm": loader_esm(route), "__module__": __name__})
+
+
+def figure_widget(fig: Any) -> go.FigureWidget:
+    """A ``FigureWidget`` of ``fig`` whose module comes from the served file when there is one (see above)."""
+    route = served()
+    return _served_class(route)(fig) if route else go.FigureWidget(fig)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": __name__}]
+
+
+def _load_jupyter_server_extension(server_app: Any) -> None:
+    """Serve ``TEMPLATE_STATIC`` at ``<base>decoding-explorer/static/`` and tell the server's kernels."""
+    from jupyter_server.base.handlers import FileFindHandler
+    from jupyter_server.utils import url_path_join
+
+    web_app = server_app.web_app
+    route = url_path_join(web_app.settings["base_url"], SERVER_ROUTE, "(.*)")
+    web_app.add_handlers(".*$", [(route, FileFindHandler, {"path": [str(TEMPLATE_STATIC)]})])
+    os.environ[ROUTE_ENV] = SERVER_ROUTE  # the kernels this server starts inherit its environment
+    server_app.log.info("decoding-explorer: plotly's widget module served at %s", route)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m explorer.serve.assets", description=__doc__.split("\n")[0])
+    parser.add_argument("folder", nargs="?", type=Path, default=TEMPLATE_STATIC, help="where to write it")
+    args = parser.parse_args(argv)
+    try:
+        path = write_asset(args.folder)
+    except OSError as err:
+        print(f"error: cannot write plotly's widget module into {args.folder}: {err}", file=sys.stderr)
+        return 2
+    print(f"plotly's widget module: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
