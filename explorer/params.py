@@ -104,6 +104,10 @@ class DecodeParams:
     assistant_dtype: str = param("float32", Choice(("float32", "bfloat16", "float16")), "assisted",
                                  "precision of the draft model (bfloat16 of the target itself: a self-draft)",
                                  "draft precision", "draft", basic=True)
+    assistant_early_exit: int | None = param(
+        None, Optional(Int(1, 1024)), "assisted", "draft with the target's own first K layers, its final norm and LM "
+        "head (self-speculative; shares the target's weights), instead of a draft model", "early exit layers",
+        "draft", basic=True)
     prompt_lookup_num_tokens: int | None = param(
         None, Optional(Int(1, 64)), "assisted", "draft this many tokens by n-gram lookup in the prompt and the text so "
         "far, instead of a draft model", "prompt lookup tokens", "draft", basic=True)

@@ -195,12 +195,69 @@ def test_rounds_round_trip_through_json(tiny: CausalLM) -> None:
          "num_beams=2 is invalid: expected unset: it applies only to"),
         ({"assistant_model": "smollm2-135m-nonexistent"}, "unknown model"),
         ({"assistant_model": "toy:how-to-generate"}, "a draft with the target's vocabulary"),
+        ({"assistant_early_exit": 2}, "below the target's 2 layers"),
+        ({"assistant_early_exit": 1, "assistant_model": "tiny-random"}, "unset while assistant_model is set"),
+        ({"assistant_early_exit": 1, "prompt_lookup_num_tokens": 3}, "unset while prompt_lookup_num_tokens is set"),
+        ({"assistant_early_exit": 1, "assistant_dtype": "bfloat16"}, "the early exit runs the target's own weights"),
+        ({"assistant_early_exit": 0}, "assistant_early_exit=0 is invalid"),
     ],
 )
 def test_impossible_combinations_are_one_line(tiny: CausalLM, params: dict[str, object], message: str) -> None:
     with pytest.raises(explorer.ExplorerError, match=message) as error:
         explorer.decode(tiny, [5, 6, 7], "assisted", max_new_tokens=5, **params)
     assert "\n" not in str(error.value)
+
+
+def test_a_toy_table_has_no_layers_to_exit_from(tables: tuple[CausalLM, str]) -> None:
+    with pytest.raises(explorer.ParameterError, match="an early exit needs a transformer's layers") as error:
+        explorer.decode(tables[0], "a", "assisted", assistant_early_exit=1, max_new_tokens=3)
+    assert "\n" not in str(error.value)
+
+
+def test_early_exit_drafts_from_the_targets_first_layers_and_leaves_the_target_whole(tiny: CausalLM) -> None:
+    """The draft's logits are the target's first layer, its norm and head (the layers after it cut off); the
+    target's own forwards, during and after the run, still use every layer."""
+    hf = tiny.hf  # type: ignore[attr-defined]
+    full, _ = tiny.extend([5, 6, 7], None, 1)  # type: ignore[attr-defined]
+    trace = explorer.decode(tiny, [5, 6, 7], "assisted", assistant_early_exit=1, max_new_tokens=12,
+                            assistant_confidence_threshold=0.0, num_assistant_tokens=3)
+    assert {s.speculation.source for s in trace.steps if s.speculation} == {"assistant_early_exit"}
+    assert trace.results[0].token_ids == explorer.decode(tiny, [5, 6, 7], "greedy", max_new_tokens=12
+                                                         ).results[0].token_ids
+    assert hf.config.num_hidden_layers == 2
+    after, _ = tiny.extend([5, 6, 7], None, 1)  # type: ignore[attr-defined]
+    assert torch.equal(full, after)
+    draft, cache = tiny.early_exit(1).extend([5, 6, 7], None, 1)  # type: ignore[attr-defined]
+    assert len(cache.layers) == 1, "the draft's cache holds the layers it ran"
+    with torch.inference_mode():
+        hidden = hf.model(input_ids=torch.tensor([[5, 6, 7]]), output_hidden_states=True).hidden_states[1]
+        by_hand = hf.lm_head(hf.model.norm(hidden))[0, -1].float()
+    assert torch.allclose(draft[0], by_hand, atol=1e-5)
+    assert not torch.allclose(draft[0], full[0], atol=1e-3)
+    with pytest.raises(explorer.ExplorerError, match="needs 1 to 1 of"):
+        tiny.early_exit(2)  # type: ignore[attr-defined]
+
+
+def test_early_exit_speculative_sampling_has_the_targets_law(tiny: CausalLM) -> None:
+    """The first token of ``assisted-sample`` with an early-exit draft against ``sample``'s exact distribution."""
+    logits, _ = tiny.extend([5, 6, 7], None, 1)  # type: ignore[attr-defined]
+    probs = torch.softmax(logits[0] / 2.0, dim=-1)
+    top = torch.topk(probs, 6).indices.tolist()
+    counts = dict.fromkeys(top, 0)
+    other = 0
+    runs = 600
+    for seed in range(runs):
+        trace = explorer.decode(tiny, [5, 6, 7], "assisted-sample", assistant_early_exit=1, max_new_tokens=1,
+                                temperature=2.0, top_k=0, seed=seed)
+        first = trace.results[0].token_ids[0]
+        if first in counts:
+            counts[first] += 1
+        else:
+            other += 1
+    expected = [float(probs[t]) * runs for t in top] + [(1 - float(probs[top].sum())) * runs]
+    observed = [counts[t] for t in top] + [other]
+    statistic = sum((o - e) ** 2 / e for o, e in zip(observed, expected, strict=True))
+    assert statistic < 20.5, f"chi-square {statistic:.1f} on 6 degrees of freedom (p < 0.002): {observed} vs {expected}"
 
 
 def test_a_draft_with_other_words_is_refused(tables: tuple[CausalLM, str], tmp_path: Path) -> None:

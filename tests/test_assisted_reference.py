@@ -1,5 +1,5 @@
 """Assisted decoding against the installed transformers 5.x: the same text, the same drafts round by round, and the
-same number of target forwards, for a draft model (a bfloat16 self-draft) and for prompt lookup, greedy.
+same number of target forwards, for a draft model (a bfloat16 self-draft), an early exit and prompt lookup, greedy.
 
 The reference's candidate generators are instrumented here (what each round drafted), and a forward hook on the
 target counts its forwards.
@@ -41,8 +41,14 @@ def reference(target: CausalLM, prompt: list[int], params: dict[str, Any], monke
             monkeypatch.setattr(config, name, p.pop(name, default))
         kwargs["assistant_model"] = draft.hf  # type: ignore[attr-defined]
     hf = target.hf  # type: ignore[attr-defined]
+    if "assistant_early_exit" in p:  # the draft is the target itself: its schedule is in the target's config
+        for name, default in (("num_assistant_tokens", 20), ("num_assistant_tokens_schedule", "constant"),
+                              ("assistant_confidence_threshold", 0.4)):
+            monkeypatch.setattr(hf.generation_config, name, p.pop(name, default))
     forwards = [0]
-    hook = hf.register_forward_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
+    layers = hf.config.num_hidden_layers  # an early exit's draft forwards run fewer: they are not the target's
+    hook = hf.register_forward_hook(
+        lambda *_: forwards.__setitem__(0, forwards[0] + (hf.model.config.num_hidden_layers == layers)))
     try:
         ids = torch.tensor([prompt])
         eos = target.info.eos_token_ids[0]
@@ -82,6 +88,10 @@ TINY_CASES: list[tuple[list[int], dict[str, Any]]] = [
                                       "max_new_tokens": 20}),
     ([9, 8, 9, 8, 9, 8], {"prompt_lookup_num_tokens": 3, "max_matching_ngram_size": 1, "max_new_tokens": 15,
                           "no_repeat_ngram_size": 3}),
+    ([5, 6, 7, 8, 9], {"assistant_early_exit": 1, "max_new_tokens": 20, "num_assistant_tokens": 4}),
+    ([3, 1, 4, 1, 5], {"assistant_early_exit": 1, "max_new_tokens": 25, "num_assistant_tokens": 3,
+                       "num_assistant_tokens_schedule": "heuristic", "assistant_confidence_threshold": 0.0,
+                       "repetition_penalty": 1.2}),
 ]
 
 
@@ -104,6 +114,8 @@ def test_tiny_random_matches_transformers(tiny: CausalLM, prompt: list[int], par
                                               "num_assistant_tokens_schedule": "heuristic"}),
         ("Repeat after me: one two three four, one two three four, one two", False,
          {"prompt_lookup_num_tokens": 5, "max_new_tokens": 30}),
+        ("The best way to bake bread is", False, {"assistant_early_exit": 20, "max_new_tokens": 30,
+                                                  "num_assistant_tokens": 4}),
     ],
 )
 def test_smollm2_matches_transformers(smollm2: CausalLM, prompt: str, chat: bool, params: dict[str, Any],

@@ -157,9 +157,12 @@ def test_assisted_decoding_prints_its_rounds(capsys: pytest.CaptureFixture[str])
     ("args", "message"),
     [
         (["--assistant", "tiny-random", "--prompt-lookup-num-tokens", "3"], "one candidate source at a time"),
+        (["--assistant-early-exit", "2"], "assistant_early_exit=2 is invalid: expected below the target's 2 layers"),
+        (["--assistant-early-exit", "1", "--assistant", "tiny-random"], "one candidate source at a time"),
         (["--assistant", "toy:how-to-generate"], "expected a draft with the target's vocabulary (1000 tokens"),
         (["--assistant", "tiny-random", "--num-beams", "2"], "num_beams=2 is invalid: expected unset"),
-        ([], "assistant_model=None is invalid: expected a draft model name, or set prompt_lookup_num_tokens"),
+        ([], "assistant_model=None is invalid: expected a draft model name, or set prompt_lookup_num_tokens or "
+             "assistant_early_exit"),
         (["--prompt-lookup-num-tokens", "3", "--max-matching-ngram-size", "0"], "max_matching_ngram_size=0"),
         (["--assistant", "tiny-random", "--assistant-confidence-threshold", "1"],
          "assistant_confidence_threshold=1.0 is invalid: expected a number in [0, 1)"),

@@ -18,7 +18,7 @@ from explorer.models.base import ModelInfo
 from explorer.models.tokenizer import Tokenizer
 
 __all__ = [
-    "CastSource", "HFCausalLM", "align_weights", "cache_keyword", "cast_copy", "device_copy", "model_info",
+    "CastSource", "EarlyExit", "HFCausalLM", "align_weights", "cache_keyword", "cast_copy", "device_copy", "model_info",
     "quiet_progress_bars",
 ]
 
@@ -196,6 +196,11 @@ class HFCausalLM:
     def __repr__(self) -> str:
         return f"HFCausalLM({self.info.name!r}, vocab_size={self.info.vocab_size}, dtype={self.info.dtype!r})"
 
+    def early_exit(self, layers: int) -> EarlyExit:
+        """This model cut after its first ``layers`` layers, its final norm and LM head applied there: a draft that
+        shares this model's weights (``assistant_early_exit``)."""
+        return EarlyExit(self, layers)
+
     def cast(self, dtype: str) -> HFCausalLM:
         """A new model whose weights are a ``dtype`` copy of this one's (``"bfloat16"`` or ``"float16"``), named
         ``"<name> (<dtype>)"``; this model and its weights are untouched, the tokenizer is shared.
@@ -350,3 +355,55 @@ def _cache_rows(cache: DynamicCache) -> int | None:
         if isinstance(keys, torch.Tensor) and keys.dim() > 0:
             return int(keys.shape[0])
     return None
+
+
+class EarlyExit:
+    """A model's first ``layers`` decoder layers, then its final norm and LM head: the self-speculative draft of
+    ``assistant_early_exit``. It shares the model's weights and keeps its own cache (of ``layers`` layers), as the
+    reference's ``EarlyExitCandidateGenerator`` does: the reference sets the base model's ``num_hidden_layers`` for
+    the draft's forwards, and so does this, for each of its forwards only (the model's own calls are untouched).
+
+    >>> draft = load_model("tiny-random").early_exit(1)  # doctest: +SKIP
+    >>> logits, cache = draft.extend([1, 2, 3], None, 1)  # doctest: +SKIP
+    """
+
+    def __init__(self, model: HFCausalLM, layers: int) -> None:
+        total = model.info.num_layers
+        if not 0 < layers < total:
+            raise ExplorerError(f"an early exit needs 1 to {total - 1} of {model.info.name}'s {total} layers, "
+                                f"not {layers}")
+        self.model, self.layers = model, layers
+        self.info = model.info
+        self.tokenizer = model.tokenizer
+        base = getattr(model.hf, model.hf.base_model_prefix, model.hf)
+        configs = {id(c): c for c in (base.config, model.hf.config, model._cache_config)}
+        self._configs = list(configs.values())
+
+    def __repr__(self) -> str:
+        return f"EarlyExit({self.model.info.name!r}, layers={self.layers})"
+
+    @contextmanager
+    def _shallow(self) -> Iterator[None]:
+        """The model runs (and makes caches for) its first ``layers`` layers only, until the block ends."""
+        full = [c.num_hidden_layers for c in self._configs]
+        for config in self._configs:
+            config.num_hidden_layers = self.layers
+        try:
+            yield
+        finally:
+            for config, layers in zip(self._configs, full, strict=True):
+                config.num_hidden_layers = layers
+
+    def extend(self, tokens: list[int], cache: object | None, keep: int) -> tuple[torch.Tensor, object]:
+        """As ``HFCausalLM.extend``, through the first ``layers`` layers."""
+        with self._shallow():
+            return self.model.extend(tokens, cache, keep)
+
+    def crop(self, cache: object, length: int) -> object:
+        """As ``HFCausalLM.crop``."""
+        with self._shallow():
+            return self.model.crop(cache, length)
+
+    def cache_length(self, cache: object) -> int:
+        """Number of positions ``cache`` holds."""
+        return self.model.cache_length(cache)

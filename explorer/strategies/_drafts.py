@@ -12,12 +12,11 @@ from typing import Protocol
 
 import torch
 
-from explorer.models.base import Verifier
 from explorer.processors.base import Context, run_processors
 from explorer.processors.numeric import MASKED_FLOOR
 from explorer.strategies.base import Setup
 
-__all__ = ["Draft", "ModelDraft", "PromptLookup", "Source", "lookup"]
+__all__ = ["Draft", "DraftModel", "ModelDraft", "PromptLookup", "Source", "lookup"]
 
 
 @dataclass(frozen=True)
@@ -50,12 +49,25 @@ class Source(Protocol):
         ...
 
 
+class DraftModel(Protocol):
+    """What a draft model must do: feed tokens to its own cache in one forward, and take positions back out."""
+
+    def extend(self, tokens: list[int], cache: object | None, keep: int) -> tuple[torch.Tensor, object]:
+        """Float32 logits ``[keep, vocab]`` of the last ``keep`` positions after ``tokens``, and the cache."""
+        ...
+
+    def crop(self, cache: object, length: int) -> object:
+        """The cache holding only its first ``length`` positions."""
+        ...
+
+
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
 class ModelDraft:
-    """A draft model (``assistant_model``) with its own KV cache, drafting as the reference's assistant does.
+    """A draft model (``assistant_model``, or the target's first layers: ``assistant_early_exit``) with its own KV
+    cache, drafting as the reference's assistant does.
 
     Each round it takes back its cache to all but the last two tokens of the text and feeds those two in one forward
     (the reference's bookkeeping, which makes its logits, and so its drafts, the same), then one token at a time.
@@ -65,11 +77,9 @@ class ModelDraft:
     round and shorten it by 1 otherwise (each run starts from ``num_assistant_tokens``: a trace is reproducible).
     """
 
-    name = "assistant_model"
-
-    def __init__(self, model: Verifier, setup: Setup, sampling: bool) -> None:
+    def __init__(self, model: DraftModel, setup: Setup, sampling: bool, name: str = "assistant_model") -> None:
         p = setup.params
-        self.model, self.setup, self.sampling = model, setup, sampling
+        self.model, self.setup, self.sampling, self.name = model, setup, sampling, name
         self.length = p.num_assistant_tokens
         self.schedule = p.num_assistant_tokens_schedule
         self.threshold = p.assistant_confidence_threshold

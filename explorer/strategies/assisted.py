@@ -1,9 +1,10 @@
 """Assisted decoding: a draft proposes several tokens, the target checks them all in one forward.
 
 ``assisted`` verifies greedily (its text is exactly greedy's); ``assisted-sample`` by speculative sampling (its text
-is distributed exactly as ``sample``'s). The draft comes from a draft model (``assistant_model``) or from n-gram
-lookup in the text so far (``prompt_lookup_num_tokens``). One trace step is one verification forward of the target,
-the prompt folded into the first, as the reference (transformers 5.x ``_assisted_decoding``) counts them.
+is distributed exactly as ``sample``'s). The draft comes from a draft model (``assistant_model``), from the target's
+own first layers (``assistant_early_exit``) or from n-gram lookup in the text so far (``prompt_lookup_num_tokens``).
+One trace step is one verification forward of the target, the prompt folded into the first, as the reference
+(transformers 5.x ``_assisted_decoding``) counts them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -19,7 +20,7 @@ from explorer.errors import ParameterError
 from explorer.models.base import CausalLM, Verifier
 from explorer.params import PARAMS, DecodeParams
 from explorer.processors.base import Context
-from explorer.strategies._drafts import ModelDraft, PromptLookup, Source
+from explorer.strategies._drafts import DraftModel, ModelDraft, PromptLookup, Source
 from explorer.strategies._speculation import Round, Text, record_round
 from explorer.strategies._verify import verify_greedy, verify_sampling
 from explorer.strategies.base import Setup, masked_rows, nothing_to, score_logits
@@ -49,7 +50,7 @@ def drive(model: CausalLM, spec: StrategySpec, setup: Setup, on_step: Callable[[
 
     began = time.perf_counter()
     target = _verifier(model, "the target")
-    source = _source(setup, spec.sampling)
+    source = _source(target, setup, spec.sampling)
     text, cache, stop = Text(setup.prompt_ids), None, "running"
     steps: list[Step] = []
     try:
@@ -121,24 +122,44 @@ def _verifier(model: object, role: str) -> Verifier:
     return model
 
 
-def _source(setup: Setup, sampling: bool) -> Source:
-    """The run's candidate source: its draft model (loaded once per process) or prompt lookup."""
+def _source(target: Verifier, setup: Setup, sampling: bool) -> Source:
+    """The run's candidate source: its draft model (loaded once per process), the target's first layers, or prompt
+    lookup."""
     p = setup.params
     if p.prompt_lookup_num_tokens is not None:
         return PromptLookup(setup)
+    if p.assistant_early_exit is not None:
+        return ModelDraft(_early_exit(target, p.assistant_early_exit), setup, sampling, "assistant_early_exit")
     from explorer.models.registry import load_model
 
     draft = _verifier(load_model(str(p.assistant_model), p.assistant_dtype), "a draft model")
     return ModelDraft(draft, setup, sampling)
 
 
+def _early_exit(target: CausalLM, layers: int) -> DraftModel:
+    """The target's first ``layers`` layers as a draft, or a one-line error (a model without layers, or too few)."""
+    total = target.info.num_layers
+    early_exit = getattr(target, "early_exit", None)
+    if early_exit is None or total == 0:
+        raise ParameterError("assistant_early_exit", layers, f"unset for {target.info.name}: an early exit needs a "
+                             "transformer's layers (a toy table has none)")
+    if layers >= total:
+        raise ParameterError("assistant_early_exit", layers, f"below the target's {total} layers (1 to {total - 1}: "
+                             "the draft exits before the last layer)")
+    return cast(DraftModel, early_exit(layers))
+
+
 def check_models(model: CausalLM, p: DecodeParams) -> None:
     """A candidate source is set, the target can verify, and a draft model loads and shares its vocabulary (same
-    size, same tokens). (Checked when a run is planned: parameters alone may still lack a source.)"""
+    size, same tokens), or the early exit is within the target's layers. (Checked when a run is planned:
+    parameters alone may still lack a source.)"""
     _verifier(model, "the target")
-    if p.assistant_model is None and p.prompt_lookup_num_tokens is None:
-        raise ParameterError("assistant_model", None, "a draft model name, or set prompt_lookup_num_tokens instead "
-                             "(assisted decoding needs a candidate source)")
+    if p.assistant_model is None and p.prompt_lookup_num_tokens is None and p.assistant_early_exit is None:
+        raise ParameterError("assistant_model", None, "a draft model name, or set prompt_lookup_num_tokens or "
+                             "assistant_early_exit instead (assisted decoding needs a candidate source)")
+    if p.assistant_early_exit is not None:
+        _early_exit(model, p.assistant_early_exit)
+        return
     if p.assistant_model is None:
         return
     from explorer.models.registry import load_model
@@ -163,10 +184,17 @@ _MODEL_ONLY = ("assistant_dtype", "num_assistant_tokens", "num_assistant_tokens_
 
 
 def _rules(p: DecodeParams) -> None:
-    """At most one candidate source, and no knob of the other one."""
+    """At most one candidate source, and no knob of another one."""
     if p.assistant_model is not None and p.prompt_lookup_num_tokens is not None:
         raise ParameterError("prompt_lookup_num_tokens", p.prompt_lookup_num_tokens,
                              "unset while assistant_model is set (one candidate source at a time)")
+    if p.assistant_early_exit is not None and (p.assistant_model is not None or p.prompt_lookup_num_tokens is not None):
+        other = "assistant_model" if p.assistant_model is not None else "prompt_lookup_num_tokens"
+        raise ParameterError("assistant_early_exit", p.assistant_early_exit,
+                             f"unset while {other} is set (one candidate source at a time)")
+    if p.assistant_early_exit is not None and p.assistant_dtype != _DEFAULTS["assistant_dtype"]:
+        raise ParameterError("assistant_dtype", p.assistant_dtype,
+                             "unset with assistant_early_exit (the early exit runs the target's own weights)")
     if p.prompt_lookup_num_tokens is None and p.max_matching_ngram_size is not None:
         raise ParameterError("max_matching_ngram_size", p.max_matching_ngram_size,
                              "unset unless prompt_lookup_num_tokens is set")
