@@ -5,6 +5,7 @@ from __future__ import annotations
 from explorer.figures._charts import constraint_progress, message_figure, score_timelines, step_candidates
 from explorer.figures._html import results_table_html, tokens_html
 from explorer.figures._layout import TreeLayout, tree_layout
+from explorer.figures._speculation import VERDICT_COLORS, speculation_rounds
 from explorer.figures._style import PALETTE, RESULT_COLORS, clip, visible
 from explorer.figures._theme import THEMES, Palette, Theme, palette, resolve_theme, template
 from explorer.figures._tree import ColorMode, node_at, search_tree, search_trees
@@ -13,6 +14,7 @@ __all__ = [
     "PALETTE",
     "RESULT_COLORS",
     "THEMES",
+    "VERDICT_COLORS",
     "ColorMode",
     "Palette",
     "Theme",
@@ -27,6 +29,7 @@ __all__ = [
     "score_timelines",
     "search_tree",
     "search_trees",
+    "speculation_rounds",
     "step_candidates",
     "template",
     "tokens_html",
