@@ -59,6 +59,7 @@ def test_the_title_gives_the_runs_totals(sampled: Trace, lookup: Trace) -> None:
         assert stats is not None
         title = speculation_rounds(trace).layout.title.text
         assert f"{stats.forwards} target forwards for {stats.tokens} tokens" in title
+        assert f"{stats.tokens_per_forward:.2f} per forward" in title
         assert f"{stats.accepted} of {stats.drafted} drafted accepted" in title
     assert "prompt lookup has no distribution" in " ".join(
         h for t in speculation_rounds(lookup).data if t.meta == "drafted" for h in t.hovertext)

@@ -98,11 +98,17 @@ class Outputs:
         show_figure(self.tree, fig, self._on_click)
 
     def _draw_details(self, state: AppState, traced: list[Panel], info: NodeInfo | None) -> None:
-        """The selected hypothesis's candidates, or every panel's score timeline when nothing is selected."""
+        """The selected hypothesis's candidates; when nothing is selected, the first assisted panel's speculation
+        view (round by round: what was drafted, kept, refused), else every panel's score timeline."""
         panel = panel_by_id(state, state.selection.panel) if state.selection is not None else None
         sync(self.selection, selection_html(panel, info))
+        assisted = next((p for p in traced if p.trace is not None and any(s.speculation for s in p.trace.steps)),
+                        None)
         if panel is not None and panel.trace is not None and info is not None and info.hypothesis is not None:
             fig = figures.step_candidates(panel.trace, info.hypothesis.id, theme=self.theme)
+        elif assisted is not None and assisted.trace is not None:
+            fig = figures.speculation_rounds(assisted.trace, theme=self.theme)
+            fig.update_layout(title_text=f"{assisted.key} · {fig.layout.title.text}")
         elif traced:
             fig = figures.score_timelines(keyed_traces(state.panels), theme=self.theme)
         elif self.details is None:

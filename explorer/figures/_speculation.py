@@ -78,7 +78,7 @@ def speculation_rounds(trace: Trace, *, theme: Theme | None = None) -> go.Figure
     ink = palette(theme)
     source = rounds[0].speculation.source if rounds[0].speculation else ""
     title = (f"{source}: {stats.forwards} target forwards for {stats.tokens} tokens "
-             f"({stats.tokens_per_forward:.2f} per forward) · {stats.accepted} of {stats.drafted} drafted accepted "
+             f"({stats.tokens_per_forward:.2f} per forward)<br>{stats.accepted} of {stats.drafted} drafted accepted "
              f"({stats.acceptance:.0%}) · draft {stats.draft_ms / 1000:.2f} s, target {stats.target_ms / 1000:.2f} s")
     widest = max(max(len(s.speculation.drafted) for s in rounds if s.speculation), 1)
     show_text = len(rounds) * widest <= TEXT_LIMIT
@@ -122,7 +122,7 @@ def speculation_rounds(trace: Trace, *, theme: Theme | None = None) -> go.Figure
     right = max([widest - 1] + [s.speculation.accepted for s in added if s.speculation])
     fig.update_layout(**base_layout(theme, height=height, title={"text": title, "x": 0.01, "font": {"size": 13}}))
     fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.02 - 60 / height, "x": 0.0,
-                              "xanchor": "left"}, margin={"b": 90})
+                              "xanchor": "left"}, margin={"t": 72, "b": 90})
     fig.update_yaxes(range=[rounds[-1].index + 0.8, rounds[0].index - 0.8], title="round (target forward)",
                      tickformat="d", dtick=1 if len(rounds) <= 40 else None, zeroline=False, row=1, col=1)
     fig.update_xaxes(title="position in the draft", tickformat="d", dtick=1 if widest <= 24 else None,

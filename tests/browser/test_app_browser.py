@@ -79,3 +79,30 @@ def test_bad_parameter_is_an_inline_message_not_a_traceback(app_page: AppPage) -
     assert any("num_beam_groups=3 is invalid" in t for t in visible), f"inline errors: {visible}. {app.explain()}"
     assert all("\n" not in t.strip() for t in visible), f"an error message should be one line: {visible}"
     check_clean(app)
+
+
+def test_assisted_decoding_beside_greedy_shows_its_rounds(app_page: AppPage) -> None:
+    """An early-exit draft beside plain greedy: the same text, and the details show the speculation view."""
+    app = app_page
+    app.type_prompt(PROMPT)
+    app.ensure_panels(2)
+    app.set_strategy(0, "greedy")
+    app.set_strategy(1, "assisted")
+    app.set_knob(1, "assistant-early-exit", "1", text=True)
+    app.set_knob(1, "num-assistant-tokens", "4")
+    status = app.click_run()
+    assert status.startswith("done"), f"the run did not finish: {status!r}. {app.explain()}"
+    app.wait("the speculation view in the details",
+             """() => { const r = document.querySelector('.explorer-details');
+                        const t = r && r.querySelector('.gtitle');
+                        return !!t && /assistant_early_exit: \\d+ target forwards for \\d+ tokens/.test(t.textContent)
+                          && r.querySelectorAll('.scatterlayer .trace path.point').length > 0; }""",
+             ECHO_TIMEOUT)
+    texts = [app.panel(i).locator(".explorer-results tr").all_inner_texts()[1:] for i in range(2)]
+    assert texts[0], f"no result rows. {app.explain()}"
+    assert texts[0] == texts[1], f"assisted decoding's text is greedy's: {texts}. {app.explain()}"
+    for width, height in ((1280, 800), (1920, 1080)):
+        app.page.set_viewport_size({"width": width, "height": height})
+        app.page.locator(".explorer-details").scroll_into_view_if_needed()
+        app.shot(f"speculation-{width}x{height}")
+    check_clean(app)
