@@ -7,6 +7,7 @@ second) so that the test takes a minute; `make app`'s own times (30 s, every 10 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -103,29 +104,35 @@ def test_closing_a_tab_frees_its_kernel_and_an_open_tab_keeps_it(class_app: Voil
 
     wait_for("the pool to fill", lambda: len(kernels(class_app)) == POOL and len(kernels(class_app)) <= CAP,
              180, class_app)  # fmt: skip
-    pages = []
-    for name in ("closed", "kept"):
-        context = new_context(browser)
-        page = context.new_page()
-        seen = watch(page)
-        ids: list[str] = []
-        page.on("websocket", lambda ws, ids=ids: ids.extend(re.findall(KERNEL_ID, ws.url)))
-        app = AppPage(page, seen, class_app, f"class-{name}")
-        page.goto(class_app.url, timeout=LOAD_TIMEOUT * 1000, wait_until="domcontentloaded")
-        app.wait("the Run button", RUN_READY, LOAD_TIMEOUT)
-        wait_for("the page's kernel websocket", lambda ids=ids: bool(ids), 30, class_app)
-        pages.append((context, page, ids[0]))
-    (closed_context, closed_page, closed_id), (kept_context, kept_page, kept_id) = pages
-    assert {closed_id, kept_id} <= kernels(class_app)
-    closed_page.close(run_before_unload=False)  # as a sleeping laptop or a lost network: no goodbye from the page
-    closed_context.close()
-    took = wait_for("the closed tab's kernel to go", lambda: closed_id not in kernels(class_app),
-                    GONE + 4 * INTERVAL + 30, class_app)  # fmt: skip
-    assert took <= GONE + 4 * INTERVAL + 30
-    kept_page.wait_for_timeout((GONE + 3 * INTERVAL) * 1000)  # well past the timeout: the open tab keeps its kernel
-    assert kept_id in kernels(class_app)
-    assert kept_page.evaluate(RUN_READY)
-    kept_context.close()
+    pages: list[tuple[Any, Any, str]] = []
+    contexts: list[Any] = []
+    try:  # whatever happens, the pages close: a page left open would hold a seat for the tests after this one
+        for name in ("closed", "kept"):
+            context = new_context(browser)
+            contexts.append(context)
+            page = context.new_page()
+            seen = watch(page)
+            ids: list[str] = []
+            page.on("websocket", lambda ws, ids=ids: ids.extend(re.findall(KERNEL_ID, ws.url)))
+            app = AppPage(page, seen, class_app, f"class-{name}")
+            page.goto(class_app.url, timeout=LOAD_TIMEOUT * 1000, wait_until="domcontentloaded")
+            app.wait("the Run button", RUN_READY, LOAD_TIMEOUT)
+            wait_for("the page's kernel websocket", lambda ids=ids: bool(ids), 30, class_app)
+            pages.append((context, page, ids[0]))
+        (closed_context, closed_page, closed_id), (_kept_context, kept_page, kept_id) = pages
+        assert {closed_id, kept_id} <= kernels(class_app)
+        closed_page.close(run_before_unload=False)  # as a sleeping laptop or a lost network: no goodbye
+        closed_context.close()
+        took = wait_for("the closed tab's kernel to go", lambda: closed_id not in kernels(class_app),
+                        GONE + 4 * INTERVAL + 30, class_app)  # fmt: skip
+        assert took <= GONE + 4 * INTERVAL + 30
+        kept_page.wait_for_timeout((GONE + 3 * INTERVAL) * 1000)  # well past the timeout: the open tab keeps it
+        assert kept_id in kernels(class_app)
+        assert kept_page.evaluate(RUN_READY)
+    finally:
+        for context in contexts:
+            with contextlib.suppress(Exception):
+                context.close()
 
 
 def test_the_full_page_reads_well(class_app: VoilaServer, browser: Any, tmp_path: Path) -> None:
@@ -138,9 +145,11 @@ def test_the_full_page_reads_well(class_app: VoilaServer, browser: Any, tmp_path
     code, body = get(class_app.url)
     assert code == 503
     context = new_context(browser, width=1280, height=800)
-    page = context.new_page()
-    page.set_content(body)
-    OUT.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(OUT / "class-full.png"))
-    assert page.locator("h1").inner_text() == "The class is full"
-    context.close()
+    try:
+        page = context.new_page()
+        page.set_content(body)
+        OUT.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(OUT / "class-full.png"))
+        assert page.locator("h1").inner_text() == "The class is full"
+    finally:
+        context.close()
