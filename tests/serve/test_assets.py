@@ -29,6 +29,9 @@ def test_written_once_byte_for_byte_and_old_versions_removed(tmp_path: Path) -> 
     assert assets.write_asset(tmp_path) == path
     assert path.stat().st_mtime_ns == mtime, "an unchanged module was written again"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, mine.name]), "a partial file stayed"
+    stale.write_text("another virtualenv's plotly")
+    assert assets.write_asset(tmp_path, prune=False) == path
+    assert stale.exists(), "make test-latest's module removed the lock's"
 
 
 def test_the_name_follows_plotlys_module() -> None:
