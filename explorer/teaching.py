@@ -22,6 +22,7 @@ from explorer.trace import Candidate, Hypothesis, Result, Trace
 __all__ = [
     "FEEDBACK_COLORS",
     "Feedback",
+    "check_acceptance_probability",
     "check_best_probability",
     "check_completion_step",
     "check_constraints_satisfied",
@@ -34,11 +35,15 @@ __all__ = [
     "check_processed_probability",
     "check_pruned_token",
     "check_reproduces",
+    "check_residual_token",
     "check_result_text",
     "check_steps_run",
     "check_surviving_tokens",
     "check_survivor",
+    "check_tokens_per_forward",
     "divergence_step",
+    "expected_tokens_per_forward",
+    "next_probabilities",
     "path_probability",
     "rerun",
     "result_logprob",
@@ -429,3 +434,85 @@ def check_reproduces(model: CausalLM, trace: Trace, tolerance: float = 1e-4) -> 
         for a, b in zip(again, trace.results, strict=True))
     return _verdict(same, f"yes: decoding again gives the same {len(again)} result(s)",
                     "no: decoding again with the recorded settings gives different results")
+
+
+# --- speculative decoding (notebook 06) -----------------------------------------------------------------------------
+
+
+def next_probabilities(model: CausalLM, context: Sequence[int]) -> dict[str, float]:
+    """The model's next-token distribution after ``context`` (token ids), by token text, largest first; tokens of
+    probability 0 left out.
+
+    >>> toy = explorer.load_model("toy:how-to-generate")  # doctest: +SKIP
+    >>> next_probabilities(toy, toy.tokenizer.encode("The"))  # doctest: +SKIP
+    {'nice': 0.5, 'dog': 0.4, 'car': 0.1}
+    """
+    import torch
+
+    logits, _ = model.start(list(context))
+    probs = torch.softmax(logits[0].double(), dim=-1)
+    order = torch.argsort(probs, descending=True).tolist()
+    return {model.tokenizer.token_text(t): float(probs[t]) for t in order if float(probs[t]) > 0.0}
+
+
+def _pair(target: CausalLM, draft: CausalLM, context: str) -> tuple[dict[str, float], dict[str, float]]:
+    ids = target.tokenizer.encode(context)
+    return next_probabilities(target, ids), next_probabilities(draft, ids)
+
+
+def check_acceptance_probability(target: CausalLM, draft: CausalLM, context: str, token: str,
+                                 answer: float | str | None, tolerance: float = 0.005) -> Feedback:
+    """Is ``answer`` the probability that speculative sampling keeps ``token``, drafted after ``context``?
+
+    That is ``min(1, p / q)``: ``p`` the target's probability of the token there, ``q`` the draft's.
+    """
+    hint = f"compare the target's and the draft's probability of {token!r} after {context!r}: min(1, p / q)"
+    if answer is None:
+        return _no_answer(hint)
+    p, q = (probs.get(token, 0.0) for probs in _pair(target, draft, context))
+    return _judge_probability(answer, min(1.0, p / q) if q > 0 else 1.0, tolerance, hint)
+
+
+def check_residual_token(target: CausalLM, draft: CausalLM, context: str, answer: str | None) -> Feedback:
+    """Is ``answer`` the most likely token of the residual ``max(0, p - q)`` (renormalised) after ``context``: what
+    speculative sampling most likely writes when it rejects the draft's token there?"""
+    hint = "subtract the draft's probabilities from the target's, token by token, and keep what stays above 0"
+    if answer is None:
+        return _no_answer(hint)
+    if not isinstance(answer, str):
+        return _not_a("a token's text", answer)
+    p, q = _pair(target, draft, context)
+    residual = {t: max(0.0, p.get(t, 0.0) - q.get(t, 0.0)) for t in set(p) | set(q)}
+    total = sum(residual.values())
+    best = max(residual, key=lambda t: residual[t])
+    return _verdict(answer.strip() == best.strip(),
+                    f"yes: {best!r} ({residual[best] / total:.2f} of the residual)",
+                    f"not quite ({answer.strip()!r} has {residual.get(answer.strip(), 0.0) / total:.2f} of the "
+                    f"residual): {hint}")
+
+
+def expected_tokens_per_forward(acceptance: float, draft_length: int) -> float:
+    """Tokens one target forward gives on average when each drafted token is accepted with probability
+    ``acceptance`` independently and ``draft_length`` are drafted: ``(1 - a ** (g + 1)) / (1 - a)``
+    (``g + 1`` when every token is accepted).
+
+    >>> round(expected_tokens_per_forward(0.7, 3), 4), expected_tokens_per_forward(1.0, 3)
+    (2.533, 4.0)
+    """
+    if acceptance >= 1.0:
+        return float(draft_length + 1)
+    return (1.0 - acceptance ** (draft_length + 1)) / (1.0 - acceptance)
+
+
+def check_tokens_per_forward(acceptance: float, draft_length: int, answer: float | str | None,
+                             tolerance: float = 0.01) -> Feedback:
+    """Is ``answer`` the expected number of tokens per target forward (``expected_tokens_per_forward``)?"""
+    hint = ("the forward always gives one token of its own; the i-th drafted token counts only if it and every one "
+            "before it were accepted: 1 + a + a^2 + ... + a^g")
+    if answer is None:
+        return _no_answer(hint)
+    value = _answers.number(answer)
+    if value is None:
+        return _not_a("a number", answer)
+    truth = expected_tokens_per_forward(acceptance, draft_length)
+    return _verdict(abs(value - truth) <= tolerance, f"yes: {truth:.3f}", f"not quite (you said {value:g}): {hint}")

@@ -23,7 +23,8 @@ from notebook_filter import clean
 from explorer.teaching import Feedback
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-COURSE = ("01_quickstart", "02_greedy_vs_beam", "03_sampling", "04_diverse_beam_search", "05_constrained_beam_search")
+COURSE = ("01_quickstart", "02_greedy_vs_beam", "03_sampling", "04_diverse_beam_search", "05_constrained_beam_search",
+          "06_speculative_decoding")
 
 Namespace = dict[str, Any]
 
@@ -93,6 +94,11 @@ EXERCISES: dict[str, list[Answers]] = {
         Answers("with", "jam"),  # a phrase is forced one token at a time, from its first
         Answers(1, 0),  # I love cake: cake is the token of step 1
         Answers(True, False),  # four tokens leave room for "like tea with jam"
+    ],
+    "06_speculative_decoding": [
+        Answers(0.6, 0.5),  # after a: min(1, p(b) / q(b)) = 0.3 / 0.5 (0.5 is the draft's own probability)
+        Answers("c", "a"),  # after b: max(0, p - q) leaves b 0.1 and c 0.2; a is the draft's favourite
+        Answers(2.533, 3),  # (1 - 0.7^4) / (1 - 0.7); 3 would need every drafted token accepted, without the bonus
     ],
 }
 

@@ -29,6 +29,36 @@ def beam(d2l: CausalLM) -> Trace:
     return explorer.decode(d2l, "<s>", "beam", num_beams=2, max_new_tokens=5, length_penalty=0.0)
 
 
+#: Notebook 06's toy target and draft: the next word's probabilities after the last word.
+SPEC_TARGET = {"a": {"a": 0.5, "b": 0.3, "c": 0.2}, "b": {"a": 0.2, "b": 0.2, "c": 0.3, "<eos>": 0.3},
+               "c": {"a": 0.1, "b": 0.6, "<eos>": 0.3}}
+SPEC_DRAFT = {"a": {"a": 0.2, "b": 0.5, "c": 0.3}, "b": {"a": 0.5, "b": 0.1, "c": 0.1, "<eos>": 0.3},
+              "c": {"a": 0.4, "b": 0.2, "<eos>": 0.4}}
+
+
+@pytest.fixture(scope="module")
+def spec_toys(tmp_path_factory: pytest.TempPathFactory) -> tuple[CausalLM, CausalLM]:
+    import json
+
+    folder = tmp_path_factory.mktemp("spec")
+    models = []
+    for name, table in (("target", SPEC_TARGET), ("draft", SPEC_DRAFT)):
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps({"name": name, "tokens": ["a", "b", "c"], "table": table}), encoding="utf-8")
+        models.append(explorer.load_model(str(path)))
+    return models[0], models[1]
+
+
+def test_next_probabilities_and_the_expected_tokens_per_forward(spec_toys: tuple[CausalLM, CausalLM]) -> None:
+    target, _ = spec_toys
+    after_b = teaching.next_probabilities(target, target.tokenizer.encode("b"))
+    assert after_b == pytest.approx({"c": 0.3, "<eos>": 0.3, "a": 0.2, "b": 0.2})
+    assert next(iter(teaching.next_probabilities(target, target.tokenizer.encode("c")))) == "b"
+    assert teaching.expected_tokens_per_forward(0.0, 5) == 1.0
+    assert teaching.expected_tokens_per_forward(1.0, 5) == 6.0
+    assert teaching.expected_tokens_per_forward(0.5, 2) == pytest.approx(1.75)
+
+
 def test_feedback_shows_right_wrong_and_pending() -> None:
     right = teaching.Feedback(True, "yes")
     wrong = teaching.Feedback(False, "no <b>")
@@ -56,8 +86,12 @@ def test_feedback_reads_on_a_light_and_a_dark_page(verdict: str) -> None:
         assert contrast_ratio(ink, tint) >= 4.5, (verdict, page)
 
 
-def test_every_check_gives_a_hint_for_no_answer(d2l: CausalLM, beam: Trace) -> None:
+def test_every_check_gives_a_hint_for_no_answer(d2l: CausalLM, beam: Trace,
+                                                spec_toys: tuple[CausalLM, CausalLM]) -> None:
+    target, draft = spec_toys
     calls = {
+        "check_acceptance_probability": (target, draft, "a", "b"), "check_residual_token": (target, draft, "b"),
+        "check_tokens_per_forward": (0.7, 3),
         "check_best_probability": (beam,), "check_live_hypotheses": (beam, 1), "check_survivor": (d2l, beam, 1),
         "check_divergence_step": (beam, beam), "check_result_text": (beam,), "check_steps_run": (beam,),
         "check_processed_probability": (beam, "A"), "check_surviving_tokens": (beam, 0, "top_k"),
@@ -116,8 +150,9 @@ Check = Callable[[Any], teaching.Feedback]
 
 
 @pytest.fixture(scope="module")
-def checks(d2l: CausalLM, beam: Trace) -> dict[str, Check]:
+def checks(d2l: CausalLM, beam: Trace, spec_toys: tuple[CausalLM, CausalLM]) -> dict[str, Check]:
     """Every check on a toy run whose right answer is known by hand (in the comments)."""
+    target, draft = spec_toys
     how = explorer.load_model("toy:how-to-generate")
     cake = explorer.load_model("toy:constrained")
     weather = explorer.load_model("toy:diverse")
@@ -145,6 +180,9 @@ def checks(d2l: CausalLM, beam: Trace) -> dict[str, Check]:
         "pruned": lambda a: teaching.check_pruned_token(two, 0, a),  # car
         "forced": lambda a: teaching.check_forced_token(three, 0, a),  # cake
         "group": lambda a: teaching.check_group_result(groups, 2, a),  # bad outside
+        "acceptance": lambda a: teaching.check_acceptance_probability(target, draft, "a", "b", a),  # 0.3 / 0.5
+        "residual": lambda a: teaching.check_residual_token(target, draft, "b", a),  # c 0.2 of 0.3, b 0.1
+        "per forward": lambda a: teaching.check_tokens_per_forward(0.7, 3, a),  # (1 - 0.7^4) / 0.3 = 2.533
     }
 
 
@@ -174,6 +212,10 @@ SPELLINGS: dict[str, tuple[tuple[Any, ...], tuple[tuple[Any, str], ...]]] = {
     "pruned": (("car", " car", "car "), (("dog", ""), ("nice", ""), (1, "token"))),
     "forced": (("cake", " cake "), (("like", ""), ("love", ""), (2, "token"))),
     "group": (("bad outside", " bad  outside "), (("nice today", ""), ("bad", ""), (None, "Hint"))),
+    "acceptance": ((0.6, "0.6", "60%", "3/5", " 0.6 "), ((0.5, ""), ("0.3", ""), (1.2, "between 0 and 1"),
+                                                        ("b", "probability"))),
+    "residual": (("c", " c "), (("a", ""), ("b", ""), ("<eos>", ""), (3, "token"))),
+    "per forward": ((2.533, "2.533", " 2.5333 ", 2.5333333), ((3, ""), ("2.1", ""), (4, ""), ("many", "a number"))),
 }
 
 

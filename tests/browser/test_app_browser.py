@@ -19,6 +19,10 @@ PROMPT = "The secret of good bread is"
 
 def test_two_panels_run_and_draw_their_trees(app_page: AppPage) -> None:
     app = app_page
+    # Loading the page brought every widget's state over the websocket, but not plotly's 5 MB module: that is a
+    # file (explorer.serve.assets). Measured: 2.1 MB, against 7.2 MB with the module in the figure widget's state.
+    loaded = app.seen.ws_bytes_received
+    assert loaded < 4_000_000, f"{loaded / 1e6:.1f} MB over the websocket to load the page: plotly's module in it?"
     app.wait("the tree figure to render", "() => !!document.querySelector('.explorer-tree .main-svg')",
              ECHO_TIMEOUT)
     app.shot("loaded")
@@ -55,11 +59,9 @@ def test_two_panels_run_and_draw_their_trees(app_page: AppPage) -> None:
     assert node in app.page.locator(".explorer-selection").inner_text(), app.explain()
     check_clean(app)
 
-    # Two plotly widgets (trees, details) on the page: plotly's module came once, as a file, not over the websocket.
+    # Two plotly widgets (trees, details) on the page: plotly's module came once, as a file.
     modules = app.seen.plotly_modules
     assert [status for _url, status in modules] == [200], f"plotly's module requests: {modules}. {app.explain()}"
-    assert app.seen.ws_bytes_received < 4_000_000, (
-        f"{app.seen.ws_bytes_received / 1e6:.1f} MB over the websocket: plotly's module travels in widget state")
 
 
 def test_bad_parameter_is_an_inline_message_not_a_traceback(app_page: AppPage) -> None:
