@@ -39,6 +39,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
                                           "num_assistant_tokens": 5, "num_assistant_tokens_schedule": "heuristic"},
     "bf16 self-draft, constant 3": {"assistant_model": "smollm2-135m", "assistant_dtype": "bfloat16",
                                     "num_assistant_tokens": 3},
+    "early exit 24 of 30, constant 4": {"assistant_early_exit": 24, "num_assistant_tokens": 4},
+    "early exit 15 of 30, constant 4": {"assistant_early_exit": 15, "num_assistant_tokens": 4},
     "prompt lookup 10": {"prompt_lookup_num_tokens": 10},
     "prompt lookup 3": {"prompt_lookup_num_tokens": 3},
 }
@@ -68,17 +70,27 @@ def reference(model: CausalLM, ids: list[int], tokens: int, params: dict[str, An
     hf = model.hf  # type: ignore[attr-defined]
     p = dict(params)
     kwargs: dict[str, Any] = {}
+    # The draft's schedule lives in its generation config (the target's own for an early exit). The draft model object
+    # is shared by every configuration that names it, so the schedule is set at each run, not once.
+    schedule = {name: p.pop(name, default) for name, default in (
+        ("num_assistant_tokens", 20), ("num_assistant_tokens_schedule", "constant"),
+        ("assistant_confidence_threshold", 0.4))}
+    config = None
     if "assistant_model" in p:
         draft = explorer.load_model(p.pop("assistant_model"), p.pop("assistant_dtype", "float32"))
         config = draft.hf.generation_config  # type: ignore[attr-defined]
-        config.num_assistant_tokens = p.pop("num_assistant_tokens", 20)
-        config.num_assistant_tokens_schedule = p.pop("num_assistant_tokens_schedule", "constant")
-        config.assistant_confidence_threshold = p.pop("assistant_confidence_threshold", 0.4)
         kwargs["assistant_model"] = draft.hf  # type: ignore[attr-defined]
+    elif "assistant_early_exit" in p:
+        config = hf.generation_config
+    layers = hf.config.num_hidden_layers  # an early exit's draft forwards run fewer layers: not the target's
 
     def run() -> int:
+        if config is not None:
+            for name, value in schedule.items():
+                setattr(config, name, value)
         calls = [0]
-        hook = hf.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+        hook = hf.register_forward_hook(
+            lambda *_: calls.__setitem__(0, calls[0] + (hf.model.config.num_hidden_layers == layers)))
         try:
             tensor = torch.tensor([ids])
             eos = model.info.eos_token_ids[0]
