@@ -25,6 +25,7 @@ __all__ = [
     "Check",
     "Choice",
     "DecayPenalty",
+    "DolaLayers",
     "Flag",
     "Float",
     "Function",
@@ -527,6 +528,42 @@ class DecayPenalty(Check):
 
     def show(self, value: Any) -> str:
         return "" if value is None else f"{value[0]}, {value[1]:g}" if self.ok(value) else str(value)
+
+
+@dataclass(frozen=True)
+class DolaLayers(Check):
+    """``dola_layers``: ``"high"``, ``"low"`` or layer indices (at least one, each >= 0; the model's own number of
+    layers is checked when a run is planned), typed ``high``, ``low`` or ``8, 16, 24``.
+
+    >>> DolaLayers().parse(" 8, 16,24"), DolaLayers().parse("High"), DolaLayers().show((8, 16))
+    ((8, 16, 24), 'high', '8, 16')
+    """
+
+    widget: Widget = "text"
+    allowed: str = "high, low or layer indices >= 0 (e.g. 8, 16, 24)"
+
+    def ok(self, value: Any) -> bool:
+        if isinstance(value, str):
+            return value in ("high", "low")
+        return (isinstance(value, tuple) and len(value) > 0 and all(_is_int(i) and i >= 0 for i in value)
+                and len(set(value)) == len(value))
+
+    def normalize(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return tuple(value)
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def parse(self, text: str) -> Any:
+        stripped = text.strip().strip("[]").strip()
+        if stripped.lower() in ("high", "low"):
+            return stripped.lower()
+        try:
+            return tuple(int(part) for part in stripped.split(","))
+        except ValueError:
+            return text
+
+    def show(self, value: Any) -> str:
+        return ", ".join(str(i) for i in value) if isinstance(value, tuple) else str(value)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from explorer.param_types import (
     Check,
     Choice,
     DecayPenalty,
+    DolaLayers,
     Flag,
     Float,
     Function,
@@ -36,7 +37,7 @@ __all__ = ["LIMITS", "PARAMS", "DecodeParams", "Param", "Scope", "Section", "par
 LIMITS = {"num_beams": 64, "max_new_tokens": 4096, "record_top_k": 1000, "num_return_sequences": 64}
 
 #: Which strategies use a parameter: all of them, or those whose registry entry ``uses`` the scope.
-Scope = Literal["all", "assisted", "beam", "groups", "returns", "sampling"]
+Scope = Literal["all", "assisted", "beam", "contrastive", "dola", "groups", "returns", "sampling"]
 #: Where the app shows a parameter (``length``: the controls above the panels).
 Section = Literal["length", "search", "draft", "processor", "warper", "stopping", "recording"]
 
@@ -47,7 +48,8 @@ class Param:
 
     ``basic`` parameters show in a panel at once, the others under "more". ``via`` names the parameters that the
     command line and the app reach this one through, when it has no text form of its own (a Python function).
-    ``alias`` is a second, shorter command-line flag (``--assistant`` for ``--assistant-model``).
+    ``alias`` is a second, shorter command-line flag (``--assistant`` for ``--assistant-model``). ``also`` names
+    further scopes that use it (``top_k``: sampling's warper, contrastive search's candidates).
     """
 
     name: str
@@ -60,13 +62,20 @@ class Param:
     basic: bool = False
     via: tuple[str, ...] = ()
     alias: str | None = None
+    also: tuple[Scope, ...] = ()
+
+    @property
+    def scopes(self) -> tuple[Scope, ...]:
+        """Every scope that uses it."""
+        return (self.scope, *self.also)
 
 
 def param(default: Any, check: Check, scope: Scope, help: str, label: str, section: Section, *,
-          basic: bool = False, via: tuple[str, ...] = (), alias: str | None = None) -> Any:
+          basic: bool = False, via: tuple[str, ...] = (), alias: str | None = None, also: tuple[Scope, ...] = ()
+          ) -> Any:
     """A field of :class:`DecodeParams` carrying its declaration (the name comes from the field)."""
     spec = {"default": default, "check": check, "scope": scope, "help": help, "label": label, "section": section,
-            "basic": basic, "via": via, "alias": alias}
+            "basic": basic, "via": via, "alias": alias, "also": also}
     return field(default=default, metadata={"param": spec})
 
 
@@ -123,6 +132,11 @@ class DecodeParams:
     assistant_confidence_threshold: float = param(
         0.4, Float(0, 1, high_open=True), "assisted", "the draft model stops drafting when its probability of its "
         "token falls below this (0 = off)", "draft confidence", "draft")
+    dola_layers: str | tuple[int, ...] = param(
+        "high", DolaLayers(), "dola", "premature layers DoLa contrasts the final layer with: high (the upper half), low "
+        "(the lower half) or layer indices 8,16,24 (0 = the embeddings)", "DoLa layers", "search", basic=True)
+    penalty_alpha: float = param(0.6, Float(0, 1), "contrastive", "contrastive search's weight of the degeneration "
+                                 "penalty against the model's confidence", "penalty alpha", "search", basic=True)
     sequence_bias: tuple[tuple[tuple[int, ...] | str, float], ...] = param(
         (), Biases(), "all", "add BIAS to a token sequence's last token when the rest of it precedes: PHRASE = BIAS or "
         "[ids] = BIAS (repeatable)", "sequence bias", "processor")
@@ -161,8 +175,8 @@ class DecodeParams:
                                      "renormalize", "processor")
     temperature: float = param(1.0, Float(0, low_open=True), "sampling", "sampling temperature", "temperature",
                                "warper", basic=True)
-    top_k: int = param(0, Int(0), "sampling", "keep the k best tokens (0 = off)", "top-k (0 = off)", "warper",
-                       basic=True)
+    top_k: int = param(0, Int(0), "sampling", "keep the k best tokens (0 = off; contrastive search: the candidates it "
+                       "ranks, at least 2)", "top-k (0 = off)", "warper", basic=True, also=("contrastive",))
     top_p: float = param(1.0, Float(0, 1, low_open=True), "sampling", "nucleus mass (1 = off)", "top-p", "warper",
                          basic=True)
     min_p: float | None = param(None, Optional(Float(0, 1)), "sampling", "min-p filter (off when unset)",

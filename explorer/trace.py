@@ -17,7 +17,11 @@ __all__ = [
     "Drafted",
     "Fate",
     "Finished",
+    "ContrastCandidate",
+    "Contrastive",
+    "DolaCandidate",
     "Hypothesis",
+    "LayerContrast",
     "Result",
     "Speculation",
     "Step",
@@ -27,8 +31,8 @@ __all__ = [
 
 #: Version of the JSON trace format (see ``trace.schema.json``): the minor number grows when fields or values are added
 #: (1.1: finished entries that ended on a stop string or the time limit; 1.2: a step's speculation, in assisted
-#: decoding), the major one on an incompatible change. Readers accept every 1.x document.
-FORMAT_VERSION = "1.2"
+#: decoding; 1.3: a step's layer contrast in DoLa and its candidates' ranking in contrastive search), the major one on an incompatible change. Readers accept every 1.x document.
+FORMAT_VERSION = "1.3"
 
 #: Scores at or below this are the reference's "impossible" placeholders (-1e9 and what is added to it): rows that
 #: fill a beam when too few real continuations exist, never a real hypothesis's score.
@@ -167,11 +171,74 @@ class Speculation:
 
 
 @dataclass(frozen=True)
+class DolaCandidate:
+    """One token as DoLa saw it at a step: its log-probability at the final layer and at the chosen premature layer
+    (the LM head applied to that layer's hidden state, as the reference does), and its contrast score, the
+    difference of the two; ``plausible`` is False when the plausibility cut removed it (its final probability below
+    a tenth of the best token's), its contrast score then being ``-inf``."""
+
+    token_id: int
+    text: str
+    final_logprob: float
+    premature_logprob: float
+    contrast: float
+    plausible: bool
+
+
+@dataclass(frozen=True)
+class LayerContrast:
+    """One step of DoLa: every candidate premature layer's Jensen-Shannon divergence from the final layer (the
+    reference's value: the mean over the vocabulary of the two Kullback-Leibler terms, halved), the layer chosen
+    (the most divergent), how many tokens passed the plausibility cut, and the recorded tokens: the final layer's
+    best, the best contrast scores and the chosen token.
+
+    ``layer_probs`` follows the chosen token through the layers DoLa reads (each candidate layer, then the final
+    one, in ``layers`` order plus the final layer last): its probability and its rank (0 = the layer's top token)
+    in that layer's distribution.
+    """
+
+    layers: tuple[int, ...]
+    divergences: tuple[float, ...]
+    chosen_layer: int
+    final_layer: int
+    plausible: int
+    candidates: tuple[DolaCandidate, ...]
+    layer_probs: tuple[tuple[float, int], ...]
+
+
+@dataclass(frozen=True)
+class ContrastCandidate:
+    """One of contrastive search's ``top_k`` candidates at a step: the model's confidence (its processed
+    probability), its degeneration penalty (the largest cosine similarity between its hidden state and a context
+    position's), which position of the text that was (``similar_to``: an index into prompt + generated tokens, and
+    the token there), and its score ``(1 - alpha) * prob - alpha * penalty``."""
+
+    token_id: int
+    text: str
+    prob: float
+    penalty: float
+    similar_to: int
+    similar_token: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Contrastive:
+    """One step of contrastive search: the ``top_k`` candidates in the model's order (most probable first) and
+    which one won (``chosen``: an index into ``candidates``, the highest score)."""
+
+    alpha: float
+    candidates: tuple[ContrastCandidate, ...]
+    chosen: int
+
+
+@dataclass(frozen=True)
 class Step:
     """One decoding step: the live hypotheses, new finished entries, and the pool after the step.
 
     In assisted decoding a step is one verification forward of the target: its hypotheses form a chain (one per
-    token the step added, each the parent of the next) and ``speculation`` records the round.
+    token the step added, each the parent of the next) and ``speculation`` records the round. In DoLa ``dola`` records
+    the layer contrast the step's token came from; in contrastive search ``contrastive`` the candidates' ranking.
     """
 
     index: int
@@ -182,6 +249,8 @@ class Step:
     forward_ms: float = 0.0
     search_ms: float = 0.0
     speculation: Speculation | None = None
+    dola: LayerContrast | None = None
+    contrastive: Contrastive | None = None
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,13 @@ from explorer._util import gc_paused
 from explorer.trace import (
     Candidate,
     ConstraintProgress,
+    ContrastCandidate,
+    Contrastive,
+    DolaCandidate,
     Drafted,
     Finished,
     Hypothesis,
+    LayerContrast,
     Result,
     Speculation,
     Step,
@@ -98,8 +102,27 @@ def _speculation_out(s: Speculation) -> JSONDoc:
             "next_draft_length": s.next_draft_length, "draft_ms": _fout(s.draft_ms)}
 
 
+def _dola_out(d: LayerContrast) -> JSONDoc:
+    """One step of DoLa as a dict."""
+    candidates = [{"token_id": c.token_id, "text": c.text, "final_logprob": _fout(c.final_logprob),
+                   "premature_logprob": _fout(c.premature_logprob), "contrast": _fout(c.contrast),
+                   "plausible": c.plausible} for c in d.candidates]
+    return {"layers": list(d.layers), "divergences": [_fout(x) for x in d.divergences], "chosen_layer": d.chosen_layer,
+            "final_layer": d.final_layer, "plausible": d.plausible, "candidates": candidates,
+            "layer_probs": [[_fout(p), r] for p, r in d.layer_probs]}
+
+
+def _contrastive_out(c: Contrastive) -> JSONDoc:
+    """One step of contrastive search as a dict."""
+    candidates = [{"token_id": x.token_id, "text": x.text, "prob": _fout(x.prob), "penalty": _fout(x.penalty),
+                   "similar_to": x.similar_to, "similar_token": x.similar_token, "score": _fout(x.score)}
+                  for x in c.candidates]
+    return {"alpha": _fout(c.alpha), "candidates": candidates, "chosen": c.chosen}
+
+
 def _step_out(s: Step) -> JSONDoc:
-    """One step as a dict (``speculation`` only where there is one, as format 1.1 readers expect)."""
+    """One step as a dict (``speculation``, ``dola`` and ``contrastive`` only where there is one, as earlier readers
+    expect)."""
     out = {
         "index": s.index, "hypotheses": [_hypothesis_out(h) for h in s.hypotheses],
         "finished": [_finished_out(f) for f in s.finished], "pool": list(s.pool),
@@ -107,6 +130,10 @@ def _step_out(s: Step) -> JSONDoc:
     }
     if s.speculation is not None:
         out["speculation"] = _speculation_out(s.speculation)
+    if s.dola is not None:
+        out["dola"] = _dola_out(s.dola)
+    if s.contrastive is not None:
+        out["contrastive"] = _contrastive_out(s.contrastive)
     return out
 
 
@@ -129,7 +156,7 @@ def trace_to_dict(trace: Trace) -> JSONDoc:
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=2)
     >>> doc = trace_to_dict(t)
     >>> doc["version"], len(doc["steps"]), trace_from_dict(doc) == t
-    ('1.2', 2, True)
+    ('1.3', 2, True)
     """
     with gc_paused():
         return _trace_out(trace)
@@ -214,12 +241,35 @@ def _speculation_in(d: JSONDoc | None) -> Speculation | None:
                        int(d["next_draft_length"]), _fin(d["draft_ms"]))
 
 
+def _dola_in(d: JSONDoc | None) -> LayerContrast | None:
+    """One step of DoLa from its dict (``None``: a step of another strategy)."""
+    if d is None:
+        return None
+    candidates = tuple(DolaCandidate(int(c["token_id"]), c["text"], _fin(c["final_logprob"]),
+                                     _fin(c["premature_logprob"]), _fin(c["contrast"]), c["plausible"])
+                       for c in d["candidates"])
+    return LayerContrast(_ints(d["layers"]), tuple(_fin(x) for x in d["divergences"]), int(d["chosen_layer"]),
+                         int(d["final_layer"]), int(d["plausible"]), candidates,
+                         tuple((_fin(p), int(r)) for p, r in d["layer_probs"]))
+
+
+def _contrastive_in(d: JSONDoc | None) -> Contrastive | None:
+    """One step of contrastive search from its dict (``None``: a step of another strategy)."""
+    if d is None:
+        return None
+    candidates = tuple(ContrastCandidate(int(x["token_id"]), x["text"], _fin(x["prob"]), _fin(x["penalty"]),
+                                         int(x["similar_to"]), int(x["similar_token"]), _fin(x["score"]))
+                       for x in d["candidates"])
+    return Contrastive(_fin(d["alpha"]), candidates, int(d["chosen"]))
+
+
 def _step_in(d: JSONDoc) -> Step:
     """One step from its dict."""
     return Step(
         int(d["index"]), tuple(_hypothesis_in(h) for h in d["hypotheses"]),
         tuple(_finished_in(f) for f in d["finished"]), _ints(d["pool"]), _ints(d["done_groups"]),
-        _fin(d["forward_ms"]), _fin(d["search_ms"]), _speculation_in(d.get("speculation")),
+        _fin(d["forward_ms"]), _fin(d["search_ms"]), _speculation_in(d.get("speculation")), _dola_in(d.get("dola")),
+        _contrastive_in(d.get("contrastive")),
     )
 
 

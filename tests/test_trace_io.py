@@ -23,9 +23,13 @@ from explorer.models.base import CausalLM
 from explorer.trace import (
     Candidate,
     ConstraintProgress,
+    ContrastCandidate,
+    Contrastive,
+    DolaCandidate,
     Drafted,
     Finished,
     Hypothesis,
+    LayerContrast,
     Result,
     Speculation,
     Step,
@@ -46,6 +50,8 @@ RUNS: dict[str, dict[str, Any]] = {
     "constrained-any": {"strategy": "constrained", "constraints": [[[500, 501], [9]]], "max_new_tokens": 8},
     "processors": {"strategy": "beam", "max_new_tokens": 6, "min_new_tokens": 3, "no_repeat_ngram_size": 1,
                    "repetition_penalty": 1.3, "record_top_k": 20},
+    "dola": {"strategy": "dola", "dola_layers": "low", "repetition_penalty": 1.2, "max_new_tokens": 6},
+    "contrastive": {"strategy": "contrastive", "penalty_alpha": 0.6, "top_k": 3, "max_new_tokens": 6},
 }
 
 
@@ -147,7 +153,7 @@ def test_document_shape(traces: dict[str, Trace]) -> None:
     cand = doc["steps"][0]["hypotheses"][0]["candidates"][0]
     assert isinstance(cand["adjustments"], list)
     assert doc["steps"][0]["hypotheses"][0]["constraint"]["status"] == ["pending"]
-    assert doc["version"] == explorer.trace.FORMAT_VERSION == "1.2"
+    assert doc["version"] == explorer.trace.FORMAT_VERSION == "1.3"
     assert "speculation" not in doc["steps"][0]  # only assisted decoding writes it (format 1.1 readers read the rest)
     assert next(iter(doc)) == "version"
     proc = trace_to_dict(traces["processors"])["steps"][1]["hypotheses"][0]["candidates"][0]["adjustments"]
@@ -163,9 +169,11 @@ def test_tuples_in_free_form_fields_become_lists() -> None:
 # --- the schema -----------------------------------------------------------------------------------------------
 
 RECORDS = {"candidate": Candidate, "constraint_progress": ConstraintProgress, "hypothesis": Hypothesis,
-           "finished": Finished, "step": Step, "result": Result, "speculation": Speculation, "drafted": Drafted}
+           "finished": Finished, "step": Step, "result": Result, "speculation": Speculation, "drafted": Drafted,
+           "dola": LayerContrast, "dola_candidate": DolaCandidate, "contrastive": Contrastive,
+           "contrast_candidate": ContrastCandidate}
 #: Fields a document may leave out (added in a later minor version, written only where they apply).
-OPTIONAL = {"step": {"speculation"}}
+OPTIONAL = {"step": {"speculation", "dola", "contrastive"}}
 
 
 def test_schema_is_valid_draft_07() -> None:

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["CausalLM", "ModelInfo", "TokenizerLike", "Verifier"]
+__all__ = ["CausalLM", "Layered", "ModelInfo", "TokenizerLike", "Verifier"]
 
 
 @dataclass(frozen=True)
@@ -102,4 +102,29 @@ class Verifier(CausalLM, Protocol):
 
     def cache_length(self, cache: object) -> int:
         """Number of positions ``cache`` holds."""
+        ...
+
+
+@runtime_checkable
+class Layered(CausalLM, Protocol):
+    """A causal LM that shows its layers: every layer's hidden states from a forward, and its LM head (with or
+    without the final norm) to read them with. What DoLa, contrastive search and the logit lens need."""
+
+    @property
+    def tied(self) -> bool:
+        """Whether the LM head shares the embeddings' weights."""
+        ...
+
+    def forward_layers(self, tokens: torch.Tensor, cache: object | None
+                       ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], object]:
+        """Feed ``tokens`` ``[rows, length]``: float32 last-position logits ``[rows, vocab]``, ``num_layers + 1``
+        hidden states ``[rows, length, hidden]`` (the embeddings, each layer's output, the last one normed), cache."""
+        ...
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head on hidden states as they are: float32 logits."""
+        ...
+
+    def lens(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The final norm, then the LM head: float32 logits (the logit lens)."""
         ...

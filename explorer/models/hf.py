@@ -18,13 +18,15 @@ from explorer.models.base import ModelInfo
 from explorer.models.tokenizer import Tokenizer
 
 __all__ = [
-    "CastSource", "EarlyExit", "HFCausalLM", "align_weights", "cache_keyword", "cast_copy", "device_copy", "model_info",
+    "CastSource", "EarlyExit", "HFCausalLM", "Layers", "align_weights", "cache_keyword", "cast_copy", "device_copy", "model_info",
     "quiet_progress_bars",
 ]
 
 _Layer = TypeVar("_Layer")
 #: Where ``HFCausalLM.cast`` gets a lower-precision copy of the weights (e.g. a mapped cache); else ``cast_copy``.
 CastSource = Callable[[torch.dtype], PreTrainedModel]
+#: Every layer's hidden states from one forward: the embeddings, then each layer's output (the last one normed).
+Layers = tuple[torch.Tensor, ...]
 
 
 def _as_ids(value: object) -> tuple[int, ...]:
@@ -260,6 +262,56 @@ class HFCausalLM:
         with torch.inference_mode():
             out = self.hf(input_ids=input_ids, use_cache=True, logits_to_keep=1, **{self._cache_keyword: cache})
         return self._last_logits(out.logits), out[self._cache_keyword]
+
+    def forward_layers(self, tokens: torch.Tensor, cache: object | None) -> tuple[torch.Tensor, Layers, object]:
+        """Feed ``tokens`` (``[rows, length]`` int64) to ``cache`` (``None``: a fresh one for a prompt) with every
+        layer's hidden states: float32 logits ``[rows, vocab]`` of the last position, the hidden states, and the
+        cache (extended in place).
+
+        The hidden states are ``num_layers + 1`` tensors ``[rows, length, hidden]``, transformers' convention: the
+        embeddings, each layer's output, and for the last layer its output after the final norm (what the LM head
+        reads). DoLa reads a layer's by ``head``, the logit lens by ``lens``; contrastive search compares the last.
+        Only the strategies that need them ask: other runs never pay for them.
+
+        >>> lm = load_model("tiny-random")  # doctest: +SKIP
+        >>> logits, hidden, cache = lm.forward_layers(torch.tensor([[5, 6, 7]]), None)  # doctest: +SKIP
+        >>> len(hidden), hidden[0].shape  # doctest: +SKIP
+        (3, torch.Size([1, 3, 64]))
+        """
+        if cache is None:
+            self._check_prompt(tokens[0].tolist())
+            past = DynamicCache(config=self._cache_config)
+        else:
+            past = self._check_cache(cache)
+        input_ids = tokens.to(device=self._device, dtype=torch.long)
+        with torch.inference_mode():
+            out = self.hf(input_ids=input_ids, use_cache=True, logits_to_keep=1, output_hidden_states=True,
+                          **{self._cache_keyword: past})
+        return self._last_logits(out.logits), tuple(out.hidden_states), out[self._cache_keyword]
+
+    @property
+    def tied(self) -> bool:
+        """Whether the LM head shares the embeddings' weights (DoLa then skips the lowest layers)."""
+        config = self.hf.config.get_text_config(decoder=True)
+        return bool(getattr(config, "tie_word_embeddings", getattr(self.hf.config, "tie_word_embeddings", True)))
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head applied to hidden states ``[..., hidden]`` as they are (no final norm): float32 logits on the
+        CPU. What DoLa does with a premature layer, as the reference does."""
+        with torch.inference_mode():
+            logits = self.hf.get_output_embeddings()(hidden)  # type: ignore[no-untyped-call]
+        return self._float_logits(logits)
+
+    def lens(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The logit lens: the final norm, then the LM head, applied to hidden states ``[..., hidden]`` of any layer
+        (float32 logits on the CPU). For the last layer's (already normed) use ``head``."""
+        base = getattr(self.hf, self.hf.base_model_prefix, self.hf)
+        norm = getattr(base, "norm", None) or getattr(base, "final_layernorm", None) or getattr(base, "ln_f", None)
+        if norm is None:
+            raise ExplorerError(f"{self.info.name} has no final norm the logit lens knows (norm, final_layernorm, ln_f)")
+        with torch.inference_mode():
+            logits = self.hf.get_output_embeddings()(norm(hidden))  # type: ignore[no-untyped-call]
+        return self._float_logits(logits)
 
     def extend(self, tokens: list[int], cache: object | None, keep: int) -> tuple[torch.Tensor, object]:
         """Feed ``tokens`` to a one-row ``cache`` (``None``: a fresh one, the prompt's prefill) in one forward;

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 # Registration order is the order of the README's table, the CLI's choices and the app's menu.
 # isort: off
-from explorer.strategies import greedy, beam, diverse, constrained, assisted  # noqa: F401
+from explorer.strategies import greedy, beam, diverse, constrained, assisted, dola, contrastive  # noqa: F401
 # isort: on
 from explorer.strategies.base import Outcome, Setup, Strategy
 from explorer.strategies.registry import REGISTRY, StrategySpec, get, make_params, names, params_of

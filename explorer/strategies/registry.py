@@ -92,7 +92,7 @@ class StrategySpec:
 
     def applies(self, p: Param) -> bool:
         """Whether parameter ``p`` is one this strategy uses."""
-        return p.scope == "all" or p.scope in self.uses
+        return p.scope == "all" or any(scope in self.uses for scope in p.scopes)
 
 
 _REGISTRY: dict[str, StrategySpec] = {}
@@ -139,9 +139,9 @@ def params_of(name: str) -> tuple[Param, ...]:
     return tuple(p for p in PARAMS if spec.applies(p))
 
 
-def _users(scope: Scope) -> str:
-    """The strategies that use ``scope``, in words: ``sample and beam-sample``."""
-    users = [s.name for s in _REGISTRY.values() if scope in s.uses]
+def _users(scopes: tuple[Scope, ...]) -> str:
+    """The strategies that use one of ``scopes``, in words: ``sample and beam-sample``."""
+    users = [s.name for s in _REGISTRY.values() if any(scope in s.uses for scope in scopes)]
     return users[0] if len(users) == 1 else ", ".join(users[:-1]) + " and " + users[-1]
 
 
@@ -169,7 +169,7 @@ def make_params(strategy: str, **params: Any) -> DecodeParams:
     for name in given:
         p = table[name]
         if not spec.applies(p) and getattr(result, name) != p.default:
-            raise ParameterError(name, getattr(result, name), f"unset: it applies only to {_users(p.scope)}")
+            raise ParameterError(name, getattr(result, name), f"unset: it applies only to {_users(p.scopes)}")
     _common_rules(result)
     spec.rules(result)
     return result
@@ -218,7 +218,7 @@ def strategy_table() -> str:
 
 def _users_of(p: Param) -> str:
     """Which strategies use parameter ``p``, for the parameter table."""
-    return "all" if p.scope == "all" else ", ".join(s.name for s in _REGISTRY.values() if p.scope in s.uses)
+    return "all" if p.scope == "all" else ", ".join(s.name for s in _REGISTRY.values() if s.applies(p))
 
 
 def parameter_table() -> str:
