@@ -26,7 +26,7 @@ from explorer.params import DecodeParams
 from explorer.strategies.base import Setup
 from explorer.strategies.greedy import Greedy, RowsState
 from explorer.strategies.registry import StrategySpec, register
-from explorer.trace import Candidate, DolaCandidate, Hypothesis, LayerContrast, Step
+from explorer.trace import DolaCandidate, LayerContrast, Step
 
 if TYPE_CHECKING:
     from explorer.engine import Run
@@ -139,15 +139,6 @@ def _record(c: Contrast, final_logits: torch.Tensor, premature: dict[int, torch.
     return LayerContrast(c.layers, c.divergences, c.chosen, total, c.plausible, candidates, layer_probs)
 
 
-def _cut_reasons(hyps: tuple[Hypothesis, ...]) -> tuple[Hypothesis, ...]:
-    """Candidates masked by nothing but DoLa's plausibility cut say so (the greedy step sees them as ``-inf``)."""
-    def why(c: Candidate) -> Candidate:
-        if c.fate == "masked" and c.reason == "masked by model":
-            return replace(c, reason="cut by DoLa's plausibility filter (final probability < 0.1 x the best)")
-        return c
-    return tuple(replace(h, candidates=tuple(why(c) for c in h.candidates)) for h in hyps)
-
-
 def drive(model: CausalLM, spec: StrategySpec, setup: Setup, on_step: Callable[[Step], None] | None,
           should_stop: Callable[[], bool] | None) -> Run:
     """Run DoLa to the end: forward with hidden states, contrast, greedy step on the contrast; repeat.
@@ -175,8 +166,7 @@ def drive(model: CausalLM, spec: StrategySpec, setup: Setup, on_step: Callable[[
                 outcome = greedy.step(state, c.logits, len(steps), setup)
                 state = outcome.state
                 token = int(state.sequences[0, -1])
-                step = replace(outcome.step, hypotheses=_cut_reasons(outcome.step.hypotheses),
-                               dola=_record(c, logits, premature, token, total, setup), forward_ms=forward_ms,
+                step = replace(outcome.step, dola=_record(c, logits, premature, token, total, setup), forward_ms=forward_ms,
                                search_ms=(time.perf_counter() - clock) * 1000.0)
                 steps.append(step)
                 if on_step is not None:
