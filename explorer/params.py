@@ -133,8 +133,8 @@ class DecodeParams:
         0.4, Float(0, 1, high_open=True), "assisted", "the draft model stops drafting when its probability of its "
         "token falls below this (0 = off)", "draft confidence", "draft")
     dola_layers: str | tuple[int, ...] = param(
-        "high", DolaLayers(), "dola", "premature layers DoLa contrasts the final layer with: high (the upper half), low "
-        "(the lower half) or layer indices 8,16,24 (0 = the embeddings)", "DoLa layers", "search", basic=True)
+        "high", DolaLayers(), "dola", "premature layers DoLa contrasts the final layer with: high (the upper half), "
+        "low (the lower half) or layer indices 8,16,24 (0 = the embeddings)", "DoLa layers", "search", basic=True)
     penalty_alpha: float = param(0.6, Float(0, 1), "contrastive", "contrastive search's weight of the degeneration "
                                  "penalty against the model's confidence", "penalty alpha", "search", basic=True)
     sequence_bias: tuple[tuple[tuple[int, ...] | str, float], ...] = param(

@@ -14,12 +14,12 @@ __all__ = [
     "PLACEHOLDER",
     "Candidate",
     "ConstraintProgress",
-    "Drafted",
-    "Fate",
-    "Finished",
     "ContrastCandidate",
     "Contrastive",
     "DolaCandidate",
+    "Drafted",
+    "Fate",
+    "Finished",
     "Hypothesis",
     "LayerContrast",
     "Result",
@@ -31,7 +31,8 @@ __all__ = [
 
 #: Version of the JSON trace format (see ``trace.schema.json``): the minor number grows when fields or values are added
 #: (1.1: finished entries that ended on a stop string or the time limit; 1.2: a step's speculation, in assisted
-#: decoding; 1.3: a step's layer contrast in DoLa and its candidates' ranking in contrastive search), the major one on an incompatible change. Readers accept every 1.x document.
+#: decoding; 1.3: a step's layer contrast in DoLa and its candidates' ranking in contrastive search), the major one
+#: on an incompatible change. Readers accept every 1.x document.
 FORMAT_VERSION = "1.3"
 
 #: Scores at or below this are the reference's "impossible" placeholders (-1e9 and what is added to it): rows that

@@ -44,7 +44,8 @@ def test_dola_records_what_it_decided(tiny: CausalLM) -> None:
     for step in trace.steps:
         d = step.dola
         assert d is not None
-        assert d.layers == (0, 1) and d.final_layer == 2
+        assert d.layers == (0, 1)
+        assert d.final_layer == 2
         assert d.chosen_layer == d.layers[max(range(len(d.layers)), key=lambda i: d.divergences[i])]
         assert all(x >= 0 for x in d.divergences)
         chosen = step.hypotheses[0].candidates
@@ -115,7 +116,7 @@ def test_dola_layers_outside_the_model_are_one_line(tiny: CausalLM) -> None:
 
 @pytest.mark.parametrize("strategy", ["dola", "contrastive"])
 def test_a_table_model_has_no_layers(toy: CausalLM, strategy: str) -> None:
-    with pytest.raises(explorer.ParameterError, match="has no layers|has none to read"):
+    with pytest.raises(explorer.ParameterError, match=r"has no layers|has none to read"):
         explorer.decode(toy, "The", strategy=strategy, max_new_tokens=2)
 
 
@@ -128,13 +129,16 @@ def test_contrastive_records_its_ranking(tiny: CausalLM) -> None:
     ids = list(PROMPT)
     for step in trace.steps:
         c = step.contrastive
-        assert c is not None and c.alpha == alpha and len(c.candidates) == k
+        assert c is not None
+        assert c.alpha == alpha
+        assert len(c.candidates) == k
         probs = [x.prob for x in c.candidates]
         assert probs == sorted(probs, reverse=True)
         for x in c.candidates:
             assert x.score == pytest.approx((1 - alpha) * x.prob - alpha * x.penalty, abs=1e-6)
             assert -1.0 - 1e-5 <= x.penalty <= 1.0 + 1e-5
-            assert 0 <= x.similar_to < len(ids) and ids[x.similar_to] == x.similar_token
+            assert 0 <= x.similar_to < len(ids)
+            assert ids[x.similar_to] == x.similar_token
         assert c.chosen == max(range(k), key=lambda j: c.candidates[j].score)
         token = c.candidates[c.chosen].token_id
         kept = [x for x in step.hypotheses[0].candidates if x.fate in ("kept", "finished")]
@@ -189,7 +193,8 @@ def test_the_lens_last_layer_is_the_model(tiny: CausalLM) -> None:
     view = logit_lens(tiny, PROMPT, top=3, token=token)
     assert [layer.layer for layer in view.layers] == [0, 1, 2]
     last = view.layers[-1]
-    assert last.top[0][0] == token and last.token_rank == 0
+    assert last.top[0][0] == token
+    assert last.token_rank == 0
     first = greedy.steps[0].hypotheses[0].candidates
     assert [t for t, _, _ in last.top] == [c.token_id for c in first[:3]]
     for (_, _, p), c in zip(last.top, first, strict=False):
@@ -200,7 +205,8 @@ def test_the_lens_grid_follows_a_run(tiny: CausalLM) -> None:
     greedy = explorer.decode(tiny, PROMPT, strategy="greedy", max_new_tokens=6)
     ids = [*PROMPT, *greedy.results[0].token_ids]
     grid = lens_grid(tiny, ids, len(PROMPT))
-    assert grid.probs.shape == (3, 6) and grid.tokens == greedy.results[0].token_ids
+    assert grid.probs.shape == (3, 6)
+    assert grid.tokens == greedy.results[0].token_ids
     assert (grid.ranks[-1] == 0).all()  # greedy: the last layer's best, every time
     for col in range(6):
         view = logit_lens(tiny, ids[: len(PROMPT) + col], token=ids[len(PROMPT) + col])
@@ -221,4 +227,5 @@ def test_smollm2_lens_finds_the_answer_late(smollm2: CausalLM) -> None:
     view = logit_lens(smollm2, ids[:-1], token=ids[-1])
     assert len(view.layers) == 31
     assert view.layers[-1].token_rank == 0
-    assert view.layers[5].token_rank is not None and view.layers[5].token_rank > 10
+    assert view.layers[5].token_rank is not None
+    assert view.layers[5].token_rank > 10

@@ -18,8 +18,8 @@ from explorer.models.base import ModelInfo
 from explorer.models.tokenizer import Tokenizer
 
 __all__ = [
-    "CastSource", "EarlyExit", "HFCausalLM", "Layers", "align_weights", "cache_keyword", "cast_copy", "device_copy", "model_info",
-    "quiet_progress_bars",
+    "CastSource", "EarlyExit", "HFCausalLM", "Layers", "align_weights", "cache_keyword", "cast_copy", "device_copy",
+    "model_info", "quiet_progress_bars",
 ]
 
 _Layer = TypeVar("_Layer")
@@ -308,7 +308,8 @@ class HFCausalLM:
         base = getattr(self.hf, self.hf.base_model_prefix, self.hf)
         norm = getattr(base, "norm", None) or getattr(base, "final_layernorm", None) or getattr(base, "ln_f", None)
         if norm is None:
-            raise ExplorerError(f"{self.info.name} has no final norm the logit lens knows (norm, final_layernorm, ln_f)")
+            raise ExplorerError(f"{self.info.name} has no final norm the logit lens knows "
+                                "(norm, final_layernorm, ln_f)")
         with torch.inference_mode():
             logits = self.hf.get_output_embeddings()(norm(hidden))  # type: ignore[no-untyped-call]
         return self._float_logits(logits)

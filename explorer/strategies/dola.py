@@ -166,7 +166,8 @@ def drive(model: CausalLM, spec: StrategySpec, setup: Setup, on_step: Callable[[
                 outcome = greedy.step(state, c.logits, len(steps), setup)
                 state = outcome.state
                 token = int(state.sequences[0, -1])
-                step = replace(outcome.step, dola=_record(c, logits, premature, token, total, setup), forward_ms=forward_ms,
+                record = _record(c, logits, premature, token, total, setup)
+                step = replace(outcome.step, dola=record, forward_ms=forward_ms,
                                search_ms=(time.perf_counter() - clock) * 1000.0)
                 steps.append(step)
                 if on_step is not None:
