@@ -4,14 +4,15 @@ Usage: ``python benchmarks/bench_engine.py [--model smollm2-135m] [--tokens 50] 
 [--reference-python .venv-ref/bin/python]``
 
 For each strategy the script times (a) a bare loop that only feeds one token per row through the model with a
-KV cache, at the strategy's batch size, (b) ``explorer.decode`` with full recording, (c) transformers 4.56.2's
-``generate()`` with ``output_scores`` (every strategy; run by ``benchmarks/ref_worker.py`` in the reference
-virtualenv, which loads the model once and answers timing requests over a pipe) and (d) the installed
+KV cache, at the strategy's batch size, (b) ``explorer.decode`` with full recording, (c) the reference's
+``generate()`` with ``output_scores``: transformers 4.56.2 for greedy and the beam strategies, 4.55.4 for DoLa and
+contrastive search (run by ``benchmarks/ref_worker.py`` in each reference virtualenv, which loads the model once
+and answers timing requests over a pipe) and (d) the installed
 transformers 5.x ``generate()`` (greedy and beam: 5.x has no native group or constrained beam search). Runs are
 interleaved and the best of ``--repeats`` is kept for each, so all see the same machine. It prints ms/step, the
-ratios traced / bare and traced / 4.56.2, and whether 4.56.2 produced the same tokens as the traced run (a check
-that the comparison is like with like). Without a reference python (default ``.venv-ref/bin/python``, built by
-``make .venv-ref/.installed``) the 4.56.2 columns are skipped with a note.
+ratios traced / bare and traced / reference, and whether the reference produced the same tokens as the traced run
+(a check that the comparison is like with like). Without a reference python (default ``.venv-ref/bin/python`` and
+``.venv-ref-4.55.4/bin/python``, built by ``make fixtures``) its columns are skipped with a note.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import explorer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE_PYTHON = ROOT / ".venv-ref" / "bin" / "python"
+DEFAULT_REFERENCE_4554 = ROOT / ".venv-ref-4.55.4" / "bin" / "python"
 WORKER = ROOT / "benchmarks" / "ref_worker.py"
 PROMPT = "The secret to a good loaf of bread is"
 CASES: dict[str, dict[str, Any]] = {
@@ -39,8 +41,13 @@ CASES: dict[str, dict[str, Any]] = {
     "beam": {"num_beams": 4},
     "diverse": {"num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 1.0},
     "constrained": {"num_beams": 4, "constraints": [" flour"]},
+    "dola": {"dola_layers": "high", "repetition_penalty": 1.2},
+    "contrastive": {"penalty_alpha": 0.6, "top_k": 4},
 }
-LABELS = {"greedy": "greedy", "beam": "beam 4", "diverse": "diverse 4x2", "constrained": "constrained 4"}
+LABELS = {"greedy": "greedy", "beam": "beam 4", "diverse": "diverse 4x2", "constrained": "constrained 4",
+          "dola": "dola high", "contrastive": "contrastive 0.6/4"}
+#: The strategies transformers 4.56.2 no longer runs natively, timed against 4.55.4 instead (its own virtualenv).
+ON_4554 = ("dola", "contrastive")
 
 
 def traced(model: Any, prompt: list[int], strategy: str, steps: int) -> tuple[float, explorer.Trace]:
@@ -112,20 +119,20 @@ class ReferenceWorker:
 
 
 def reference_request(strategy: str, trace: explorer.Trace) -> tuple[dict[str, Any], list[list[int]]]:
-    """4.56.2's parameters and constraint ids for ``strategy``, the ids taken from the traced run."""
-    params = {k: v for k, v in CASES[strategy].items() if k != "constraints"}
+    """The reference's parameters and constraint ids for ``strategy``, the ids taken from the traced run."""
+    params = {k: list(v) if isinstance(v, tuple) else v for k, v in CASES[strategy].items() if k != "constraints"}
     constraints = [list(c["token_ids"]) for c in trace.constraints]
     return params, constraints
 
 
-def reference_python(option: str | None) -> Path | None:
+def reference_python(option: str | None, default: Path, release: str) -> Path | None:
     """The reference interpreter to use, or None (with a printed note) when there is none."""
     if option == "none":
         return None
-    path = Path(option) if option else DEFAULT_REFERENCE_PYTHON
+    path = Path(option) if option else default
     if not path.exists():
-        print(f"note: no reference python at {path} (build it with `make .venv-ref/.installed`, or pass "
-              f"--reference-python): the transformers 4.56.2 columns are skipped")
+        print(f"note: no reference python at {path} (build it with `make {default.parents[1].name}/.installed`, "
+              f"or pass its option): the transformers {release} columns are skipped")
         return None
     return path
 
@@ -145,26 +152,33 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="*", default=list(CASES))
     parser.add_argument("--reference-python", help="python of a virtualenv with transformers 4.56.2 "
                         f"(default {DEFAULT_REFERENCE_PYTHON.relative_to(ROOT)} if it exists; 'none' skips it)")
+    parser.add_argument("--reference-4554", help="python of a virtualenv with transformers 4.55.4, for DoLa and "
+                        f"contrastive search (default {DEFAULT_REFERENCE_4554.relative_to(ROOT)} if it exists)")
     parser.add_argument("--json", help="write the numbers here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ref_python = reference_python(args.reference_python)
-    worker = ReferenceWorker(ref_python, args.model, args.threads) if ref_python else None  # loads meanwhile
+    workers: dict[str, ReferenceWorker] = {}
+    pythons = {"4.56.2": reference_python(args.reference_python, DEFAULT_REFERENCE_PYTHON, "4.56.2"),
+               "4.55.4": reference_python(args.reference_4554, DEFAULT_REFERENCE_4554, "4.55.4")
+               if set(args.strategies) & set(ON_4554) else None}
+    for release, python in pythons.items():
+        if python is not None and (release == "4.55.4" or set(args.strategies) - set(ON_4554)):
+            workers[release] = ReferenceWorker(python, args.model, args.threads)  # loads meanwhile
     try:
-        run(args, worker)
+        run(args, workers)
     finally:
-        if worker is not None:
+        for worker in workers.values():
             worker.close()
 
 
-def run(args: argparse.Namespace, worker: ReferenceWorker | None) -> None:
+def run(args: argparse.Namespace, workers: dict[str, ReferenceWorker]) -> None:
     """The measurements: every strategy, interleaved, best of ``args.repeats``."""
     model = explorer.load_model(args.model)
     prompt = list(explorer.tokenize_prompt(model, PROMPT))
-    rows_of = {"greedy": 1, "beam": 4, "diverse": 4, "constrained": 4}
+    rows_of = {"greedy": 1, "beam": 4, "diverse": 4, "constrained": 4, "dola": 1, "contrastive": 1}
     traced(model, prompt, "greedy", 3)  # warm-up
     hf_generate(model, prompt, "greedy", 3)
-    if worker is not None:
+    for worker in workers.values():
         info = worker.ready()
         print(f"reference: transformers {info['transformers']}, torch {info['torch']}, {info['threads']} threads "
               f"(loaded in {info['load_seconds']:.1f} s)")
@@ -173,10 +187,12 @@ def run(args: argparse.Namespace, worker: ReferenceWorker | None) -> None:
     print(f"model {args.model}, prompt {len(prompt)} tokens, {args.tokens} steps, {args.threads} threads, "
           f"best of {args.repeats}, ms/step")
     header = (f"{'strategy':<14} {'rows':>4} {'bare':>6} {'traced':>7} {'tr/bare':>7} {'gen 5.x':>8} "
-              f"{'gen 4.56.2':>10} {'tr/4.56.2':>9} {'same tokens':>11} {'score diff':>10}")
+              f"{'ref':>6} {'gen ref':>8} {'tr/ref':>7} {'same tokens':>11} {'score diff':>10}")
     print(header)
     for strategy in args.strategies:
         rows = rows_of[strategy]
+        release = "4.55.4" if strategy in ON_4554 else "4.56.2"
+        worker = workers.get(release)
         times: dict[str, list[float]] = {"bare": [], "traced": [], "gen5": [], "gen4": []}
         same: list[bool] = []
         score_diff = 0.0
@@ -188,7 +204,7 @@ def run(args: argparse.Namespace, worker: ReferenceWorker | None) -> None:
             if worker is not None:
                 params, constraints = reference_request(strategy, trace)
                 ref = worker.generate(prompt, args.tokens, params, constraints)
-                assert ref["steps"] == args.tokens, f"4.56.2 {strategy} stopped after {ref['steps']} steps"
+                assert ref["steps"] == args.tokens, f"reference {strategy} stopped after {ref['steps']} steps"
                 times["gen4"].append(ref["seconds"])
                 best_result = trace.results[0]
                 same.append(list(best_result.token_ids) == ref["token_ids"])
@@ -200,25 +216,25 @@ def run(args: argparse.Namespace, worker: ReferenceWorker | None) -> None:
         same_tokens = ("yes" if all(same) else "no") if same else "-"
         row = {"strategy": strategy, "label": LABELS[strategy], "rows": rows, "bare_ms_per_step": ms["bare"],
                "traced_ms_per_step": ms["traced"], "ratio": ms["traced"] / ms["bare"],
-               "generate_ms_per_step": ms["gen5"], "generate_4562_ms_per_step": ms["gen4"],
-               "traced_over_4562": ms["traced"] / ms["gen4"], "same_tokens_4562": same_tokens,
-               "score_diff_4562": score_diff if same else float("nan")}
+               "generate_ms_per_step": ms["gen5"], "reference": release, "reference_ms_per_step": ms["gen4"],
+               "traced_over_reference": ms["traced"] / ms["gen4"], "same_tokens_as_reference": same_tokens,
+               "score_diff_reference": score_diff if same else float("nan")}
         report.append(row)
         print(f"{LABELS[strategy]:<14} {rows:>4} {fmt(ms['bare']):>6} {fmt(ms['traced']):>7} "
-              f"{fmt(row['ratio'], 3):>7} {fmt(ms['gen5']):>8} {fmt(ms['gen4']):>10} "
-              f"{fmt(row['traced_over_4562'], 3):>9} {same_tokens:>11} "
+              f"{fmt(row['ratio'], 3):>7} {fmt(ms['gen5']):>8} {release:>6} {fmt(ms['gen4']):>8} "
+              f"{fmt(row['traced_over_reference'], 3):>7} {same_tokens:>11} "
               f"{'-' if not same else f'{score_diff:.1e}':>10}")
     print("\n| strategy | rows | bare ms/step | traced ms/step | traced / bare | generate 5.x ms/step "
-          "| generate 4.56.2 ms/step | traced / 4.56.2 | same tokens as 4.56.2 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| reference | generate ms/step there | traced / reference | same tokens as the reference |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in report:
         print(f"| {row['label']} | {row['rows']} | {fmt(row['bare_ms_per_step'])} | {fmt(row['traced_ms_per_step'])} "
               f"| {fmt(row['ratio'], 3)} | {fmt(row['generate_ms_per_step'])} "
-              f"| {fmt(row['generate_4562_ms_per_step'])} | {fmt(row['traced_over_4562'], 3)} "
-              f"| {row['same_tokens_4562']} |")
+              f"| {row['reference']} | {fmt(row['reference_ms_per_step'])} | {fmt(row['traced_over_reference'], 3)} "
+              f"| {row['same_tokens_as_reference']} |")
     if args.json:
         meta = {"model": args.model, "prompt_tokens": len(prompt), "steps": args.tokens, "threads": args.threads,
-                "repeats": args.repeats, "reference": worker.info if worker is not None else None}
+                "repeats": args.repeats, "references": {k: w.info for k, w in workers.items()}}
         clean = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in report]
         with open(args.json, "w") as handle:
             json.dump({"meta": meta, "rows": clean}, handle, indent=1)

@@ -1,7 +1,8 @@
-"""A persistent transformers 4.56.2 ``generate()`` timer, driven over stdin/stdout by ``bench_engine.py``.
+"""A persistent transformers 4.56.2 (or 4.55.4) ``generate()`` timer, driven over stdin/stdout by ``bench_engine.py``.
 
-Runs under the reference virtualenv's python (transformers 4.56.2, the last release with native group and
-constrained beam search), never under the project's: it must not import ``explorer``. It loads the model once,
+Runs under a reference virtualenv's python (transformers 4.56.2, the last release with native group and
+constrained beam search; 4.55.4, the last with native DoLa and contrastive search: ``dola_layers``, ``penalty_alpha``
+and ``top_k`` are passed through), never under the project's: it must not import ``explorer``. It loads the model once,
 prints one JSON line ``{"ready": true, ...}``, then answers one JSON line per command line::
 
     {"cmd": "generate", "prompt": [ids], "steps": 50, "params": {"num_beams": 4, ...},
@@ -33,16 +34,19 @@ from transformers import GenerationConfig, PhrasalConstraint
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "reference"))
 from make_fixtures import BOS_ID, EOS_ID, NEUTRAL, PAD_ID, build_tiny, load_smollm2
 
+#: DoLa's and contrastive search's parameters (4.55.4), passed as given.
+INSIDE = ("dola_layers", "penalty_alpha", "top_k")
+
 
 def generate(model: Any, command: dict[str, Any]) -> dict[str, Any]:
     """Time one ``generate()`` with ``output_scores`` and exactly ``steps`` new tokens (eos banned until then)."""
     steps = int(command["steps"])
-    params = {**NEUTRAL, **command.get("params", {})}
-    unknown = set(params) - set(NEUTRAL)
+    params = {"top_k": None, **NEUTRAL, **command.get("params", {})}
+    unknown = set(params) - set(NEUTRAL) - set(INSIDE)
     if unknown:
         raise ValueError(f"unknown params {sorted(unknown)}")
     params["min_new_tokens"] = steps
-    config = GenerationConfig(do_sample=False, temperature=1.0, top_k=None, top_p=1.0, bos_token_id=BOS_ID,
+    config = GenerationConfig(do_sample=False, temperature=1.0, top_p=1.0, bos_token_id=BOS_ID,
                               eos_token_id=EOS_ID, pad_token_id=PAD_ID, max_new_tokens=steps,
                               return_dict_in_generate=True, output_scores=True, **params)
     extra: dict[str, Any] = {}

@@ -6,7 +6,7 @@ import math
 from itertools import pairwise
 
 from explorer.strategies import REGISTRY, StrategySpec
-from explorer.trace import PLACEHOLDER, Finished, Hypothesis, Trace
+from explorer.trace import PLACEHOLDER, Finished, Hypothesis, Step, Trace
 
 __all__ = ["check_trace"]
 
@@ -56,7 +56,10 @@ def check_trace(trace: Trace) -> list[str]:
     - beams within a step (and group) are sorted by score, except in constrained search (sorted by bank);
     - results are sorted best first, hold generated tokens only, end with eos exactly when they say so;
     - a result from a recorded finished entry holds its tokens and its ``normalized_score``;
-    - a result marked as satisfying its constraints contains each of them.
+    - a result marked as satisfying its constraints contains each of them;
+    - a DoLa step contrasted its most divergent candidate layer, and its token is the best plausible contrast
+      score's unless a processor moved it; a contrastive search step's winner has the highest score, each score is
+      ``(1 - alpha) * prob - alpha * penalty``, and the winner is the token the step kept.
 
     A hypothesis or finished entry scoring at or below :data:`~explorer.trace.PLACEHOLDER` (the reference's -1e9
     filler beams) is not checked as a sum. Candidates with tied scores may share a rank (see ``_check_ranks``).
@@ -78,8 +81,35 @@ def check_trace(trace: Trace) -> list[str]:
         for fin in step.finished:
             problems += _check_finished(trace, fin, by_id.get(fin.hypothesis), step.index)
         problems += _check_order(trace, step.hypotheses, step.index)
+        problems += _check_inside(trace, step)
     problems += _check_links(trace)
     problems += _check_results(trace)
+    return problems
+
+
+def _check_inside(trace: Trace, step: Step) -> list[str]:
+    """DoLa's and contrastive search's records agree with themselves and with the token the step took."""
+    problems = []
+    taken = {c.token_id for h in step.hypotheses for c in h.candidates if c.fate in ("kept", "finished")}
+    d = step.dola
+    if d is not None:
+        if d.chosen_layer not in d.layers or (len(d.layers) > 1 and d.divergences[d.layers.index(d.chosen_layer)]
+                                               < max(d.divergences)):
+            problems.append(f"step {step.index}: DoLa contrasted layer {d.chosen_layer}, not the most divergent")
+        plausible = [c for c in d.candidates if c.plausible]
+        if not plausible or any(c.contrast == -math.inf for c in plausible):
+            problems.append(f"step {step.index}: DoLa recorded no plausible token, or one without a contrast score")
+        if not trace.processors and plausible and max(plausible, key=lambda c: c.contrast).token_id not in taken:
+            problems.append(f"step {step.index}: DoLa's best contrast score is not the token it took")
+    c = step.contrastive
+    if c is not None:
+        scores = [x.score for x in c.candidates]
+        if not scores or scores[c.chosen] < max(scores):
+            problems.append(f"step {step.index}: contrastive search's winner does not have the highest score")
+        if any(not _close(x.score, (1 - c.alpha) * x.prob - c.alpha * x.penalty) for x in c.candidates):
+            problems.append(f"step {step.index}: a contrastive score is not (1 - alpha) * prob - alpha * penalty")
+        if scores and c.candidates[c.chosen].token_id not in taken:
+            problems.append(f"step {step.index}: contrastive search's winner is not the token the step took")
     return problems
 
 

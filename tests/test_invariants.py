@@ -40,6 +40,8 @@ def traces(tiny: CausalLM, toy: TableModel) -> dict[str, Trace]:
     out = {name: explorer.decode(tiny, PROMPT, strategy, max_new_tokens=8, **params)
            for name, (strategy, params) in RUNS.items()}
     out["toy-beam"] = explorer.decode(toy, "The", "beam", num_beams=2, max_new_tokens=5)
+    out["dola"] = explorer.decode(tiny, PROMPT, "dola", dola_layers=(0, 1), max_new_tokens=8)
+    out["contrastive"] = explorer.decode(tiny, PROMPT, "contrastive", penalty_alpha=0.6, top_k=4, max_new_tokens=8)
     return out
 
 
@@ -357,6 +359,60 @@ def _no_option_present(trace: Trace) -> Trace:
     return replace(trace, constraints=(phrase, {**either, "options": [[t] for t in _absent(trace)]}))
 
 
+def _with_step(trace: Trace, index: int, **changes: Any) -> Trace:
+    """``trace`` with step ``index`` changed."""
+    return replace(trace, steps=tuple(replace(s, **changes) if s.index == index else s for s in trace.steps))
+
+
+def _dola_other_layer(trace: Trace) -> Trace:
+    d = trace.steps[0].dola
+    assert d is not None
+    assert d.divergences[0] != d.divergences[1]
+    other = next(layer for layer in d.layers if layer != d.chosen_layer)
+    return _with_step(trace, 0, dola=replace(d, chosen_layer=other))
+
+
+def _dola_nothing_plausible(trace: Trace) -> Trace:
+    d = trace.steps[0].dola
+    assert d is not None
+    return _with_step(trace, 0, dola=replace(d, candidates=tuple(replace(c, plausible=False) for c in d.candidates)))
+
+
+def _dola_better_contrast_elsewhere(trace: Trace) -> Trace:
+    d = trace.steps[0].dola
+    assert d is not None
+    assert not trace.processors
+    cut = next(c for c in d.candidates if not c.plausible)
+    better = replace(cut, plausible=True, contrast=1e9)
+    return _with_step(trace, 0, dola=replace(d, candidates=tuple(better if c is cut else c for c in d.candidates)))
+
+
+def _contrastive_loser_wins(trace: Trace) -> Trace:
+    c = trace.steps[0].contrastive
+    assert c is not None
+    loser = min(range(len(c.candidates)), key=lambda j: c.candidates[j].score)
+    ids = [x.token_id for x in c.candidates]
+    ids[loser], ids[c.chosen] = ids[c.chosen], ids[loser]  # the step's token stays the winner's: only the choice is off
+    swapped = tuple(replace(x, token_id=t) for x, t in zip(c.candidates, ids, strict=True))
+    return _with_step(trace, 0, contrastive=replace(c, candidates=swapped, chosen=loser))
+
+
+def _contrastive_score_off(trace: Trace) -> Trace:
+    c = trace.steps[0].contrastive
+    assert c is not None
+    last = c.candidates[-1]
+    return _with_step(trace, 0, contrastive=replace(c, candidates=(*c.candidates[:-1], replace(last, score=-5.0))))
+
+
+def _contrastive_winner_not_taken(trace: Trace) -> Trace:
+    c = trace.steps[0].contrastive
+    assert c is not None
+    winner = c.candidates[c.chosen]
+    moved = replace(winner, token_id=_other_token(trace, *(x.token_id for x in c.candidates)))
+    return _with_step(trace, 0, contrastive=replace(c, candidates=tuple(moved if x is winner else x
+                                                                          for x in c.candidates)))
+
+
 @dataclass(frozen=True)
 class Break:
     """One way to break a trace, the message ``check_trace`` must give for it, and the runs it applies to."""
@@ -433,11 +489,24 @@ BREAKS = [
           r"^result 0: marked as satisfying its constraints but misses \{'kind': 'phrase'", ("constrained",)),
     Break("any-constraint-missing", _no_option_present,
           r"^result 0: marked as satisfying its constraints but misses \{'kind': 'any'", ("constrained",)),
+    # _check_inside
+    Break("dola-other-layer", _dola_other_layer, r"^step 0: DoLa contrasted layer \d+, not the most divergent$",
+          ("dola",)),
+    Break("dola-nothing-plausible", _dola_nothing_plausible,
+          r"^step 0: DoLa recorded no plausible token, or one without a contrast score$", ("dola",)),
+    Break("dola-better-contrast-elsewhere", _dola_better_contrast_elsewhere,
+          r"^step 0: DoLa's best contrast score is not the token it took$", ("dola",)),
+    Break("contrastive-loser-wins", _contrastive_loser_wins,
+          r"^step 0: contrastive search's winner does not have the highest score$", ("contrastive",)),
+    Break("contrastive-score-off", _contrastive_score_off,
+          r"^step 0: a contrastive score is not \(1 - alpha\) \* prob - alpha \* penalty$", ("contrastive",)),
+    Break("contrastive-winner-not-taken", _contrastive_winner_not_taken,
+          r"^step 0: contrastive search's winner is not the token the step took$", ("contrastive",)),
 ]
 CASES = [pytest.param(b, run, id=f"{run}-{b.name}") for b in BREAKS for run in b.runs]
 
 
-@pytest.mark.parametrize("run", [*TINY, "toy-beam"])
+@pytest.mark.parametrize("run", [*TINY, "toy-beam", "dola", "contrastive"])
 def test_a_real_trace_is_accepted(traces: dict[str, Trace], run: str) -> None:
     assert check_trace(traces[run]) == []
 

@@ -31,7 +31,9 @@ SCORE_REL = 1e-5  # 10x the largest cross-CPU difference measured (see the modul
 
 
 def _documents() -> list[dict[str, Any]]:
-    return [json.loads(path.read_text()) for path in sorted(FIXTURES.glob("*.json"))]
+    """The 4.56.2 fixtures (``inside-*.json``, DoLa and contrastive search from 4.55.4: test_inside_reference.py)."""
+    return [json.loads(path.read_text()) for path in sorted(FIXTURES.glob("*.json"))
+            if not path.name.startswith("inside-")]
 
 
 def _cases() -> list[Any]:
@@ -58,7 +60,8 @@ def test_there_are_enough_cases() -> None:
     assert len(cases) >= 20
     # every registered strategy that does not draw at random (sampling is checked live: test_transformers_live.py)
     # and runs in the shared loop (assisted decoding, with its own driver, is native only in transformers 5.x and
-    # checked live against it: test_assisted_reference.py)
+    # checked live against it: test_assisted_reference.py; DoLa and contrastive search, native only until 4.55.4, are
+    # test_inside_reference.py's)
     fixed = {name for name, spec in REGISTRY.items() if not spec.sampling and spec.driver is None}
     assert {c["strategy"] for c in cases} == fixed
     assert {c["model"] for c in cases} == {"tiny-random", "smollm2-135m"}
