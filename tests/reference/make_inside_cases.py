@@ -113,7 +113,9 @@ SMOL_CASES: list[dict[str, Any]] = [
      "params": {"max_new_tokens": 24, "dola_layers": "high", "repetition_penalty": 1.2}},
     {"id": "smol-dola-high-chat-minnew", "prompt": CHAT_MATH, "chat": True, "strategy": "dola",
      "params": {"max_new_tokens": 28, "dola_layers": "high", "repetition_penalty": 1.2, "min_new_tokens": 22},
-     "note": "smol-dola-high-chat-eos ends in eos at step 21: here eos is masked until 22 tokens"},
+     "note": "smol-dola-high-chat-eos ends in eos as its 21st token: here eos is masked until 22 tokens;"
+             " at that step eos is the only token past the plausibility filter, so every score is -inf and"
+             " argmax emits id 0 (<|endoftext|>)"},
     {"id": "smol-dola-list-chat-nrng3", "prompt": CHAT_HI, "chat": True, "strategy": "dola",
      "params": {"max_new_tokens": 24, "dola_layers": [6, 18, 26], "no_repeat_ngram_size": 3}},
     # ---- contrastive search
