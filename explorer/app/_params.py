@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from explorer.errors import ParameterError
-from explorer.params import PARAMS, Param
+from explorer.models.base import CausalLM
+from explorer.params import PARAMS, Param, Section
 from explorer.strategies import get, make_params, names, params_of
 
 __all__ = [
@@ -16,7 +17,10 @@ __all__ = [
     "check_params",
     "control_for",
     "default_params",
+    "knob_label",
+    "knob_section",
     "knobs_for",
+    "model_errors",
     "parse_text",
     "summary_params",
     "takes_constraints",
@@ -40,6 +44,32 @@ def knobs_for(strategy: str) -> tuple[Param, ...]:
     ['repetition_penalty', 'no_repeat_ngram_size', 'min_new_tokens']
     """
     return tuple(p for p in params_of(strategy) if p.name in _BY_NAME)
+
+
+def knob_section(p: Param, strategy: str) -> Section:
+    """Where a panel of ``strategy`` shows knob ``p``: its own section, unless the strategy uses it in another role
+    than the section's (``top_k`` is a sampling warper, but the candidates contrastive search ranks: a search knob).
+
+    >>> knob_section(_BY_NAME["top_k"], "sample"), knob_section(_BY_NAME["top_k"], "contrastive")
+    ('warper', 'search')
+    """
+    spec = get(strategy) if strategy in names() else None
+    if spec is not None and p.scope != "all" and p.scope not in spec.uses and any(s in spec.uses for s in p.also):
+        return "search"
+    return p.section
+
+
+#: Labels of knobs that mean something else for some strategies.
+_LABELS = {("top_k", "contrastive"): "top-k candidates"}
+
+
+def knob_label(p: Param, strategy: str) -> str:
+    """A knob's label in a panel of ``strategy``.
+
+    >>> knob_label(_BY_NAME["top_k"], "sample"), knob_label(_BY_NAME["top_k"], "contrastive")
+    ('top-k (0 = off)', 'top-k candidates')
+    """
+    return _LABELS.get((p.name, strategy), p.label)
 
 
 def takes_constraints(strategy: str) -> bool:
@@ -127,6 +157,29 @@ def check_params(strategy: str, params: Mapping[str, Any], max_new_tokens: int) 
     """
     try:
         make_params(strategy, max_new_tokens=max_new_tokens, **params)
+    except ParameterError as error:
+        return {control_for(error.name, strategy): str(error)}
+    return {}
+
+
+def model_errors(strategy: str, params: Mapping[str, Any], max_new_tokens: int,
+                 model: CausalLM | None) -> dict[str, str]:
+    """What ``model`` refuses of a panel whose knobs are otherwise valid (``{control: one-line message}``): a
+    strategy that reads layers on a model without any (a next-token table), DoLa layers past the model's last.
+
+    >>> import explorer
+    >>> model_errors("dola", {"dola_layers": (1, 9)}, 5, explorer.load_model("tiny-random"))["dola_layers"]
+    "dola_layers='1,9' is invalid: expected layer indices from 0 to 1 (tiny-random has 2 layers; 9 is outside)"
+    """
+    if model is None or strategy not in names() or check_params(strategy, params, max_new_tokens):
+        return {}
+    spec = get(strategy)
+    try:
+        if "hidden_states" in spec.needs and model.info.num_layers == 0:
+            raise ParameterError("strategy", strategy, f"a model with layers: {model.info.name} has none to read "
+                                 "(a next-token table)")
+        if spec.check_model is not None:
+            spec.check_model(model, make_params(strategy, max_new_tokens=max_new_tokens, **params))
     except ParameterError as error:
         return {control_for(error.name, strategy): str(error)}
     return {}

@@ -8,7 +8,7 @@ from explorer.api import parse_constraints, tokenize_prompt
 from explorer.app import state as st
 from explorer.app._constraints import constraint_specs
 from explorer.app._nodes import NodeInfo, branch_request, describe
-from explorer.app._params import GLOBAL_CONTROLS, check_params, takes_constraints
+from explorer.app._params import GLOBAL_CONTROLS, check_params, model_errors, takes_constraints
 from explorer.app._run import Job
 from explorer.app.state import AppState, Branch, Panel, panel_by_id
 from explorer.errors import ExplorerError, ParameterError
@@ -44,7 +44,8 @@ def _constraint_error(panel: Panel, model: CausalLM) -> tuple[list[object], str]
 
 def _panel_job(state: AppState, panel: Panel, model: CausalLM) -> tuple[Job | None, dict[str, str]]:
     """A panel's job, or its errors (by control; ``max_new_tokens`` is a control above the panels)."""
-    errors = check_params(panel.strategy, panel.params, state.max_new_tokens)
+    errors = check_params(panel.strategy, panel.params, state.max_new_tokens) or model_errors(
+        panel.strategy, panel.params, state.max_new_tokens, model)
     specs, constraint_error = _constraint_error(panel, model)
     if constraint_error:
         errors["constraints"] = constraint_error

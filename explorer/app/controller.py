@@ -12,8 +12,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from explorer.app import state as st
 from explorer.app._constraints import preview_html
+from explorer.app._lens import node_lens, result_lens
 from explorer.app._nodes import describe
-from explorer.app._params import control_for, takes_constraints
+from explorer.app._params import control_for, model_errors, takes_constraints
 from explorer.app._plan import plan_branch, plan_run
 from explorer.app._run import Hooks, Job, RunEnd, Runner, one_line
 from explorer.app.state import AppState, panel_by_id
@@ -196,14 +197,28 @@ class Controller:
 
     @event
     def on_strategy(self, panel_id: int, strategy: str) -> None:
-        self.set(st.set_strategy(self.state, panel_id, strategy))
+        self.set(self._with_model_errors(st.set_strategy(self.state, panel_id, strategy), panel_id))
         panel = panel_by_id(self.state, panel_id)
         if panel is not None and takes_constraints(strategy):
             self.on_constraints(panel_id, panel.constraints)
 
     @event
     def on_param(self, panel_id: int, name: str, value: Any) -> None:
-        self.set(st.set_param(self.state, panel_id, name, value))
+        self.set(self._with_model_errors(st.set_param(self.state, panel_id, name, value), panel_id))
+
+    def _with_model_errors(self, state: AppState, panel_id: int) -> AppState:
+        """``state`` with what the loaded model refuses of a panel's knobs shown under them (DoLa layers past the
+        model's last, a strategy reading layers on a next-token table)."""
+        panel = panel_by_id(state, panel_id)
+        if panel is None or not panel.editable:
+            return state
+        return st.set_model_errors(state, panel_id, model_errors(panel.strategy, panel.params, state.max_new_tokens,
+                                                                 self.model))
+
+    @event
+    def on_lens_grid(self) -> None:
+        """The "logit lens along the result" button."""
+        self.lens_along()
 
     @event
     def on_constraints(self, panel_id: int, text: str) -> None:
@@ -269,12 +284,31 @@ class Controller:
             panel = panel_by_id(self.state, panel_id) if panel_id is not None else None
             if panel_id is not None and (panel is None or panel.trace is None or node is None):
                 raise ExplorerError(f"panel #{panel_id} has no trace to select in")
-            if panel is not None and panel.trace is not None and node is not None:
-                try:
-                    describe(panel.trace, node)
-                except KeyError:
-                    raise ExplorerError(f"node {node!r} is not in the tree of {panel.key}") from None
-            self.set(st.select(self.state, panel_id, node))
+            state = st.select(self.state, panel_id, node)
+            if panel is None or panel.trace is None or node is None or state.selection is None:
+                self.set(st.set_lens(state, None))
+                return
+            try:
+                info = describe(panel.trace, node)
+            except KeyError:
+                raise ExplorerError(f"node {node!r} is not in the tree of {panel.key}") from None
+            # The node's details first; then its logit lens (one forward of its text), which the view adds.
+            self.set(st.set_lens(state, st.NodeLens(state.selection, None, "reading the logit lens…",
+                                                          pending=True)))
+            self.set(st.set_lens(self.state, node_lens(self.model, panel, state.selection, info)))
+
+    def lens_along(self, panel_id: int | None = None) -> None:
+        """Compute the logit lens along the best result of panel ``panel_id`` (default: the selected node's panel,
+        else the first panel with a trace); a note says why when there is none."""
+        with self.lock:
+            panel = st.lens_panel(self.state) if panel_id is None else panel_by_id(self.state, panel_id)
+            if panel is None or panel.trace is None:
+                raise ExplorerError("no result to read the logit lens along: run first")
+            self.set(replace(self.state, status=f"reading the logit lens along {panel.key}…"))
+            grid = result_lens(self.model, panel)
+            status = (f"logit lens along {panel.key}: {grid.ms / 1000:.2f} s" if grid.grid is not None
+                      else f"error: {grid.note}")
+            self.set(replace(st.set_grid(self.state, grid), status=status))
 
     def load_bytes(self, content: bytes, name: str) -> None:
         """Add a read-only panel with the trace in an uploaded file; problems go under the load button."""
@@ -327,6 +361,8 @@ class Controller:
         state = replace(self.state, dtype=model.info.dtype if notes else dtype, errors=errors,
                         status=f"model {model.info.name} loaded")
         for panel in state.panels:
-            state = st.set_constraints(state, panel.id, panel.constraints, self.constraint_preview(
-                panel.constraints)[1] if takes_constraints(panel.strategy) else "")
+            state = st.set_constraints(st.recheck(state, panel.id), panel.id, panel.constraints,
+                                       self.constraint_preview(panel.constraints)[1]
+                                       if takes_constraints(panel.strategy) else "")
+            state = self._with_model_errors(state, panel.id)
         self.set(state)

@@ -23,6 +23,7 @@ from explorer.app.views import STYLE, Same, force_options, panel_summary_html, r
 from explorer.figures import resolve_theme
 from explorer.models.base import CausalLM
 from explorer.models.precision import DEFAULT_DTYPE
+from explorer.trace import Trace
 
 __all__ = ["DEFAULT_MODEL_ENV", "Explorer"]
 
@@ -44,7 +45,7 @@ class Explorer:
     def __init__(self, model: str | CausalLM | None = None, *, dtype: str = DEFAULT_DTYPE) -> None:
         self.controller = Controller(model, dtype, self._draw)
         self.controls = Controls(sorted(model_registry().available_models()))
-        self.outputs = Outputs(self.controller.on_tree_click)
+        self.outputs = Outputs(self.controller.on_tree_click, self.controller.on_lens_grid)
         self._panels: dict[int, PanelControls] = {}
         self._seen: dict[int, tuple[object, ...]] = {}
         self._shown: dict[int, tuple[object, ...]] = {}
@@ -117,7 +118,7 @@ class Explorer:
             title, c.top(), self._panel_row, c.run_row(), o.summary,
             widgets.HTML("<h3 style='margin: 8px 0 2px'>Search trees</h3>"), c.tree_row(), o.tree,
             widgets.HTML("<h3 style='margin: 8px 0 2px'>Selected node</h3>"), o.selection, c.force_row(), o.details_box,
-            self.theme_probe,
+            o.inside.box, self.theme_probe,
         ])
         root.add_class("explorer-app")
         root.add_class(theme_class(self.outputs.theme))
@@ -165,7 +166,17 @@ class Explorer:
         info = self._selected_info(state)
         self.controls.render_force(*force_options(info))
         self.controls.render_scrubber(state)
-        self.outputs.render(state, info)
+        self.outputs.render(state, info, self._speller)
+
+    def _speller(self, trace: Trace) -> Callable[[int], str] | None:
+        """How to spell ``trace``'s token ids: the loaded model's tokenizer, when that model made the trace."""
+        model = self.controller.model
+        return model.tokenizer.token_text if model is not None and model.info.name == trace.model else None
+
+    def lens_along(self, panel_id: int | None = None) -> None:
+        """Compute the logit lens along a panel's best result (default: the selected node's panel, else the first
+        with a trace) and show it; a one-line note says why when there is none."""
+        self.controller.lens_along(panel_id)
 
     def _selected_info(self, state: AppState) -> NodeInfo | None:
         """What the selected node is, worked out once per selection and trace."""

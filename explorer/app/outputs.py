@@ -1,4 +1,5 @@
-"""The app's outputs: ONE ``FigureWidget`` for every panel's tree, ONE for details, the selection and the summary.
+"""The app's outputs: ONE ``FigureWidget`` for every panel's tree, ONE for details, the selection and the summary,
+and the inside-the-model views (``explorer.app._inside``: one widget per figure, made together after the first run).
 
 Each is redrawn only when what it shows changed, the page's theme included; the figure widgets are updated in place
 (a new plotly widget would load plotly's multi-megabyte module in the page again; served by Voila, the page imports it
@@ -13,6 +14,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from explorer import figures
+from explorer.app._inside import InsideViews, Speller
 from explorer.app._nodes import NodeInfo
 from explorer.app.controls import sync
 from explorer.app.state import AppState, Panel, panel_by_id
@@ -33,7 +35,7 @@ TREE_MAX_WIDTH = 1680
 class Outputs:
     """Trees, details, selection text and the summary table, drawn from the state."""
 
-    def __init__(self, on_click: ClickHandler) -> None:
+    def __init__(self, on_click: ClickHandler, on_grid: Callable[[], None] = lambda: None) -> None:
         self.tree = figure_widget(on_page(placeholder("press Run to see the search trees")))
         self.tree.add_class("explorer-tree")
         # The details figure is made with the first trace, not with the page: each plotly widget loads a 5 MB
@@ -47,6 +49,8 @@ class Outputs:
         self.selection.add_class("explorer-selection")
         self.summary = widgets.HTML()
         self.summary.add_class("explorer-summary-view")
+        #: DoLa's and contrastive search's figures at the selected step, and the logit lens.
+        self.inside = InsideViews(on_grid)
         #: The page's theme (``ThemeProbe`` reports it): the figures are drawn in it.
         self.theme: Theme = "light"
         self._on_click = on_click
@@ -68,8 +72,8 @@ class Outputs:
             cached = self._layouts[panel.id] = (panel.trace, figures.tree_layout(panel.trace))
         return cached[1]
 
-    def render(self, state: AppState, info: NodeInfo | None) -> None:
-        """Redraw what changed."""
+    def render(self, state: AppState, info: NodeInfo | None, speller: Speller = lambda _: None) -> None:
+        """Redraw what changed (``speller`` spells a trace's token ids when its model is the loaded one)."""
         traced = [p for p in state.panels if p.trace is not None]
         self._layouts = {k: v for k, v in self._layouts.items() if any(p.id == k for p in traced)}
         ident = tuple((p.key, Same(p.trace)) for p in traced)
@@ -80,6 +84,7 @@ class Outputs:
             sync(self.summary, figures.results_table_html(keyed_traces(state.panels)) if traced else "")
         if self._changed("details", (ident, state.selection, self.theme)):
             self._draw_details(state, traced, info)
+        self.inside.render(state, info, self.theme, speller)
 
     def _draw_tree(self, state: AppState, traced: list[Panel]) -> None:
         """All panels' trees side by side, up to the scrubbed step, the selected node ringed."""

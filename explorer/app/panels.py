@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import ipywidgets as widgets
 
-from explorer.app._params import KNOBS, knobs_for, parse_text
+from explorer.app._params import KNOBS, knob_label, knob_section, knobs_for, parse_text
 from explorer.app.controls import error_box, set_error, sync
 from explorer.app.state import Panel
 from explorer.param_types import Choice
@@ -150,10 +150,11 @@ class PanelControls:
         knobs = knobs_for(panel.strategy)
         for section in _SECTION_TITLES:
             for basic in (True, False):
-                shown = [p for p in knobs if p.section == section and p.basic == basic]
+                shown = [p for p in knobs if knob_section(p, panel.strategy) == section and p.basic == basic]
                 if shown:
                     rows[basic] += [self.titles[(basic, section)], *(self.rows[p.name] for p in shown)]
         for p in knobs:
+            sync(self.knobs[p.name], knob_label(p, panel.strategy), "description")
             self._set_knob(p, panel.params.get(p.name))
         sync(self.basic_box, tuple(rows[True]), "children")
         sync(self.more_box, tuple(rows[False]), "children")

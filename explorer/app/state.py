@@ -4,32 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from explorer.app._params import carry_params, check_params, default_params, takes_constraints
 from explorer.text import clip, visible
 from explorer.trace import Trace
+
+if TYPE_CHECKING:
+    from explorer.lens import Lens, LensGrid
 
 __all__ = [
     "MAX_EDITABLE",
     "MAX_PANELS",
     "AppState",
     "Branch",
+    "NodeLens",
     "Panel",
+    "ResultLens",
     "Selection",
     "add_branch",
     "add_loaded",
     "add_panel",
     "finish_run",
     "initial_state",
+    "lens_panel",
     "panel_by_id",
     "panel_failed",
     "panel_finished",
+    "recheck",
     "remove_panel",
     "select",
     "set_app_errors",
     "set_constraints",
     "set_field",
+    "set_grid",
+    "set_lens",
+    "set_model_errors",
     "set_param",
     "set_progress",
     "set_strategy",
@@ -106,6 +116,33 @@ class Selection:
 
 
 @dataclass(frozen=True, eq=False)
+class NodeLens:
+    """The logit lens of a selected node, computed when it was clicked: the selection it belongs to, the lens at
+    the end of prompt + the node's tokens (``token``: the token the run took next from there, spelled
+    ``token_text``), or a one-line ``note`` saying why there is none (or, ``pending``, that it is being read);
+    ``ms`` is what it took."""
+
+    selection: Selection
+    lens: Lens | None
+    note: str = ""
+    token_text: str = ""
+    ms: float = 0.0
+    pending: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class ResultLens:
+    """The logit lens along a panel's best result, computed on request: for ``trace`` (a new run of the panel makes
+    it stale), the grid, or a one-line ``note`` saying why there is none; ``ms`` is what it took."""
+
+    panel: int
+    trace: Trace
+    grid: LensGrid | None
+    note: str = ""
+    ms: float = 0.0
+
+
+@dataclass(frozen=True, eq=False)
 class AppState:
     """Everything the views draw. ``errors`` holds inline messages of the controls above the panels
     (``model``, ``precision``, ``prompt``, ``chat``, ``max_new_tokens``, ``load``, ``force``, ``panels``);
@@ -127,6 +164,8 @@ class AppState:
     tree_color: TreeColor = "score"
     show_pruned: bool = True
     next_id: int = 1
+    lens: NodeLens | None = None
+    grid: ResultLens | None = None
 
 
 def initial_state(model: str, strategies: tuple[str, ...] = ("greedy", "beam")) -> AppState:
@@ -135,6 +174,14 @@ def initial_state(model: str, strategies: tuple[str, ...] = ("greedy", "beam")) 
     for strategy in strategies:
         state = add_panel(state, strategy)
     return state
+
+
+def lens_panel(state: AppState) -> Panel | None:
+    """The panel whose best result the logit lens reads along: the selected node's, else the first with a trace."""
+    selected = panel_by_id(state, state.selection.panel) if state.selection is not None else None
+    if selected is not None and selected.trace is not None:
+        return selected
+    return next((p for p in state.panels if p.trace is not None), None)
 
 
 def panel_by_id(state: AppState, panel_id: int) -> Panel | None:
@@ -156,6 +203,11 @@ def _revalidate(state: AppState, panel_id: int) -> AppState:
     kept = {k: v for k, v in panel.errors.items() if k == "constraints"}
     return _with_panel(state, panel_id, errors={**check_params(panel.strategy, panel.params, state.max_new_tokens),
                                                 **kept})
+
+
+def recheck(state: AppState, panel_id: int) -> AppState:
+    """Validate a panel's knobs again (after a model change: what the old model refused is forgotten)."""
+    return _revalidate(state, panel_id)
 
 
 def add_panel(state: AppState, strategy: str = "beam") -> AppState:
@@ -193,6 +245,24 @@ def set_param(state: AppState, panel_id: int, name: str, value: Any) -> AppState
     if panel is None:
         return state
     return _revalidate(_with_panel(state, panel_id, params={**panel.params, name: value}), panel_id)
+
+
+def set_model_errors(state: AppState, panel_id: int, errors: Mapping[str, str]) -> AppState:
+    """Add what the model refuses of a panel's knobs (``{control: message}``) to its inline errors."""
+    panel = panel_by_id(state, panel_id)
+    if panel is None or not errors:
+        return state
+    return _with_panel(state, panel_id, errors={**panel.errors, **errors})
+
+
+def set_lens(state: AppState, lens: NodeLens | None) -> AppState:
+    """The logit lens of the selected node (``None``: none)."""
+    return replace(state, lens=lens)
+
+
+def set_grid(state: AppState, grid: ResultLens | None) -> AppState:
+    """The logit lens along a panel's result (``None``: none)."""
+    return replace(state, grid=grid)
 
 
 def set_constraints(state: AppState, panel_id: int, text: str, error: str) -> AppState:

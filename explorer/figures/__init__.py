@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from explorer.figures._charts import constraint_progress, message_figure, score_timelines, step_candidates
+from explorer.figures._contrastive import contrastive_scores
 from explorer.figures._html import results_table_html, tokens_html
+from explorer.figures._inside import dola_contrast, dola_layers, dola_lens
 from explorer.figures._layout import TreeLayout, tree_layout
+from explorer.figures._lens import lens_heatmap, lens_top
 from explorer.figures._speculation import VERDICT_COLORS, speculation_rounds
 from explorer.figures._style import PALETTE, RESULT_COLORS, clip, visible
 from explorer.figures._theme import THEMES, Palette, Theme, palette, resolve_theme, template
@@ -21,6 +24,12 @@ __all__ = [
     "TreeLayout",
     "clip",
     "constraint_progress",
+    "contrastive_scores",
+    "dola_contrast",
+    "dola_layers",
+    "dola_lens",
+    "lens_heatmap",
+    "lens_top",
     "message_figure",
     "node_at",
     "palette",

@@ -8,8 +8,27 @@ raise no errors of its own. Screenshots land in ``tests/out/``.
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
-from browser_harness import DETAILS_FINGERPRINT, ECHO_TIMEOUT, AppPage, check_clean
+from browser_harness import (
+    DETAILS_FINGERPRINT,
+    ECHO_TIMEOUT,
+    LOAD_TIMEOUT,
+    RUN_READY,
+    RUN_TIMEOUT,
+    AppPage,
+    VoilaServer,
+    check_clean,
+    new_context,
+    slug,
+    watch,
+)
 from theme_checks import check_theme
 
 pytestmark = pytest.mark.browser
@@ -108,3 +127,129 @@ def test_assisted_decoding_beside_greedy_shows_its_rounds(app_page: AppPage) -> 
         app.page.locator(".explorer-details").scroll_into_view_if_needed()
         app.shot(f"speculation-{width}x{height}")
     check_clean(app)
+
+
+@pytest.fixture(scope="module")
+def voila_default(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoilaServer]:
+    """Voila serving the app on its default model (SmolLM2: ``DECODING_EXPLORER_MODEL`` unset)."""
+    server = VoilaServer(tmp_path_factory.mktemp("voila-default"), model=None)
+    with server.running():
+        yield server
+
+
+@pytest.fixture
+def default_page(request: pytest.FixtureRequest, voila_default: VoilaServer, browser: Any) -> Iterator[AppPage]:
+    """A page on the app on the default model, loaded until Run is usable."""
+    context = new_context(browser)
+    page = context.new_page()
+    app = AppPage(page, watch(page), voila_default, slug(request.node.name.removeprefix("test_")))
+    start = time.perf_counter()
+    try:
+        page.goto(voila_default.url, timeout=LOAD_TIMEOUT * 1000, wait_until="domcontentloaded")
+        app.wait("the Run button (.explorer-run) to be usable", RUN_READY, LOAD_TIMEOUT)
+        app.loaded_in = time.perf_counter() - start
+        yield app
+    finally:
+        context.close()
+
+
+#: JS: what a shown figure of the inside views draws: its title, trace types and metas, and its size (null: none).
+INSIDE_FIGURE = """(cls) => {
+  const root = document.querySelector('.' + cls);
+  const gd = root && (root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot'));
+  if (!gd || !gd.data || !root.querySelector('.main-svg')) return null;
+  const box = root.getBoundingClientRect();
+  if (!box.width || !(gd.layout.title && gd.layout.title.text)) return null;  // hidden, or its placeholder
+  return {title: (gd.layout.title && gd.layout.title.text) || '', metas: gd.data.map(t => t.meta || t.type),
+          width: box.width, height: box.height,
+          star: (gd.data.find(t => t.meta === 'chosen') || {}).y || null,
+          columns: ((gd.data.find(t => t.type === 'heatmap') || {}).x || []).length};
+}"""
+
+
+@pytest.mark.slow
+def test_dola_and_contrastive_beside_greedy_show_their_figures(default_page: AppPage) -> None:
+    """Greedy, DoLa and contrastive search on SmolLM2: DoLa's layer choice and its contrast at a step, contrastive
+    search's candidates, drawn in the details; a click on a node adds its logit lens. Screenshots at 1280x800 and
+    1920x1080 (``$EXPLORER_INSIDE_SHOTS``: copied there too)."""
+    app = default_page
+    app.type_prompt("The capital of France is")
+    app.fill(".explorer-max-new-tokens input", "8", 8, "max new tokens")
+    app.ensure_panels(3)
+    for i, strategy in enumerate(("greedy", "dola", "contrastive")):
+        app.set_strategy(i, strategy)
+    status = app.click_run(RUN_TIMEOUT)
+    assert status.startswith("done: 3 panels"), f"the run did not finish: {status!r}. {app.explain()}"
+    app.wait("three panels' trees to be drawn",
+             """() => { const r = document.querySelector('.explorer-tree');
+                        const plots = r ? [...r.querySelectorAll('.cartesianlayer > .subplot')] : [];
+                        return plots.length >= 3
+                          && plots.every(s => s.querySelector('.scatterlayer .trace path.point')); }""",
+             RUN_TIMEOUT)
+    for cls in ("explorer-dola-layers", "explorer-dola-contrast", "explorer-contrastive"):
+        app.wait(f"the {cls} figure to be drawn", f"() => !!({INSIDE_FIGURE})({cls!r})", ECHO_TIMEOUT)
+    app.page.locator(".explorer-dola-layers").scroll_into_view_if_needed()
+    layers = app.page.evaluate(INSIDE_FIGURE, "explorer-dola-layers")
+    assert "DoLa's layer choice" in layers["title"], layers
+    assert layers["metas"] == ["divergence", "chosen"], layers
+    assert 1 <= layers["columns"] <= 8, f"one column per step: {layers}"
+    assert layers["star"] is not None, layers
+    assert len(layers["star"]) == layers["columns"], f"a star in every column: {layers}"
+    assert all(15 <= int(y) <= 29 for y in layers["star"]), f"the upper half of 30 layers ('high'): {layers}"
+    assert layers["width"] > 500, layers
+    assert layers["height"] > 250, layers
+    assert app.page.locator(".explorer-dola-layers .heatmaplayer image, .explorer-dola-layers .hm").count() > 0
+    contrast = app.page.evaluate(INSIDE_FIGURE, "explorer-dola-contrast")
+    assert "DoLa at step 0: final layer 30 contrasted with layer" in contrast["title"], contrast
+    assert "Contrastive search at step 0" in app.page.evaluate(INSIDE_FIGURE, "explorer-contrastive")["title"]
+    check_clean(app)
+
+    # A click on the DoLa panel's node after three tokens selects step 3: its contrast, and the node's logit lens.
+    app.page.locator(".explorer-tree").scroll_into_view_if_needed()
+    target = app.page.evaluate(NODE_AT_DEPTH, [".explorer-tree", "#2 dola", 3])
+    assert target is not None, f"no node of #2 dola after 3 tokens. {app.explain()}"
+    app.page.mouse.move(target["x"], target["y"])
+    app.page.wait_for_timeout(200)  # plotly picks the hovered point first
+    app.page.mouse.click(target["x"], target["y"])
+    app.wait("step 3's contrast", """() => { const r = document.querySelector('.explorer-dola-contrast .gtitle');
+                                            return !!r && r.textContent.includes('DoLa at step 3:'); }""",
+             RUN_TIMEOUT)
+    app.wait("the clicked node's logit lens", f"() => !!({INSIDE_FIGURE})('explorer-lens')", RUN_TIMEOUT)
+    lens = app.page.evaluate(INSIDE_FIGURE, "explorer-lens")
+    assert f"node {target['node']}" in lens["title"], lens
+    assert "one forward" in app.page.locator(".explorer-lens-note").inner_text()
+    assert "Contrastive search at step 3" in app.page.evaluate(INSIDE_FIGURE, "explorer-contrastive")["title"]
+    errors = [t for t in app.page.locator(".explorer-error:visible").all_inner_texts() if t.strip()]
+    assert not errors, f"inline errors after a good run: {errors}. {app.explain()}"
+    shots = Path(os.environ["EXPLORER_INSIDE_SHOTS"]) if os.environ.get("EXPLORER_INSIDE_SHOTS") else None
+    for width, height in ((1280, 800), (1920, 1080)):
+        app.page.set_viewport_size({"width": width, "height": height})
+        for cls, name in ((".explorer-panel", "panels"), (".explorer-dola-layers", "dola"),
+                          (".explorer-contrastive", "contrastive"), (".explorer-lens", "lens")):
+            app.page.locator(cls).first.scroll_into_view_if_needed()
+            app.page.wait_for_timeout(300)
+            path = app.shot(f"{name}-{width}x{height}", window=True)
+            if shots is not None:
+                shots.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, shots / path.name)
+    check_clean(app)
+
+
+#: JS: the page position of a panel's hypothesis node after ``depth`` tokens (customdata [panel key, "h<id>"]).
+NODE_AT_DEPTH = """([sel, panelKey, depth]) => {
+  const root = document.querySelector(sel);
+  const gd = root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot');
+  const box = gd.getBoundingClientRect();
+  for (const t of gd.data) {
+    if (!t.customdata || !t.x) continue;
+    for (let i = 0; i < t.x.length; i++) {
+      const cd = t.customdata[i];
+      if (!cd || cd[0] !== panelKey || !String(cd[1]).startsWith('h') || t.x[i] !== depth) continue;
+      const xa = gd._fullLayout[(t.xaxis || 'x').replace('x', 'xaxis')];
+      const ya = gd._fullLayout[(t.yaxis || 'y').replace('y', 'yaxis')];
+      return {x: box.left + xa._offset + xa.l2p(xa.d2l(t.x[i])), y: box.top + ya._offset + ya.l2p(ya.d2l(t.y[i])),
+              node: String(cd[1])};
+    }
+  }
+  return null;
+}"""
