@@ -13,11 +13,21 @@ import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from explorer import _answers
 from explorer.models.base import CausalLM
 from explorer.strategies import get
-from explorer.trace import Candidate, Hypothesis, Result, Trace
+from explorer.trace import (
+    Candidate,
+    ContrastCandidate,
+    Contrastive,
+    DolaCandidate,
+    Hypothesis,
+    LayerContrast,
+    Result,
+    Trace,
+)
 
 __all__ = [
     "FEEDBACK_COLORS",
@@ -26,12 +36,15 @@ __all__ = [
     "check_best_probability",
     "check_completion_step",
     "check_constraints_satisfied",
+    "check_contrast_score",
+    "check_contrastive_choice",
     "check_distinct_results",
     "check_divergence_step",
     "check_forced_token",
     "check_group_result",
     "check_live_hypotheses",
     "check_penalty",
+    "check_premature_layer",
     "check_processed_probability",
     "check_pruned_token",
     "check_reproduces",
@@ -516,3 +529,129 @@ def check_tokens_per_forward(acceptance: float, draft_length: int, answer: float
         return _not_a("a number", answer)
     truth = expected_tokens_per_forward(acceptance, draft_length)
     return _verdict(abs(value - truth) <= tolerance, f"yes: {truth:.3f}", f"not quite (you said {value:g}): {hint}")
+
+
+# --- inside the model: DoLa and contrastive search (notebook 07) ----------------------------------------------------
+
+
+def _dola(trace: Trace, step: int) -> LayerContrast:
+    """The layer contrast DoLa recorded at ``step``."""
+    _step_hypotheses(trace, step)  # a step of the run
+    record = trace.steps[step].dola
+    if record is None:
+        raise ValueError(f"step {step} records no layer contrast: the run is {trace.strategy!r}, not 'dola'")
+    return record
+
+
+def _ranking(trace: Trace, step: int) -> Contrastive:
+    """The candidates' ranking contrastive search recorded at ``step``."""
+    _step_hypotheses(trace, step)  # a step of the run
+    record = trace.steps[step].contrastive
+    if record is None:
+        raise ValueError(f"step {step} records no ranking: the run is {trace.strategy!r}, not 'contrastive'")
+    return record
+
+
+_Named = TypeVar("_Named", DolaCandidate, ContrastCandidate)
+
+
+def _named(candidates: Sequence[_Named], text: str) -> _Named | None:
+    """The candidate whose text is ``text``, or else the one it is up to surrounding spaces (``"Paris"`` for
+    ``" Paris"``); ``None`` if none is."""
+    exact = [c for c in candidates if c.text == text]
+    loose = [c for c in candidates if c.text.strip() == text.strip()]
+    found = exact or loose
+    return found[0] if found else None
+
+
+def check_premature_layer(trace: Trace, step: int, answer: int | str | None,
+                          layers: Sequence[int] | None = None) -> Feedback:
+    """Is ``answer`` the premature layer DoLa contrasts with at ``step``: of the candidate ``layers`` (by default the
+    run's own), the one whose next-token distribution diverges most from the final layer's (Jensen-Shannon)?
+
+    ``layers`` are some of the run's candidate layers, whose divergences the step recorded: at step 0 (the text so
+    far is the prompt whatever the layers) the answer is the layer a run with ``dola_layers=layers`` picks.
+    """
+    hint = (f"trace.steps[{step}].dola.divergences holds one divergence per layer of trace.steps[{step}].dola.layers: "
+            "DoLa contrasts with the layer of the largest")
+    if answer is None:
+        return _no_answer(hint)
+    record = _dola(trace, step)
+    among = record.layers if layers is None else tuple(int(i) for i in layers)
+    unknown = [i for i in among if i not in record.layers]
+    if unknown or not among:
+        raise ValueError(f"layers={layers!r} is invalid: expected some of the run's candidate layers {record.layers}")
+    value = _answers.count(answer)
+    if value is None:
+        return _not_a("a layer number (a whole number)", answer)
+    if value not in among:
+        return Feedback(False, f"layer {value} is not a candidate: DoLa picks one of the layers {among}")
+    divergence = dict(zip(record.layers, record.divergences, strict=True))
+    truth = record.chosen_layer if layers is None else max(among, key=divergence.__getitem__)
+    return _verdict(value == truth, f"yes: layer {truth}, the most divergent ({divergence[truth]:.3g})",
+                    f"not quite (layer {value}'s divergence is {divergence[value]:.3g}): {hint}")
+
+
+def _contrast_number(answer: object) -> float | None:
+    """A contrast score as the student spells it: a number, or minus infinity (``"-inf"``, ``-math.inf``)."""
+    value = _answers.number(answer)
+    if value is None and isinstance(answer, str):
+        spelt = answer.strip().replace("\N{MINUS SIGN}", "-").lower()
+        value = -math.inf if spelt in ("-inf", "-infinity", "-math.inf", "-∞") else None
+    return value
+
+
+def check_contrast_score(trace: Trace, step: int, token: str, answer: float | str | None,
+                         tolerance: float = 0.01) -> Feedback:
+    """Is ``answer`` the contrast score DoLa gave ``token`` (its text) at ``step``: ``log p_final - log p_premature``,
+    its log-probabilities at the final layer and at the premature layer chosen there (before the processors, such as
+    the repetition penalty, adjust it)? A token the plausibility cut removed scores ``-inf``."""
+    hint = "subtract the token's premature_logprob from its final_logprob (both natural logarithms)"
+    if answer is None:
+        return _no_answer(hint)
+    record = _dola(trace, step)
+    candidate = _named(record.candidates, token)
+    if candidate is None:
+        raise ValueError(f"token {token!r} is not recorded at step {step}: the recorded tokens are "
+                         f"{[c.text for c in record.candidates]}")
+    value = _contrast_number(answer)
+    if value is None:
+        return _not_a("a number", answer)
+    if not candidate.plausible:
+        return _verdict(value == -math.inf, "yes: -inf, the plausibility cut removed it",
+                        f"not quite: {candidate.text!r} did not pass the plausibility cut (its final probability is "
+                        "below a tenth of the best token's), so its contrast score is -inf")
+    truth = candidate.contrast
+    right = f"yes: {truth:.3f} = {candidate.final_logprob:.3f} - ({candidate.premature_logprob:.3f})"
+    if abs(value - truth) <= tolerance:
+        return Feedback(True, right)
+    if abs(value - math.exp(truth)) <= tolerance * max(1.0, math.exp(truth)):
+        return Feedback(False, f"not quite (you said {value:g}): that is the ratio p_final / p_premature; the "
+                        "contrast score is its logarithm")
+    return Feedback(False, f"not quite (you said {value:g}): {hint}")
+
+
+def check_contrastive_choice(trace: Trace, step: int, answer: str | None, alpha: float | None = None) -> Feedback:
+    """Is ``answer`` (a token's text) the candidate contrastive search picks at ``step``: the highest
+    ``(1 - alpha) * prob - alpha * penalty``, with the run's ``penalty_alpha`` or another ``alpha``?
+
+    With another ``alpha`` the recorded candidates are scored again: at step 0 (the text so far is the prompt, the
+    candidates the same) the answer is what a run with ``penalty_alpha=alpha`` picks.
+    """
+    record = _ranking(trace, step)
+    a = record.alpha if alpha is None else float(alpha)
+    hint = (f"score each candidate of trace.steps[{step}].contrastive: (1 - {a:g}) * prob - {a:g} * penalty; "
+            "the highest wins")
+    if answer is None:
+        return _no_answer(hint)
+    if not isinstance(answer, str):
+        return _not_a("a token's text", answer)
+    scores = {c.token_id: (1.0 - a) * c.prob - a * c.penalty for c in record.candidates}
+    best = max(record.candidates, key=lambda c: scores[c.token_id])
+    said = _named(record.candidates, answer)
+    if said is None:
+        return Feedback(False, f"{answer.strip()!r} is not a candidate at step {step}: contrastive search picks one "
+                        f"of {[c.text for c in record.candidates]}")
+    return _verdict(said.token_id == best.token_id,
+                    f"yes: {best.text!r} scores {scores[best.token_id]:.3f}, the highest",
+                    f"not quite ({said.text!r} scores {scores[said.token_id]:.3f}): {hint}")

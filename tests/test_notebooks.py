@@ -24,7 +24,7 @@ from explorer.teaching import Feedback
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 COURSE = ("01_quickstart", "02_greedy_vs_beam", "03_sampling", "04_diverse_beam_search", "05_constrained_beam_search",
-          "06_speculative_decoding")
+          "06_speculative_decoding", "07_inside_the_model")
 
 Namespace = dict[str, Any]
 
@@ -67,6 +67,45 @@ def _distinct(name: str) -> Callable[[Namespace], int]:
     return lambda ns: len({tuple(r.token_ids) for r in ns[name].results})
 
 
+def _dola_layer(layers: tuple[int, ...]) -> Callable[[Namespace], int]:
+    """The layer a DoLa run given only ``layers`` contrasts with at step 0: a run of its own."""
+    import explorer
+
+    def layer(ns: Namespace) -> int:
+        run = explorer.decode(ns["model"], ns["mountain"], "dola", dola_layers=layers, repetition_penalty=1.2,
+                              max_new_tokens=1)
+        return run.steps[0].dola.chosen_layer
+
+    return layer
+
+
+def _contrast_of_in(ns: Namespace) -> float:
+    """The contrast of " in" at step 1 of the notebook's DoLa run, from one forward of the model with its hidden
+    states (not from the trace): the final layer's log-probability minus the chosen premature layer's."""
+    import torch
+
+    model, run = ns["model"], ns["dola_run"]
+    token = model.tokenizer.encode(" in")[0]
+    text = [*run.prompt_token_ids, run.results[0].token_ids[0]]
+    with torch.inference_mode():
+        logits, hidden, _ = model.forward_layers(torch.tensor([text]), None)
+        final = torch.log_softmax(logits[0], dim=-1)[token]
+        premature = torch.log_softmax(model.head(hidden[run.steps[1].dola.chosen_layer][0, -1]), dim=-1)[token]
+    return round(float(final - premature), 3)
+
+
+def _contrastive_winner(alpha: float) -> Callable[[Namespace], str]:
+    """The token a contrastive search run with ``alpha`` takes first: a run of its own."""
+    import explorer
+
+    def winner(ns: Namespace) -> str:
+        run = explorer.decode(ns["model"], ns["search_run"].prompt_token_ids, "contrastive", penalty_alpha=alpha,
+                              top_k=4, max_new_tokens=1)
+        return str(run.results[0].text)
+
+    return winner
+
+
 # The toy models' tables (explorer/data/toys) make these answers checkable by hand.
 EXERCISES: dict[str, list[Answers]] = {
     "01_quickstart": [
@@ -99,6 +138,11 @@ EXERCISES: dict[str, list[Answers]] = {
         Answers(0.6, 0.5),  # after a: min(1, p(b) / q(b)) = 0.3 / 0.5 (0.5 is the draft's own probability)
         Answers("c", "a"),  # after b: max(0, p - q) leaves b 0.1 and c 0.2; a is the draft's favourite
         Answers(2.533, 3),  # (1 - 0.7^4) / (1 - 0.7); 3 would need every drafted token accepted, without the bonus
+    ],
+    "07_inside_the_model": [
+        Answers(_dola_layer((4, 8, 12)), lambda ns: 12 if _dola_layer((4, 8, 12))(ns) != 12 else 8),
+        Answers(_contrast_of_in, lambda ns: round(_contrast_of_in(ns) / 1.2, 3)),  # not after the repetition penalty
+        Answers(_contrastive_winner(0.8), _contrastive_winner(0.6)),  # alpha 0.6 kept the most probable
     ],
 }
 

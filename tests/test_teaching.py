@@ -16,7 +16,7 @@ import explorer
 from explorer import teaching
 from explorer.figures._theme import blend, contrast_ratio
 from explorer.models.base import CausalLM
-from explorer.trace import Trace
+from explorer.trace import ContrastCandidate, Contrastive, DolaCandidate, LayerContrast, Trace
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,27 @@ SPEC_TARGET = {"a": {"a": 0.5, "b": 0.3, "c": 0.2}, "b": {"a": 0.2, "b": 0.2, "c
                "c": {"a": 0.1, "b": 0.6, "<eos>": 0.3}}
 SPEC_DRAFT = {"a": {"a": 0.2, "b": 0.5, "c": 0.3}, "b": {"a": 0.5, "b": 0.1, "c": 0.1, "<eos>": 0.3},
               "c": {"a": 0.4, "b": 0.2, "<eos>": 0.4}}
+
+
+@pytest.fixture(scope="module")
+def inside(tiny: CausalLM) -> tuple[Trace, Trace]:
+    """A DoLa run and a contrastive search run of tiny-random whose step 0 holds records written by hand (below), so
+    that the right answers are known: layer 4 diverges most (6 of layers 2 and 6); " Paris" scores -0.5 - (-2.0) =
+    1.5 and " the" was cut (-inf); with alpha 0.5 " it" scores 0.5 x 0.2 - 0.5 x 0.1 = 0.05, " of" -0.05 and " I"
+    -0.2, with alpha 0 " I" (0.5) wins."""
+    dola = explorer.decode(tiny, "Hello there", "dola", dola_layers=(0, 1), max_new_tokens=2)
+    contrastive = explorer.decode(tiny, "Hello there", "contrastive", penalty_alpha=0.5, top_k=3, max_new_tokens=2)
+    layers = LayerContrast((2, 4, 6), (0.1, 0.3, 0.2), 4, 8, 2, (
+        DolaCandidate(10, " Paris", -0.5, -2.0, 1.5, True), DolaCandidate(11, " Lyon", -1.0, -1.5, 0.5, True),
+        DolaCandidate(12, " the", -4.0, -3.0, -math.inf, False)), ((0.1, 3), (0.2, 1), (0.3, 1), (0.6, 0)))
+    ranking = Contrastive(0.5, (ContrastCandidate(20, " I", 0.5, 0.9, 0, 5, -0.2),
+                                ContrastCandidate(21, " of", 0.3, 0.4, 1, 6, -0.05),
+                                ContrastCandidate(22, " it", 0.2, 0.1, 0, 5, 0.05)), 2)
+
+    def first(trace: Trace, **record: Any) -> Trace:
+        return dataclasses.replace(trace, steps=(dataclasses.replace(trace.steps[0], **record), *trace.steps[1:]))
+
+    return first(dola, dola=layers), first(contrastive, contrastive=ranking)
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +107,13 @@ def test_feedback_reads_on_a_light_and_a_dark_page(verdict: str) -> None:
         assert contrast_ratio(ink, tint) >= 4.5, (verdict, page)
 
 
-def test_every_check_gives_a_hint_for_no_answer(d2l: CausalLM, beam: Trace,
-                                                spec_toys: tuple[CausalLM, CausalLM]) -> None:
+def test_every_check_gives_a_hint_for_no_answer(d2l: CausalLM, beam: Trace, spec_toys: tuple[CausalLM, CausalLM],
+                                                inside: tuple[Trace, Trace]) -> None:
     target, draft = spec_toys
+    dola, contrastive = inside
     calls = {
+        "check_premature_layer": (dola, 0), "check_contrast_score": (dola, 0, " Paris"),
+        "check_contrastive_choice": (contrastive, 0),
         "check_acceptance_probability": (target, draft, "a", "b"), "check_residual_token": (target, draft, "b"),
         "check_tokens_per_forward": (0.7, 3),
         "check_best_probability": (beam,), "check_live_hypotheses": (beam, 1), "check_survivor": (d2l, beam, 1),
@@ -150,9 +174,12 @@ Check = Callable[[Any], teaching.Feedback]
 
 
 @pytest.fixture(scope="module")
-def checks(d2l: CausalLM, beam: Trace, spec_toys: tuple[CausalLM, CausalLM]) -> dict[str, Check]:
-    """Every check on a toy run whose right answer is known by hand (in the comments)."""
+def checks(d2l: CausalLM, beam: Trace, spec_toys: tuple[CausalLM, CausalLM],
+           inside: tuple[Trace, Trace]) -> dict[str, Check]:
+    """Every check on a toy run (or a record written by hand) whose right answer is known by hand (in the
+    comments)."""
     target, draft = spec_toys
+    dola, contrastive = inside
     how = explorer.load_model("toy:how-to-generate")
     cake = explorer.load_model("toy:constrained")
     weather = explorer.load_model("toy:diverse")
@@ -183,6 +210,9 @@ def checks(d2l: CausalLM, beam: Trace, spec_toys: tuple[CausalLM, CausalLM]) -> 
         "acceptance": lambda a: teaching.check_acceptance_probability(target, draft, "a", "b", a),  # 0.3 / 0.5
         "residual": lambda a: teaching.check_residual_token(target, draft, "b", a),  # c 0.2 of 0.3, b 0.1
         "per forward": lambda a: teaching.check_tokens_per_forward(0.7, 3, a),  # (1 - 0.7^4) / 0.3 = 2.533
+        "premature": lambda a: teaching.check_premature_layer(dola, 0, a),  # divergences 0.1, 0.3, 0.2: layer 4
+        "contrast": lambda a: teaching.check_contrast_score(dola, 0, "Paris", a),  # -0.5 - (-2.0) = 1.5
+        "contrastive": lambda a: teaching.check_contrastive_choice(contrastive, 0, a),  # alpha 0.5: it 0.05
     }
 
 
@@ -216,6 +246,12 @@ SPELLINGS: dict[str, tuple[tuple[Any, ...], tuple[tuple[Any, str], ...]]] = {
                                                         ("b", "probability"))),
     "residual": (("c", " c "), (("a", ""), ("b", ""), ("<eos>", ""), (3, "token"))),
     "per forward": ((2.533, "2.533", " 2.5333 ", 2.5333333), ((3, ""), ("2.1", ""), (4, ""), ("many", "a number"))),
+    "premature": ((4, 4.0, "4", " 4 ", np.int64(4)),
+                  ((6, ""), ("2", ""), (3, "not a candidate"), (8, "not a candidate"), ("four", "whole number"),
+                   (4.5, "whole number"))),
+    "contrast": ((1.5, "1.5", " 1.5 ", "3/2", 1.504, np.float64(1.5)),
+                 ((-1.5, ""), ("2.5", ""), (0.5, ""), (math.exp(1.5), "ratio"), ("-inf", ""), ("big", "a number"))),
+    "contrastive": (("it", " it", "it "), ((" I", ""), ("of", ""), ("cake", "not a candidate"), (2, "token"))),
 }
 
 
@@ -242,3 +278,60 @@ def test_a_check_accepts_every_spelling_of_the_right_answer_and_no_wrong_one(nam
         assert says in feedback.message, f"{name}: {wrong!r} gave {feedback.message!r}, expected {says!r}"
         if not says:
             assert feedback.message.startswith("not quite"), f"{name}: {wrong!r} gave {feedback.message!r}"
+
+
+# --- inside the model (notebook 07) ---------------------------------------------------------------------------------
+
+
+def test_the_inside_checks_ask_what_if(inside: tuple[Trace, Trace]) -> None:
+    """Other candidate layers, a token the plausibility cut removed, another alpha: each judged from the record."""
+    dola, contrastive = inside
+    assert teaching.check_premature_layer(dola, 0, 6, layers=(2, 6))  # 0.2 > 0.1
+    assert not teaching.check_premature_layer(dola, 0, 2, layers=[2, 6])
+    assert "not a candidate" in teaching.check_premature_layer(dola, 0, 4, layers=(2, 6)).message
+    for cut in (-math.inf, "-inf", " -Infinity ", "\N{MINUS SIGN}inf"):
+        assert teaching.check_contrast_score(dola, 0, " the", cut), cut
+    assert "plausibility cut" in teaching.check_contrast_score(dola, 0, "the", -1.0).message
+    assert teaching.check_contrast_score(dola, 0, " Lyon", "0.5")
+    assert teaching.check_contrastive_choice(contrastive, 0, " I", alpha=0.0)  # 0.5 x 1 beats 0.3 and 0.2
+    assert not teaching.check_contrastive_choice(contrastive, 0, "it", alpha=0.0)
+    assert teaching.check_contrastive_choice(contrastive, 0, "it", alpha=1.0)  # the smallest penalty, 0.1
+
+
+def test_the_inside_checks_refuse_what_is_not_recorded(beam: Trace, inside: tuple[Trace, Trace]) -> None:
+    dola, contrastive = inside
+    with pytest.raises(ValueError, match="not 'dola'"):
+        teaching.check_premature_layer(beam, 0, 4)
+    with pytest.raises(ValueError, match="not 'contrastive'"):
+        teaching.check_contrastive_choice(dola, 0, "I")
+    with pytest.raises(ValueError, match="candidate layers"):
+        teaching.check_premature_layer(dola, 0, 4, layers=(4, 5))
+    with pytest.raises(ValueError, match="not recorded"):
+        teaching.check_contrast_score(dola, 0, " Rome", 1.0)
+    with pytest.raises(ValueError, match="step=9"):
+        teaching.check_contrast_score(contrastive, 9, " I", 1.0)
+
+
+def test_the_inside_checks_agree_with_real_runs(tiny: CausalLM) -> None:
+    """On tiny-random: the run's own choices are the right answers, and at step 0 another set of layers or another
+    alpha gives what a run with those settings picks."""
+    dola = explorer.decode(tiny, "Hello there", "dola", dola_layers=(0, 1), repetition_penalty=1.2, max_new_tokens=3)
+    for step in dola.steps:
+        record = step.dola
+        assert record is not None
+        assert teaching.check_premature_layer(dola, step.index, record.chosen_layer)
+        for c in record.candidates:
+            if c.plausible:
+                assert teaching.check_contrast_score(dola, step.index, c.text, c.final_logprob - c.premature_logprob)
+    alone = explorer.decode(tiny, "Hello there", "dola", dola_layers=(0,), max_new_tokens=1).steps[0].dola
+    assert alone is not None
+    assert teaching.check_premature_layer(dola, 0, alone.chosen_layer, layers=(0,))
+    search = explorer.decode(tiny, "Hello there", "contrastive", penalty_alpha=0.6, top_k=3, max_new_tokens=3)
+    for step in search.steps:
+        ranking = step.contrastive
+        assert ranking is not None
+        assert teaching.check_contrastive_choice(search, step.index, ranking.candidates[ranking.chosen].text)
+    for alpha in (0.0, 0.3, 0.9):
+        again = explorer.decode(tiny, "Hello there", "contrastive", penalty_alpha=alpha, top_k=3, max_new_tokens=1)
+        winner = tiny.tokenizer.token_text(again.results[0].token_ids[0])
+        assert teaching.check_contrastive_choice(search, 0, winner, alpha=alpha), alpha
