@@ -168,8 +168,8 @@ def plan(
 def _check_needs(model: CausalLM, spec: StrategySpec) -> None:
     """The model provides what the strategy needs besides next-token logits."""
     if "hidden_states" in spec.needs and model.info.num_layers == 0:
-        raise ParameterError("strategy", spec.name, f"a strategy without hidden states: {model.info.name} has no "
-                             "layers (a next-token table)")
+        raise ParameterError("strategy", spec.name, f"a strategy that needs no hidden states: {model.info.name} "
+                             "has no layers to read (a next-token table)")
 
 
 def _trace(model: CausalLM, plan: Plan, outcome: Run, meta: dict[str, Any] | None = None) -> Trace:

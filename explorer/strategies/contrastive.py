@@ -20,9 +20,9 @@ import torch
 from explorer.errors import ParameterError
 from explorer.models.base import CausalLM
 from explorer.params import DecodeParams
-from explorer.processors.base import Context
+from explorer.processors.base import Context, run_processors
 from explorer.strategies._record import Values
-from explorer.strategies.base import Ending, Setup, masked_rows, nothing_to, score_logits
+from explorer.strategies.base import Ending, Setup, masked_rows, nothing_to
 from explorer.strategies.dola import layered
 from explorer.strategies.greedy import Greedy, RowsState
 from explorer.strategies.registry import StrategySpec, register
@@ -116,7 +116,7 @@ def drive(model: CausalLM, spec: StrategySpec, setup: Setup, on_step: Callable[[
             prompt_ms = (time.perf_counter() - clock) * 1000.0
             while True:
                 index = len(steps)
-                _, processed = score_logits(logits, state.sequences, setup, Context(setup.prompt_length))
+                processed = run_processors(setup.processors, state.sequences, logits, Context(setup.prompt_length))[-1]
                 if bool(masked_rows(processed)[0]):
                     raise nothing_to("choose", index, setup)
                 top_probs, top_ids = torch.topk(torch.softmax(processed, dim=-1), dim=-1, k=k)  # [1, k]

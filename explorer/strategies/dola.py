@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -110,13 +110,17 @@ def _relative_top_filter(scores: torch.Tensor, baseline: torch.Tensor) -> tuple[
     return final, base
 
 
+@dataclass(frozen=True)
 class Contrast:
     """One step's contrast: the logits DoLa decides on, both rows it came from (cut), and the choice of layer."""
 
-    def __init__(self, logits: torch.Tensor, final: torch.Tensor, base: torch.Tensor, layers: tuple[int, ...],
-                 divergences: tuple[float, ...], chosen: int, plausible: int) -> None:
-        self.logits, self.final, self.base = logits, final, base
-        self.layers, self.divergences, self.chosen, self.plausible = layers, divergences, chosen, plausible
+    logits: torch.Tensor
+    final: torch.Tensor
+    base: torch.Tensor
+    layers: tuple[int, ...]
+    divergences: tuple[float, ...]
+    chosen: int
+    plausible: int
 
 
 def _record(c: Contrast, final_logits: torch.Tensor, premature: dict[int, torch.Tensor], token: int, total: int,
