@@ -2,9 +2,12 @@
 against plain traced greedy, as ratios measured in one run.
 
 Usage: ``python benchmarks/bench_speculative.py [--model smollm2-135m] [--tokens 60] [--repeats 1] [--threads 2]
-[--json out.json]``
+[--workload mixed|copy] [--json out.json]``
 
-For each prompt (two plain, two chat) it times plain traced greedy (the baseline), the reference's plain greedy
+Two workloads: ``mixed`` (two plain prompts, two chat; every draft configuration) and ``copy`` (four chat prompts
+whose answer repeats the prompt with an edit: a typo fixed, a name changed, a list or a record copied; the
+input-grounded tasks prompt lookup is meant for; prompt lookup and the default self-draft). For each prompt it
+times plain traced greedy (the baseline), the reference's plain greedy
 ``generate()``, and for each draft configuration traced ``assisted`` and the reference's ``generate()`` with the same
 draft and schedule, all interleaved, best of ``--repeats``. ``min_new_tokens = --tokens`` keeps eos away, so every run
 makes exactly ``--tokens`` tokens (the min-new-tokens processor runs in target and draft alike, in both). It prints the
@@ -32,6 +35,17 @@ PROMPTS: list[tuple[str, bool]] = [
     ("List the days of the week, one per line.", True),
     ("Summarize: the cat sat on the mat. The cat was happy on the mat because the mat was warm.", True),
 ]
+#: Answers that repeat the prompt with an edit (chat prompts): where prompt lookup finds its drafts.
+COPY_PROMPTS: list[tuple[str, bool]] = [
+    ("Fix the spelling and write the sentence out again: The quick brown fox jumpd over the lazy dog that was "
+     "sleeping near the river bank on a sunny morning in early spring.", True),
+    ("Copy this Python function, renaming total to result:\n\ndef add_all(values):\n    total = 0\n    for value "
+     "in values:\n        total += value\n    return total\n", True),
+    ("Repeat this list exactly: apples, bananas, cherries, dates, elderberries, figs, grapes, honeydew, kiwis, "
+     "lemons, mangoes, nectarines, oranges, papayas.", True),
+    ('Rewrite this JSON with the name in capitals: {"name": "Ada Lovelace", "born": 1815, "field": "mathematics", '
+     '"country": "England", "known for": "the first published algorithm"}', True),
+]
 #: name -> the draft parameters (explorer's names; the reference takes the same ones).
 CONFIGS: dict[str, dict[str, Any]] = {
     "bf16 self-draft, constant 20 (default)": {"assistant_model": "smollm2-135m", "assistant_dtype": "bfloat16"},
@@ -43,6 +57,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "early exit 15 of 30, constant 4": {"assistant_early_exit": 15, "num_assistant_tokens": 4},
     "prompt lookup 10": {"prompt_lookup_num_tokens": 10},
     "prompt lookup 3": {"prompt_lookup_num_tokens": 3},
+}
+
+#: The configurations each workload times.
+WORKLOADS: dict[str, tuple[list[tuple[str, bool]], tuple[str, ...]]] = {
+    "mixed": (PROMPTS, tuple(CONFIGS)),
+    "copy": (COPY_PROMPTS, ("prompt lookup 10", "prompt lookup 3", "bf16 self-draft, constant 20 (default)")),
 }
 
 
@@ -103,17 +123,19 @@ def reference(model: CausalLM, ids: list[int], tokens: int, params: dict[str, An
     return run
 
 
-def measure(model: CausalLM, tokens: int, repeats: int) -> dict[str, dict[str, float]]:
-    """Summed best-of-``repeats`` seconds and target forwards of every run kind over the prompts."""
+def measure(model: CausalLM, tokens: int, repeats: int, workload: str = "mixed") -> dict[str, dict[str, float]]:
+    """Summed best-of-``repeats`` seconds and target forwards of every run kind over the workload's prompts."""
+    prompts, configs = WORKLOADS[workload]
     kinds: dict[str, Callable[[list[int]], Callable[[], int]]] = {
         "traced greedy": lambda ids: traced(model, ids, tokens, {}),
         "reference greedy": lambda ids: reference(model, ids, tokens, {}),
     }
-    for name, params in CONFIGS.items():
+    for name in configs:
+        params = CONFIGS[name]
         kinds[f"traced: {name}"] = lambda ids, params=params: traced(model, ids, tokens, params)
         kinds[f"reference: {name}"] = lambda ids, params=params: reference(model, ids, tokens, params)
     totals = {kind: {"s": 0.0, "forwards": 0.0} for kind in kinds}
-    for number, (prompt, chat) in enumerate(PROMPTS):
+    for number, (prompt, chat) in enumerate(prompts):
         ids = list(explorer.tokenize_prompt(model, prompt, chat=chat))
         runs = {kind: make(ids) for kind, make in kinds.items()}
         if number == 0:
@@ -130,12 +152,13 @@ def measure(model: CausalLM, tokens: int, repeats: int) -> dict[str, dict[str, f
     return totals
 
 
-def table(totals: dict[str, dict[str, float]], tokens: int) -> str:
+def table(totals: dict[str, dict[str, float]], tokens: int, workload: str = "mixed") -> str:
     """The Markdown table of RESULTS.md."""
+    prompts, configs = WORKLOADS[workload]
     base = totals["traced greedy"]["s"]
-    rows = [f"| run ({len(PROMPTS)} prompts x {tokens} tokens) | time (s) | / traced greedy | traced / reference "
-            "| target forwards |", "|---|---|---|---|---|"]
-    for kind in ("traced greedy", "reference greedy", *(f"{side}: {name}" for name in CONFIGS
+    rows = [f"| run ({len(prompts)} {workload} prompts x {tokens} tokens) | time (s) | / traced greedy "
+            "| traced / reference | target forwards |", "|---|---|---|---|---|"]
+    for kind in ("traced greedy", "reference greedy", *(f"{side}: {name}" for name in configs
                                                        for side in ("traced", "reference"))):
         t = totals[kind]
         versus = ""
@@ -152,12 +175,13 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="mixed")
     parser.add_argument("--json", help="also write the totals as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = explorer.load_model(args.model)
-    totals = measure(model, args.tokens, args.repeats)
-    print(table(totals, args.tokens))
+    totals = measure(model, args.tokens, args.repeats, args.workload)
+    print(table(totals, args.tokens, args.workload))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(totals, out, indent=1)
