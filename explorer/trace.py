@@ -31,9 +31,10 @@ __all__ = [
 
 #: Version of the JSON trace format (see ``trace.schema.json``): the minor number grows when fields or values are added
 #: (1.1: finished entries that ended on a stop string or the time limit; 1.2: a step's speculation, in assisted
-#: decoding; 1.3: a step's layer contrast in DoLa and its candidates' ranking in contrastive search), the major one
+#: decoding; 1.3: a step's layer contrast in DoLa and its candidates' ranking in contrastive search; 1.4: a hypothesis's
+#: entropy), the major one
 #: on an incompatible change. Readers accept every 1.x document.
-FORMAT_VERSION = "1.3"
+FORMAT_VERSION = "1.4"
 
 #: Scores at or below this are the reference's "impossible" placeholders (-1e9 and what is added to it): rows that
 #: fill a beam when too few real continuations exist, never a real hypothesis's score.
@@ -84,7 +85,11 @@ class ConstraintProgress:
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """A live hypothesis at the start of a step: its tokens so far, score, and the candidates it offered."""
+    """A live hypothesis at the start of a step: its tokens so far, score, and the candidates it offered.
+
+    ``entropy`` (format 1.4) is the entropy in nats of the distribution its next token is chosen from: the softmax of
+    its final scores at this step, after every processor; ``None`` in older traces.
+    """
 
     id: int
     parent: int | None
@@ -95,6 +100,7 @@ class Hypothesis:
     candidates: tuple[Candidate, ...]
     constraint: ConstraintProgress | None = None
     forced: bool = False
+    entropy: float | None = None
 
 
 @dataclass(frozen=True)

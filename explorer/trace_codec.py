@@ -70,12 +70,15 @@ def _progress_out(p: ConstraintProgress | None) -> JSONDoc | None:
 
 
 def _hypothesis_out(h: Hypothesis) -> JSONDoc:
-    """One hypothesis with its candidates as a dict."""
-    return {
+    """One hypothesis with its candidates as a dict (``entropy`` only where it was recorded, format 1.4)."""
+    out = {
         "id": h.id, "parent": h.parent, "slot": h.slot, "group": h.group, "token_ids": list(h.token_ids),
         "score": _fout(h.score), "candidates": [_candidate_out(c) for c in h.candidates],
         "constraint": _progress_out(h.constraint), "forced": h.forced,
     }
+    if h.entropy is not None:
+        out["entropy"] = _fout(h.entropy)
+    return out
 
 
 def _finished_out(f: Finished) -> JSONDoc:
@@ -156,7 +159,7 @@ def trace_to_dict(trace: Trace) -> JSONDoc:
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=2)
     >>> doc = trace_to_dict(t)
     >>> doc["version"], len(doc["steps"]), trace_from_dict(doc) == t
-    ('1.3', 2, True)
+    ('1.4', 2, True)
     """
     with gc_paused():
         return _trace_out(trace)
@@ -213,7 +216,7 @@ def _hypothesis_in(d: JSONDoc) -> Hypothesis:
     return Hypothesis(
         int(d["id"]), _opt_int(d["parent"]), int(d["slot"]), int(d["group"]), _ints(d["token_ids"]),
         _fin(d["score"]), tuple(_candidate_in(c) for c in d["candidates"]), _progress_in(d["constraint"]),
-        d["forced"],
+        d["forced"], _opt_fin(d.get("entropy")),
     )
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 
 from explorer.strategies._drafts import Draft
+from explorer.strategies._entropy import row_entropies
 from explorer.strategies._record import Scored, Values, read_candidates
 from explorer.strategies._verify import Verdict as Verification
 from explorer.strategies.base import ENDS, Ending, Setup
@@ -72,7 +73,8 @@ def record_round(text: Text, r: Round, setup: Setup) -> tuple[Step, Text]:
         child = text.next_id
         role = "accepted" if j < r.verdict.matches else ("correction" if drafted is not None else "bonus")
         cands = tuple(_candidate(v, token, drafted, role, why, child, text.score, r.sampling, setup) for v in values)
-        hyps.append(Hypothesis(text.hyp_id, text.parent, 0, 0, text.ids[setup.prompt_length :], text.score, cands))
+        hyps.append(Hypothesis(text.hyp_id, text.parent, 0, 0, text.ids[setup.prompt_length :], text.score, cands,
+                               entropy=row_entropies(r.scored[j].final, [0])[0]))
         score = text.score + next(v.score for v in values if v.token_id == token)
         generated = (*text.ids[setup.prompt_length :], token)
         finished = None if why is None else Finished(child, text.hyp_id, r.index, 0, generated, score, score,

@@ -14,6 +14,7 @@ from explorer.params import DecodeParams
 from explorer.processors.base import Context, Processor, run_processors
 from explorer.processors.numeric import MASKED_FLOOR
 from explorer.stopping import Criteria, StopReason
+from explorer.strategies._entropy import row_entropies
 from explorer.strategies._record import Scored, read_candidates
 from explorer.trace import PLACEHOLDER, Candidate, ConstraintProgress, Fate, Hypothesis, Result, Step
 
@@ -203,6 +204,7 @@ def record_beams(scored: Scored, setup: Setup, fates: Fates, pruned_why: str, be
             extra[row].append(token)
     required = {key for key, fate in fates.items() if fate[0] in ("kept", "finished")}
     values = read_candidates(scored, locals_, setup.params.record_top_k, extra, required)
+    entropy = row_entropies(scored.final, locals_)
     hyps = []
     for b in beams:
         cands = []
@@ -211,7 +213,7 @@ def record_beams(scored: Scored, setup: Setup, fates: Fates, pruned_why: str, be
             cands.append(Candidate(v.token_id, setup.token_text(v.token_id), v.logprob, v.score, b.score + v.score,
                                    v.rank, v.adjustments, fate, why, child))
         hyps.append(Hypothesis(b.hyp_id, b.parent_id, b.slot, b.group, b.token_ids, b.score, tuple(cands),
-                               b.constraint, b.forced))
+                               b.constraint, b.forced, entropy[b.local]))
     return hyps
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from explorer.processors.base import Context
+from explorer.strategies._entropy import row_entropies
 from explorer.strategies._record import Values, read_candidates
 from explorer.strategies.base import (
     ENDS,
@@ -64,6 +65,7 @@ class Greedy:
         live = [r for r, alive in enumerate(state.alive) if alive]
         extra = {r: [chosen[r]] for r in live}
         values = read_candidates(scored, live, setup.params.record_top_k, extra, {(r, chosen[r]) for r in live})
+        entropy = row_entropies(scored.final, live)
         time_up = setup.criteria.time_up()
         scores, finished = list(state.scores), list(state.finished)
         hyp_ids, parent_ids = list(state.hyp_ids), list(state.parent_ids)
@@ -82,7 +84,8 @@ class Greedy:
             else:
                 hyp_ids[r], parent_ids[r] = child, state.hyp_ids[r]
             cands = tuple(self._candidate(v, tok, why, child, state.scores[r], setup) for v in values[r])
-            hyps.append(Hypothesis(state.hyp_ids[r], state.parent_ids[r], r, 0, generated, state.scores[r], cands))
+            hyps.append(Hypothesis(state.hyp_ids[r], state.parent_ids[r], r, 0, generated, state.scores[r], cands,
+                                   entropy=entropy[r]))
         fed = torch.where(torch.tensor(state.alive), picked, setup.pad_token_id)
         new_finished = tuple(f for f, old in zip(finished, state.finished, strict=True) if old is None and f)
         done = all(f is not None for f in finished)
