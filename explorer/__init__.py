@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from explorer.api import compare, decode, parse_constraints, plan, tokenize_prompt
 from explorer.constraints import AnyOf, Phrase
 from explorer.errors import ExplorerError, ModelNotFoundError, ParameterError, TraceFormatError
+from explorer.export import export_html, read_export
 from explorer.models.base import CausalLM, ModelInfo
 from explorer.params import DecodeParams
 from explorer.strategies import names as _strategy_names
@@ -35,9 +36,11 @@ __all__ = [
     "available_models",
     "compare",
     "decode",
+    "export_html",
     "load_model",
     "parse_constraints",
     "plan",
+    "read_export",
     "tokenize_prompt",
 ]
 __version__ = "0.1.0"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from explorer.errors import ExplorerError
+from explorer.errors import ExplorerError, ParameterError
 from explorer.param_types import Choice
 from explorer.params import PARAMS, Param
 from explorer.speculation import speculation_stats
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--constraint-any", action="append", default=[], metavar="TEXT|TEXT",
                        help="one of several phrases must appear (repeatable)")
     trace.add_argument("--json", metavar="PATH", help="write the trace as JSON")
+    trace.add_argument("--html", metavar="PATH", help="write the run as one self-contained HTML page (trees, results, "
+                       "candidates, texts coloured by uncertainty, the trace; no network needed to open it)")
+    trace.add_argument("--theme", choices=("light", "dark"), default="light", help="the HTML page's theme")
     sub.add_parser("models", help="list the built-in models")
     sub.add_parser("prepare", help="prepare the default model's cache (SmolLM2 from its GGUF)")
     return parser
@@ -117,6 +121,15 @@ def summarize(trace: Trace) -> str:
     return "\n".join(lines)
 
 
+def _check_output(path: str, name: str) -> None:
+    """Refuse, before decoding, a file that cannot be written: a folder, or one in a folder that does not exist."""
+    target = Path(path)
+    if target.is_dir():
+        raise ParameterError(name, path, "a file path, not a folder")
+    if not target.parent.is_dir():
+        raise ParameterError(name, path, "a file in an existing folder")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; bad input prints one line and exits 2, never a traceback."""
     args = build_parser().parse_args(argv)
@@ -132,11 +145,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(prepare_smollm2(verbose=True))
             return 0
+        if args.html:
+            _check_output(args.html, "--html")
         trace = _decode(args)
         print(summarize(trace))
         if args.json:
             trace.to_json(args.json)
             print(f"trace written to {args.json}")
+        if args.html:
+            from explorer.export import export_html
+
+            size = len(export_html(trace, args.html, theme=args.theme).encode("utf-8"))
+            print(f"page written to {args.html} ({size / 2**20:.1f} MiB)")
         return 0
     except ExplorerError as error:
         print(f"decoding-explorer: error: {error}", file=sys.stderr)

@@ -12,16 +12,26 @@ from explorer.figures._speculation import VERDICT_COLORS, speculation_rounds
 from explorer.figures._style import PALETTE, RESULT_COLORS, clip, visible
 from explorer.figures._theme import THEMES, Palette, Theme, palette, resolve_theme, template
 from explorer.figures._tree import ColorMode, node_at, search_tree, search_trees
+from explorer.figures._uncertainty import (
+    UNCERTAINTY_CSS,
+    Uncertainty,
+    token_uncertainty,
+    uncertainty_css,
+    uncertainty_html,
+    uncertainty_legend,
+)
 
 __all__ = [
     "PALETTE",
     "RESULT_COLORS",
     "THEMES",
+    "UNCERTAINTY_CSS",
     "VERDICT_COLORS",
     "ColorMode",
     "Palette",
     "Theme",
     "TreeLayout",
+    "Uncertainty",
     "clip",
     "constraint_progress",
     "contrastive_scores",
@@ -41,7 +51,11 @@ __all__ = [
     "speculation_rounds",
     "step_candidates",
     "template",
+    "token_uncertainty",
     "tokens_html",
     "tree_layout",
+    "uncertainty_css",
+    "uncertainty_html",
+    "uncertainty_legend",
     "visible",
 ]
