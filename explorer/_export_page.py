@@ -20,7 +20,7 @@ from plotly.offline import get_plotlyjs, get_plotlyjs_version
 from explorer import figures
 from explorer.export import embed_json, trace_script
 from explorer.figures._paths import index, result_path
-from explorer.figures._style import CONTROLS, FATE_COLORS, MISSING, clip, fmt, panel_color, pct, visible
+from explorer.figures._style import CONTROLS, FATE_COLORS, MISSING, clip, esc_name, fmt, panel_color, pct, visible
 from explorer.figures._uncertainty import UNCERTAINTY_CSS, uncertainty_html, uncertainty_legend
 from explorer.trace import FORMAT_VERSION, Hypothesis, Result, Trace
 
@@ -49,6 +49,7 @@ h3 {{ font-size: 1em; margin: 14px 0 4px; }}
 .prompt {{ font-family: Menlo, Consolas, monospace; white-space: pre-wrap; overflow-wrap: anywhere;
   border-left: 3px solid {p.muted}; padding: 2px 8px; margin: 6px 0; }}
 table {{ border-collapse: collapse; font-size: 13px; }}
+th {{ white-space: nowrap; }}
 th, td {{ padding: 3px 8px; border-bottom: 1px solid {_RULE[theme]}; text-align: left; vertical-align: top; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
 td.text {{ font-family: Menlo, Consolas, monospace; white-space: pre-wrap; overflow-wrap: anywhere;
@@ -101,12 +102,20 @@ def _prompt(trace: Trace) -> str:
 
 def _header(runs: dict[str, Trace], title: str | None) -> str:
     """Title, prompt, model and strategies."""
-    first = next(iter(runs.values()))
-    names = ", ".join(f"{html.escape(visible(n))} ({html.escape(t.strategy)})" for n, t in runs.items())
-    chat = " (in the chat template)" if first.params.get("chat") else ""
+    names = ", ".join(f"{esc_name(n)} ({html.escape(t.strategy)})" for n, t in runs.items())
+    prompts: dict[tuple[int, ...], list[str]] = {}
+    for n, t in runs.items():
+        prompts.setdefault(t.prompt_token_ids, []).append(n)
+    shown = []
+    for ids, panels in prompts.items():
+        t = runs[panels[0]]
+        whose = f" ({', '.join(esc_name(n) for n in panels)})" if len(prompts) > 1 else ""
+        chat = " in the chat template" if t.params.get("chat") else ""
+        shown.append(f'<div class="muted">prompt{chat}{whose}, {len(ids)} tokens</div>'
+                     f'<div class="prompt">{html.escape(_prompt(t).translate(CONTROLS))}</div>')
+    models = ", ".join(dict.fromkeys(html.escape(t.model) for t in runs.values()))
     return (f"<header><h1>{html.escape(visible(title)) if title else 'Decoding explorer: a run'}</h1>"
-            f'<div class="prompt">{html.escape(_prompt(first).translate(CONTROLS))}</div>'
-            f'<div class="muted">prompt{chat} · model <b>{html.escape(first.model)}</b> · {len(runs)} '
+            f"{''.join(shown)}<div class=\"muted\">model <b>{models}</b> · {len(runs)} "
             f"panel{'s' if len(runs) != 1 else ''}: {names}</div></header>")
 
 
@@ -125,7 +134,7 @@ def _results(runs: dict[str, Trace]) -> str:
         for r in trace.results:
             met = MISSING if r.constraints_satisfied is None else ("✓" if r.constraints_satisfied else "✗")
             rows.append(
-                f'<tr><td style="border-left:4px solid {panel_color(i)}">{html.escape(visible(name))}</td>'
+                f'<tr><td style="border-left:4px solid {panel_color(i)}">{esc_name(name)}</td>'
                 f"<td>{html.escape(trace.strategy)}</td><td class=num>{r.rank}</td>"
                 f"<td class=num>{fmt(_logprob(trace, r))}</td><td class=num>{fmt(r.score)}</td>"
                 f"<td class=num>{len(r.token_ids)}{' (eos)' if r.ended_with_eos else ''}</td><td>{met}</td>"
@@ -145,7 +154,7 @@ def _texts(runs: dict[str, Trace]) -> str:
         for r in trace.results:
             both = (uncertainty_html(trace, r.rank, by="entropy", css=False)
                     + uncertainty_html(trace, r.rank, by="probability", css=False))
-            blocks.append(f'<div class="result-text"><b>{html.escape(visible(name))}</b>{both}</div>')
+            blocks.append(f'<div class="result-text"><b>{esc_name(name)}</b>{both}</div>')
     return ('<section><h2>Texts, coloured by uncertainty</h2><div class="toggle">'
             '<input type="radio" name="by" id="by-entropy" checked><label for="by-entropy">entropy</label>'
             '<input type="radio" name="by" id="by-probability"><label for="by-probability">probability</label>'
@@ -188,10 +197,10 @@ def _params(trace: Trace) -> str:
 
 def _panel(i: int, name: str, trace: Trace, theme: str) -> str:
     """One panel: its settings, its tree and its candidates step by step."""
-    tree = figures.search_tree(trace, title=f"{clip(visible(name), 40)}: search tree", theme=theme)  # type: ignore[arg-type]
+    tree = figures.search_tree(trace, title=f"{esc_name(name)}: search tree", theme=theme)  # type: ignore[arg-type]
     stats = (f"{len(trace.steps)} steps in {trace.total_ms / 1000:.2f} s · stop: {html.escape(trace.stop_reason)}"
              f"{' · processors: ' + html.escape(', '.join(trace.processors)) if trace.processors else ''}")
-    return (f'<section class="panel" style="--panel:{panel_color(i)}"><h2>{html.escape(visible(name))} '
+    return (f'<section class="panel" style="--panel:{panel_color(i)}"><h2>{esc_name(name)} '
             f'<span class="muted">({html.escape(trace.strategy)})</span></h2>'
             f'<div class="muted">{_params(trace)}</div><div class="muted">{stats}</div>'
             f"{_figure(tree, f'search tree of {name}', f'figure-tree-{i}')}{_candidates(trace)}</section>")

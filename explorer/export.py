@@ -62,8 +62,6 @@ def _named(traces: Trace | Mapping[str, Trace]) -> dict[str, Trace]:
     bad = [name for name, t in runs.items() if not isinstance(t, Trace)]
     if bad:
         raise ParameterError("traces", bad[0], "a mapping of names to Trace values")
-    if len({t.prompt_token_ids for t in runs.values()}) > 1:
-        raise ParameterError("traces", sorted(runs), "runs of one prompt (export other prompts on their own pages)")
     return runs
 
 
@@ -116,19 +114,20 @@ class _Traces(HTMLParser):
 _PAGE = re.compile(r"^\s*(<!doctype html|<html)", re.IGNORECASE)
 
 
-def read_export(source: str | bytes | os.PathLike[str]) -> dict[str, Trace]:
+def read_export(source: str | bytes | os.PathLike[str], *, name: str | None = None) -> dict[str, Trace]:
     """The traces of a page written by :func:`export_html`, by panel name, each checked as an untrusted trace
     (:func:`explorer.trace_io.loads_trace`). ``source`` is the page's text or bytes, or a path to it.
 
     Problems raise :class:`~explorer.errors.TraceFormatError` with one line: not a page, no trace in it, a trace
-    that does not load (named by its panel).
+    that does not load (named by its panel); ``name`` names the page in them (e.g. an uploaded file's name).
 
     >>> read_export("<!DOCTYPE html><p>hello</p>")
     Traceback (most recent call last):
     ...
     explorer.errors.TraceFormatError: the text holds no trace (not a page written by explorer.export_html)
     """
-    text, name = _page_text(source)
+    text, found = _page_text(source)
+    name = name or found
     if not _PAGE.match(text):
         raise TraceFormatError(f"{name} is not an HTML page written by explorer.export_html")
     parser = _Traces()

@@ -138,12 +138,10 @@ def test_read_export_refuses_with_one_line(runs: dict[str, Trace], tmp_path: Pat
 
 
 def test_export_refuses_bad_input(runs: dict[str, Trace], tmp_path: Path) -> None:
-    """A folder that does not exist, no trace, runs of different prompts, an unknown theme: one-line errors."""
-    other = explorer.decode(explorer.load_model("tiny-random"), [9, 9], "greedy", max_new_tokens=2)
+    """A folder that does not exist, no trace, an unknown theme: one-line errors."""
     bad: list[tuple[dict[str, Any], str]] = [
         ({"traces": runs, "path": tmp_path / "no" / "run.html"}, "existing folder"),
         ({"traces": {}}, "at least one trace"),
-        ({"traces": {**runs, "other": other}}, "one prompt"),
         ({"traces": runs, "theme": "blue"}, "'light' or 'dark'"),
     ]
     for kwargs, message in bad:
@@ -220,3 +218,13 @@ def test_cli_refuses_a_bad_path_before_decoding(where: str, tmp_path: Path,
     assert out == ""
     assert err.count("\n") == 1
     assert err.startswith("decoding-explorer: error: --html=")
+
+
+def test_runs_of_several_prompts_show_each(runs: dict[str, Trace], tiny: CausalLM) -> None:
+    """Loaded traces of other prompts share a page: each prompt is shown with its panels, each trace comes back."""
+    other = explorer.decode(tiny, "another prompt", "greedy", max_new_tokens=2)
+    traces = {**runs, "other": other}
+    page = explorer.export_html(traces)
+    assert "another prompt" in page
+    assert page.count('class="prompt"') == 2
+    assert explorer.read_export(page) == traces

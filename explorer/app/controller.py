@@ -19,6 +19,7 @@ from explorer.app._plan import plan_branch, plan_run
 from explorer.app._run import Hooks, Job, RunEnd, Runner, one_line
 from explorer.app.state import AppState, panel_by_id
 from explorer.errors import ExplorerError, ParameterError
+from explorer.export import read_export
 from explorer.models.base import CausalLM
 from explorer.models.precision import DEFAULT_DTYPE, DTYPES, base_name
 from explorer.trace import Trace
@@ -311,14 +312,21 @@ class Controller:
             self.set(replace(st.set_grid(self.state, grid), status=status))
 
     def load_bytes(self, content: bytes, name: str) -> None:
-        """Add a read-only panel with the trace in an uploaded file; problems go under the load button."""
+        """Add a read-only panel with the trace in an uploaded file (each trace of a page written by
+        ``explorer.export_html``); problems go under the load button."""
         with self.lock:
             try:
-                trace = loads_trace(content, source=name)
+                if content.lstrip()[:1] == b"<":
+                    traces = {f"{name}: {panel}": t for panel, t in read_export(content, name=name).items()}
+                else:
+                    traces = {name: loads_trace(content, source=name)}
             except ExplorerError as error:
                 self.set(st.set_app_errors(self.state, {"load": one_line(error)}))
                 return
-            self.set(st.add_loaded(self.state, trace, name))
+            state = self.state
+            for label, trace in traces.items():
+                state = st.add_loaded(state, trace, label)
+            self.set(state)
 
     def constraint_preview(self, text: str) -> tuple[str, str]:
         """Tokenization preview (HTML) and error of a constraints text with the current model."""

@@ -72,7 +72,7 @@ class Controls:
         self.progress = _classed(widgets.IntProgress(value=0, min=0, max=1, layout=_wide("260px")),
                                  "explorer-progress")
         self.status = _classed(widgets.HTML(value="ready"), "explorer-status")
-        self.upload = _classed(widgets.FileUpload(accept=".json", multiple=False, description="load trace",
+        self.upload = _classed(widgets.FileUpload(accept=".json,.html", multiple=False, description="load trace",
                                                   icon="", layout=_wide("140px")), "explorer-load")
         self.color = _classed(widgets.Dropdown(options=("score", "logprob", "group"), description="colour by",
                                                layout=_wide("220px")), "explorer-tree-color")

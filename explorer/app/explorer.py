@@ -11,6 +11,7 @@ import ipywidgets as widgets
 
 from explorer import figures
 from explorer.app import state as st
+from explorer.app._export import ExportControls
 from explorer.app._nodes import NodeInfo, describe
 from explorer.app._params import takes_constraints
 from explorer.app.controller import DEFAULT_MODEL_ENV, Controller, model_registry
@@ -19,7 +20,15 @@ from explorer.app.outputs import Outputs
 from explorer.app.panels import PanelControls
 from explorer.app.state import AppState, panel_by_id
 from explorer.app.theme import ThemeProbe, theme_class
-from explorer.app.views import STYLE, Same, force_options, panel_summary_html, results_html, save_html
+from explorer.app.views import (
+    STYLE,
+    Same,
+    force_options,
+    keyed_traces,
+    panel_summary_html,
+    results_html,
+    save_html,
+)
 from explorer.figures import resolve_theme
 from explorer.models.base import CausalLM
 from explorer.models.precision import DEFAULT_DTYPE
@@ -46,6 +55,7 @@ class Explorer:
         self.controller = Controller(model, dtype, self._draw)
         self.controls = Controls(sorted(model_registry().available_models()))
         self.outputs = Outputs(self.controller.on_tree_click, self.controller.on_lens_grid)
+        self.export = ExportControls(lambda color: self.controller.on_field({"text_color": color}))
         self._panels: dict[int, PanelControls] = {}
         self._seen: dict[int, tuple[object, ...]] = {}
         self._shown: dict[int, tuple[object, ...]] = {}
@@ -115,7 +125,7 @@ class Explorer:
         c, o = self.controls, self.outputs
         title = widgets.HTML(STYLE)
         root = widgets.VBox([
-            title, c.top(), self._panel_row, c.run_row(), o.summary,
+            title, c.top(), self._panel_row, c.run_row(), o.summary, self.export.box,
             widgets.HTML("<h3 style='margin: 8px 0 2px'>Search trees</h3>"), c.tree_row(), o.tree,
             widgets.HTML("<h3 style='margin: 8px 0 2px'>Selected node</h3>"), o.selection, c.force_row(), o.details_box,
             o.inside.box, self.theme_probe,
@@ -141,7 +151,12 @@ class Explorer:
         c.stop.on_click(lambda _: ctl.stop())
         c.force.on_click(lambda _: ctl.on_force(None if c.force_token.value is None else int(c.force_token.value)))
         c.clear.on_click(lambda _: ctl.on_clear())
+        self.export.button.on_click(lambda _: self.export_html())
         self.theme_probe.observe(lambda ch: ctl.on_view(lambda: self._theme(str(ch["new"]))), names="theme")
+
+    def export_html(self) -> None:
+        """Offer every panel's trace as one HTML page (in the page's theme) from a download link beside the button."""
+        self.export.export(keyed_traces(self.state.panels), self.outputs.theme)
 
     def _uploaded(self, change: dict[str, Any]) -> None:
         """Files were uploaded: load each, then empty the upload widget."""
@@ -167,6 +182,7 @@ class Explorer:
         self.controls.render_force(*force_options(info))
         self.controls.render_scrubber(state)
         self.outputs.render(state, info, self._speller)
+        self.export.render(state.text_color, keyed_traces(state.panels))
 
     def _speller(self, trace: Trace) -> Callable[[int], str] | None:
         """How to spell ``trace``'s token ids: the loaded model's tokenizer, when that model made the trace."""
@@ -202,7 +218,7 @@ class Explorer:
             controls = self._panels.get(panel.id)
             if controls is None:
                 controls = self._panels[panel.id] = PanelControls(panel.id, self.controller)
-            seen = (panel, state.model, panel.id in state.pending, self._label_of(state, panel))
+            seen = (panel, state.model, panel.id in state.pending, self._label_of(state, panel), state.text_color)
             if self._seen.get(panel.id) != seen:
                 self._seen[panel.id] = seen
                 self._render_panel(state, panel, controls)
@@ -223,8 +239,10 @@ class Explorer:
         if not panel.editable:
             controls.summary.value = panel_summary_html(panel, self._label_of(state, panel))
         note = "running…" if panel.id in state.pending else ""
-        shown = (Same(panel.trace), note)
+        color = state.text_color
+        shown = (Same(panel.trace), note, color)
         if self._shown.get(panel.id) != shown:
             self._shown[panel.id] = shown
-            controls.results.value = results_html(panel.trace, figures.tokens_html, note)
+            controls.results.value = results_html(
+                panel.trace, lambda t, rank: figures.uncertainty_html(t, rank, by=color, css=False), note)
             controls.save.value = save_html(panel)

@@ -163,6 +163,7 @@ class AppState:
     errors: Mapping[str, str] = field(default_factory=dict)
     tree_color: TreeColor = "score"
     show_pruned: bool = True
+    text_color: Literal["entropy", "probability"] = "entropy"
     next_id: int = 1
     lens: NodeLens | None = None
     grid: ResultLens | None = None
