@@ -1,4 +1,4 @@
-"""The entropy of the distribution each row's next token is chosen from: one softmax and one sum per step."""
+"""The entropy of the distribution each row's next token is chosen from: a log-softmax, an exp and a sum per step."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def row_entropies(scores: torch.Tensor, rows: list[int]) -> dict[int, float | No
     """
     if not rows:
         return {}
-    picked = scores[rows].float()
-    probs = torch.softmax(picked, dim=-1)
-    values = torch.special.entr(probs).sum(dim=-1).tolist()
-    return {row: (value if math.isfinite(value) else None) for row, value in zip(rows, values, strict=True)}
+    logp = torch.log_softmax(scores[rows].float(), dim=-1)
+    # p * log p with 0 * -inf taken as 0 (a masked token); a row with every token masked stays NaN: None.
+    values = (-(logp.exp() * logp.nan_to_num(nan=math.nan, neginf=0.0)).sum(dim=-1)).tolist()
+    return {row: (value + 0.0 if math.isfinite(value) else None) for row, value in zip(rows, values, strict=True)}

@@ -46,7 +46,7 @@ def test_a_run_fills_every_panel(app: Explorer) -> None:
     for index in range(2):
         results = app.panel(index).results.value
         assert '<table class="explorer-table"' in results
-        assert 'class="explorer-tokens"' in results
+        assert 'class="explorer-unc explorer-unc-entropy"' in results  # the text coloured by entropy
     assert app.controls.progress.value == app.controls.progress.max == 12
     assert not app.controls.run.disabled
     assert app.controls.stop.disabled

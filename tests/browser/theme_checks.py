@@ -12,8 +12,9 @@ from browser_harness import AppPage
 
 from explorer.figures._theme import blend, contrast_ratio, luminance, parse_color
 
-#: Muted helper text of the app: model and precision notes, result captions, token heads, the selection hint.
-MUTED = ".explorer-app .explorer-muted, .explorer-app .explorer-tokens-head"
+#: Muted helper text of the app: model and precision notes, result captions, token heads (both colourings), the
+#: selection hint.
+MUTED = ".explorer-app .explorer-muted, .explorer-app .explorer-tokens-head, .explorer-app .explorer-unc-head"
 
 #: JS: shared helpers, the colour of an element's text and the opaque background behind it.
 _COLORS = """
