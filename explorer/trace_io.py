@@ -103,7 +103,9 @@ def loads_trace(text: str | bytes, source: str = "trace text") -> Trace:
     else:
         _check_size(len(text) if text.isascii() else len(text.encode("utf-8")), source)
     if not text.lstrip().startswith("{"):
-        raise TraceFormatError(f"{source} is not a trace: expected a JSON object")
+        page = " (a page from explorer.export_html? explorer.read_export reads its traces)" \
+            if text.lstrip().startswith("<") else ""
+        raise TraceFormatError(f"{source} is not a trace: expected a JSON object{page}")
     if source == "trace text":
         return _trace_of(text)
     try:

@@ -228,3 +228,9 @@ def test_runs_of_several_prompts_show_each(runs: dict[str, Trace], tiny: CausalL
     assert "another prompt" in page
     assert page.count('class="prompt"') == 2
     assert explorer.read_export(page) == traces
+
+
+def test_the_trace_loader_points_at_read_export(runs: dict[str, Trace]) -> None:
+    """A page given to the JSON loader says how to read it."""
+    with pytest.raises(explorer.TraceFormatError, match=r"explorer\.read_export reads its traces"):
+        explorer.trace_io.loads_trace(explorer.export_html(runs).encode("utf-8"), source="run.html")
