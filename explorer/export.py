@@ -4,7 +4,6 @@ themselves), and the traces read back from such a page. No server, no network: p
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -167,7 +166,3 @@ def _page_text(source: str | bytes | os.PathLike[str]) -> tuple[str, str]:
     except UnicodeDecodeError as exc:
         raise TraceFormatError(f"{name} is not UTF-8 text (byte {exc.start})") from None
 
-
-def json_for_page(value: object) -> str:
-    """Any JSON value as text for a ``<script type="application/json">`` (see :func:`embed_json`)."""
-    return embed_json(json.dumps(value, separators=(",", ":"), allow_nan=False))

@@ -16,8 +16,8 @@ from explorer.figures._style import MISSING, fmt, pct, visible
 from explorer.figures._theme import Theme, contrast_ratio
 from explorer.trace import Candidate, Hypothesis, Result, Trace
 
-__all__ = ["UNCERTAINTY_CSS", "Uncertainty", "token_uncertainty", "uncertainty_css", "uncertainty_html",
-           "uncertainty_legend"]
+__all__ = ["UNCERTAINTY_CSS", "TokenUncertainty", "Uncertainty", "token_uncertainty", "uncertainty_css",
+           "uncertainty_html", "uncertainty_legend"]
 
 Uncertainty = Literal["entropy", "probability"]
 
@@ -37,7 +37,6 @@ _ABOUT: dict[Uncertainty, str] = {
 # scale towards the other, so that the more uncertain a token, the more it stands out, in either theme.
 _STOPS: dict[Theme, tuple[float, ...]] = {"light": (0.96, 0.86, 0.72, 0.56, 0.40, 0.22),
                                           "dark": (0.22, 0.36, 0.50, 0.64, 0.80, 0.96)}
-BINS = len(_LABELS["entropy"])
 
 
 def _ink(fill: str) -> str:
@@ -78,8 +77,8 @@ UNCERTAINTY_CSS = uncertainty_css()
 
 @dataclass(frozen=True)
 class TokenUncertainty:
-    """One generated token: its text, id, the candidate it was (``None``: not recorded), the entropy in nats of the
-    distribution it was chosen from (``None``: not recorded) and its probability (the model's, before processors)."""
+    """One generated token: its text and id, the entropy in nats of the distribution it was chosen from, and its
+    probability (the model's, before processors); ``None`` where the trace does not record it."""
 
     text: str
     token_id: int
