@@ -51,6 +51,8 @@ STYLE = "<style>\n" + THEME_CSS + """
 .explorer-app .explorer-panel .widget-hbox > .widget-html, .explorer-app .explorer-panel-summary,
 .explorer-app .explorer-panel-summary > .widget-html-content { min-width: 0; overflow-wrap: anywhere; }
 .explorer-app .explorer-panel .explorer-remove { flex-shrink: 0; }
+/* The trees are drawn to the box's width (explorer.app._width); a window narrower than one panel scrolls the box. */
+.explorer-app .explorer-tree { max-width: 100%; overflow-x: auto; overflow-y: hidden; }
 </style>"""
 
 
@@ -130,15 +132,15 @@ def selection_html(panel: Panel | None, info: NodeInfo | None) -> str:
 
 def show_figure(target: Any, fig: go.Figure, on_click: Callable[[Any, Any, Any], None] | None = None) -> None:
     """Put ``fig`` into the ``FigureWidget`` ``target`` in place, on the page's background (``on_page``): old layout
-    keys cleared, traces replaced, and ``on_click`` attached to every trace with ``customdata``."""
+    keys cleared, the new layout set, traces replaced, and ``on_click`` attached to every trace with ``customdata``."""
     on_page(fig)
     stale = {key: None for key in target.layout.to_plotly_json() if key != "template"}
     if stale:
         target.plotly_relayout(stale)
     with target.batch_update():
         target.data = ()
+    target.layout = fig.layout  # before the traces: a colour bar drawn with the defaults first leaves its ticks behind
     target.add_traces(list(fig.data))
-    target.layout = fig.layout
     if on_click is not None:
         for trace in target.data:
             if getattr(trace, "customdata", None) is not None:
