@@ -234,7 +234,8 @@ def test_color_modes(traces: dict[str, Trace], color: str) -> None:
         assert groups == {0, 1, 2}
     else:
         assert hyps.marker.coloraxis == "coloraxis"
-        assert fig.layout.coloraxis.colorbar.title.text
+        assert [a.text for a in fig.layout.annotations if a.name == "colour bar"] == [
+            "cumulative score" if color == "score" else "token log-prob"]
         lay = tree_layout(traces["diverse"])
         values = lay.score if color == "score" else lay.logprob
         assert np.allclose(np.asarray(hyps.marker.color), values[lay.kind == "hypothesis"])
@@ -368,7 +369,7 @@ def test_search_trees_one_panel_per_trace(traces: dict[str, Trace]) -> None:
     panels = {"greedy": traces["greedy"], "beam": traces["beam"], "diverse": traces["diverse"],
               "constrained": traces["constrained"]}
     fig = search_trees(panels, selected=("beam", "h0"))
-    assert [a.text for a in fig.layout.annotations] == list(panels)
+    assert [a.text for a in fig.layout.annotations if a.name != "colour bar"] == list(panels)
     axes = {t.xaxis for t in fig.data}
     assert axes == {"x", "x2", "x3", "x4"}
     cells = [(fig.layout[f"xaxis{s}"].domain, fig.layout[f"yaxis{s}"].domain) for s in ("", "2", "3", "4")]

@@ -272,21 +272,36 @@ def _shown(lay: TreeLayout, show_pruned: bool, upto_step: int | None) -> Mask:
     return shown
 
 
-def _color_axis(lays: Sequence[TreeLayout], color: ColorMode) -> dict[str, Any]:
+def _color_axis(lays: Sequence[TreeLayout], color: ColorMode, height: int) -> dict[str, Any]:
     """One colour axis for every panel (continuous modes), over the finite values of hypotheses and entries; the
     reference's "impossible" placeholders (-1e9 rows that fill a beam when too few continuations exist) are left
-    out, so that they do not stretch the scale and flatten every real score into one colour."""
+    out, so that they do not stretch the scale and flatten every real score into one colour. Its bar lies across
+    the top right of a figure ``height`` px tall, under plotly's tool bar; its title is an annotation to its left
+    (``_bar_title``): plotly.js, in a widget, draws a horizontal bar's own title over the bar."""
     if color == "group":
         return {}
     values = np.concatenate([(lay.score if color == "score" else lay.logprob)[~np.isin(lay.kind, _LEAF_KINDS)]
                              for lay in lays] or [np.zeros(0)])
     values = values[np.isfinite(values) & (values > PLACEHOLDER)]
     low, high = (float(values.min()), float(values.max())) if len(values) else (-1.0, 0.0)
-    bar = {"title": {"text": _COLORBAR[color], "side": "top", "font": {"size": 12}}, "orientation": "h",
-           "thickness": 10, "len": 220, "lenmode": "pixels", "x": 1.0, "xanchor": "right", "xpad": 0,
-           "yref": "container", "y": 1.0, "yanchor": "top", "ypad": 32, "tickfont": {"size": 11}}  # under the tool bar
+    bar = {"orientation": "h", "thickness": 10, "len": _BAR_LENGTH, "lenmode": "pixels", "x": 1.0,
+           "xanchor": "right", "xpad": 0, "yref": "container", "y": 1.0 - (_BAR_MIDDLE - 5) / height,
+           "yanchor": "top", "ypad": 0, "tickfont": {"size": 11}}
     return {"coloraxis": {"colorscale": NODE_SCALE, "cmin": low, "cmax": high if high > low else low + 1e-6,
                           "colorbar": bar}}
+
+
+#: Pixels from the figure's top to the middle of the colour bar, and the colour bar's length.
+_BAR_MIDDLE, _BAR_LENGTH = 35, 220
+
+
+def _bar_title(color: ColorMode) -> list[dict[str, Any]]:
+    """The colour bar's title, left of the bar (none in group mode: no bar)."""
+    if color == "group":
+        return []
+    return [{"text": _COLORBAR[color], "name": "colour bar", "xref": "paper", "x": 1.0, "xanchor": "right",
+             "xshift": -_BAR_LENGTH - 8, "yref": "paper", "y": 1.0, "yanchor": "middle",
+             "yshift": MARGIN["t"] - _BAR_MIDDLE, "showarrow": False, "font": {"size": 12}}]
 
 
 def _axes(lay: TreeLayout, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -307,7 +322,8 @@ def _frame(lays: Mapping[str | None, TreeLayout], grid: Grid, color: ColorMode, 
            width: int | None) -> dict[str, Any]:
     """The figure's layout before its axes: its size (the width only when given: else the container's), the
     margins, the colour bar at the top right and the legend at the bottom left, clear of every panel."""
-    layout = base_layout(theme, height=grid.height, margin=dict(MARGIN), **_color_axis(list(lays.values()), color))
+    bar = _color_axis(list(lays.values()), color, grid.height)
+    layout = base_layout(theme, height=grid.height, margin=dict(MARGIN), **bar)
     if width is not None:
         layout["width"] = grid.width
     layout["legend"] = {**layout["legend"], "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0.0,
@@ -350,7 +366,7 @@ def _draw(lays: Mapping[str | None, TreeLayout], *, color: ColorMode, show_prune
         if not single:
             annotations.append(_title(name, cell))
     heading = title if title is not None else lays[None].title if single else None
-    layout["annotations"] = annotations
+    layout["annotations"] = [*annotations, *_bar_title(color)]
     layout["title"] = ({"text": heading, "x": 0.01, "xanchor": "left", "yref": "container", "y": 1.0,
                         "yanchor": "top", "pad": {"t": 10}, "font": {"size": 16}} if heading else None)
     return go.Figure(data=data, layout=layout)
@@ -400,8 +416,8 @@ def search_trees(traces: Mapping[str, Trace | TreeLayout], *, color: ColorMode =
     >>> m = explorer.load_model("tiny-random")
     >>> runs = {s: explorer.decode(m, [5, 6], strategy=s, max_new_tokens=3) for s in ("greedy", "beam")}
     >>> fig = search_trees(runs)
-    >>> [a.text for a in fig.layout.annotations]
-    ['greedy', 'beam']
+    >>> [a.text for a in fig.layout.annotations]  # the panels' titles, then the colour bar's
+    ['greedy', 'beam', 'cumulative score']
     """
     lays: dict[str | None, TreeLayout] = {name: _as_layout(item) for name, item in traces.items()}
     return _draw(lays, color=color, show_pruned=show_pruned, upto_step=upto_step, selected=selected, title=title,

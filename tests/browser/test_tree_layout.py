@@ -49,6 +49,11 @@ MEASURE = """() => {
                  top: fig.top + ya._offset, bottom: fig.top + ya._offset + ya._length});
   }
   const bar = gd.querySelector('.colorbar');
+  const fills = bar && bar.querySelector('.cbfills');
+  const title = [...gd.querySelectorAll('.annotation-text')].find(e => /score|log-prob/.test(e.textContent));
+  const [f, t] = [fills, title].map(e => e && e.getBoundingClientRect());
+  const titleOnBar = !t || !!(f && t.bottom > f.top + 1 && t.top < f.bottom - 1
+                              && t.right > f.left && t.left < f.right);
   const texts = [...gd.querySelectorAll('svg text')]
     .filter(t => !t.closest('.hoverlayer') && t.textContent.trim() && getComputedStyle(t).display !== 'none')
     .map(t => ({text: t.textContent.trim(), box: r(t.getBoundingClientRect())}))
@@ -64,7 +69,7 @@ MEASURE = """() => {
   }
   return {box: r(root.getBoundingClientRect()), scroll: root.scrollWidth - root.clientWidth,
           window: document.documentElement.clientWidth, figure: r(fig), panels,
-          bar: bar ? r(bar.getBoundingClientRect()) : null, texts: texts.length, overlaps};
+          bar: bar ? r(bar.getBoundingClientRect()) : null, titleOnBar, texts: texts.length, overlaps};
 }"""
 
 #: JS: the page position of the right-most clickable node of the last panel.
@@ -118,6 +123,7 @@ def _check(app: AppPage, count: int, size: tuple[int, int]) -> None:
     assert _inside(m["bar"], m["box"]), f"{where}: colour bar {m['bar']} outside the box {m['box']}"
     assert _inside(m["bar"], window), f"{where}: colour bar {m['bar']} outside the window {window}"
     assert m["bar"]["top"] >= m["figure"]["top"] - 1, f"{where}: colour bar above the figure {m['bar']}"
+    assert not m["titleOnBar"], f"{where}: the colour bar's title is missing or over the bar. {app.explain()}"
     assert m["texts"] > 4 * count, f"{where}: only {m['texts']} text elements. {app.explain()}"
     assert not m["overlaps"], f"{where}: overlapping text {m['overlaps'][:8]}. {app.explain()}"
     out = app.shot(f"{count}-panels-{size[0]}x{size[1]}", window=True)  # the window, as a user sees it
