@@ -77,7 +77,10 @@ class Outputs:
         traced = [p for p in state.panels if p.trace is not None]
         self._layouts = {k: v for k, v in self._layouts.items() if any(p.id == k for p in traced)}
         ident = tuple((p.key, Same(p.trace)) for p in traced)
-        look = (state.tree_color, state.show_pruned, state.upto_step, state.selection, self.theme, self.width)
+        # The box's width matters only once there are trees: the page reports it as it loads, while plotly's module
+        # may still be loading into the tree's widget, and a redraw of the placeholder then is one update too many.
+        width = self.width if traced else None
+        look = (state.tree_color, state.show_pruned, state.upto_step, state.selection, self.theme, width)
         if self._changed("tree", (ident, *look)):
             self._draw_tree(state, traced)
         if self._changed("summary", ident):
