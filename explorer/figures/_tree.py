@@ -156,8 +156,8 @@ def _x_range(lay: TreeLayout, cell: Cell) -> list[float]:
     """x from half a step before the root to the deepest node, then room (in pixels) for the widest finished
     entry's label, so that no label is cut; fixed for the whole run, so that scrubbing does not rescale."""
     words = lay.depth <= WORDS_UP_TO_DEPTH and int((lay.kind == "hypothesis").sum()) <= LABEL_UP_TO
-    widths = [text_width(_finished_text(lay, r, words)) for r in np.flatnonzero(lay.kind == "finished").tolist()]
-    room = min(max(widths, default=0.0) + 16, cell.width / 2)  # the offset from a diamond, and a margin
+    texts = {_finished_text(lay, r, words) for r in np.flatnonzero(lay.kind == "finished").tolist()}
+    room = min(max(map(text_width, texts), default=0.0) + 16, cell.width / 2)  # the diamond's offset, a margin
     per_step = max(cell.width - room, 1.0) / (lay.depth + 1.0)
     return [-0.5, lay.depth + 0.5 + room / per_step]
 
