@@ -132,15 +132,19 @@ def selection_html(panel: Panel | None, info: NodeInfo | None) -> str:
 
 def show_figure(target: Any, fig: go.Figure, on_click: Callable[[Any, Any, Any], None] | None = None) -> None:
     """Put ``fig`` into the ``FigureWidget`` ``target`` in place, on the page's background (``on_page``): old layout
-    keys cleared, the new layout set, traces replaced, and ``on_click`` attached to every trace with ``customdata``."""
+    keys cleared (the new colour axis set with them), traces replaced, the new layout set, and ``on_click`` attached
+    to every trace with ``customdata``."""
     on_page(fig)
-    stale = {key: None for key in target.layout.to_plotly_json() if key != "template"}
+    stale: dict[str, Any] = {key: None for key in target.layout.to_plotly_json() if key != "template"}
+    axis = fig.layout.coloraxis.to_plotly_json()
+    if axis:  # before the traces: traces drawn on a default colour axis leave its vertical bar's ticks behind
+        stale["coloraxis"] = axis
     if stale:
         target.plotly_relayout(stale)
     with target.batch_update():
         target.data = ()
-    target.layout = fig.layout  # before the traces: a colour bar drawn with the defaults first leaves its ticks behind
     target.add_traces(list(fig.data))
+    target.layout = fig.layout
     if on_click is not None:
         for trace in target.data:
             if getattr(trace, "customdata", None) is not None:
