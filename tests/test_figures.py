@@ -188,8 +188,9 @@ def test_finished_entries_show_their_normalized_score(traces: dict[str, Trace], 
         fin = entries[key]
         assert f"final score {fin.normalized_score:.3f}" in t.hovertext[i]
         assert t.name == ("finished (accepted)" if fin.accepted else "finished (not accepted)")
-        assert t.text[i].endswith(f"{fin.normalized_score:.2f}")  # few entries: each is labelled
+        assert t.text[i] == "" or t.text[i].endswith(f"{fin.normalized_score:.2f}")  # few: labelled where room
         assert t.marker.symbol == ("diamond" if fin.accepted else "diamond-open")
+    assert any(t.text[i] for t, i in shown.values())
 
 
 def test_toy_beam_tree_is_the_textbook_one(traces: dict[str, Trace]) -> None:
@@ -233,7 +234,8 @@ def test_color_modes(traces: dict[str, Trace], color: str) -> None:
         assert groups == {0, 1, 2}
     else:
         assert hyps.marker.coloraxis == "coloraxis"
-        assert fig.layout.coloraxis.colorbar.title.text
+        assert [a.text for a in fig.layout.annotations if a.name == "colour bar"] == [
+            "cumulative score" if color == "score" else "token log-prob"]
         lay = tree_layout(traces["diverse"])
         values = lay.score if color == "score" else lay.logprob
         assert np.allclose(np.asarray(hyps.marker.color), values[lay.kind == "hypothesis"])
@@ -367,11 +369,14 @@ def test_search_trees_one_panel_per_trace(traces: dict[str, Trace]) -> None:
     panels = {"greedy": traces["greedy"], "beam": traces["beam"], "diverse": traces["diverse"],
               "constrained": traces["constrained"]}
     fig = search_trees(panels, selected=("beam", "h0"))
-    assert [a.text for a in fig.layout.annotations] == list(panels)
+    assert [a.text for a in fig.layout.annotations if a.name != "colour bar"] == list(panels)
     axes = {t.xaxis for t in fig.data}
     assert axes == {"x", "x2", "x3", "x4"}
-    domains = [fig.layout[f"xaxis{s}"].domain for s in ("", "2", "3", "4")]
-    assert all(a[1] <= b[0] for a, b in itertools.pairwise(domains))  # side by side
+    cells = [(fig.layout[f"xaxis{s}"].domain, fig.layout[f"yaxis{s}"].domain) for s in ("", "2", "3", "4")]
+    for (ax, ay), (bx, by) in itertools.combinations(cells, 2):  # side by side, or in rows (900 px: two of two)
+        assert ax[1] <= bx[0] or bx[1] <= ax[0] or ay[1] <= by[0] or by[1] <= ay[0]
+    wide = search_trees(panels, width=1864).layout  # wide: one row
+    assert wide.yaxis4.domain == wide.yaxis.domain == (0.0, 1.0)
     for suffix, (name, trace) in zip(("", "2", "3", "4"), panels.items(), strict=True):
         keys = {row[1] for t in fig.data if t.xaxis == f"x{suffix}" and t.customdata is not None
                 for row in t.customdata if row[0] == name}

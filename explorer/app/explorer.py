@@ -14,6 +14,7 @@ from explorer.app import state as st
 from explorer.app._export import ExportControls
 from explorer.app._nodes import NodeInfo, describe
 from explorer.app._params import takes_constraints
+from explorer.app._width import WidthProbe
 from explorer.app.controller import DEFAULT_MODEL_ENV, Controller, model_registry
 from explorer.app.controls import Controls
 from explorer.app.outputs import Outputs
@@ -63,6 +64,8 @@ class Explorer:
         self._add_box = widgets.VBox([self.controls.add, self.controls.errors["panels"]])
         self._panel_row = widgets.Box(layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))
         self.theme_probe = ThemeProbe(layout=widgets.Layout(display="none"))
+        self.width_probe = WidthProbe()
+        self.width_probe.add_class("explorer-width-probe")
         self.widget = self._layout()
         self._connect()
         self.controller.set(self.controller.state)
@@ -126,7 +129,7 @@ class Explorer:
         title = widgets.HTML(STYLE)
         root = widgets.VBox([
             title, c.top(), self._panel_row, c.run_row(), o.summary, self.export.box,
-            widgets.HTML("<h3 style='margin: 8px 0 2px'>Search trees</h3>"), c.tree_row(), o.tree,
+            widgets.HTML("<h3 style='margin: 8px 0 2px'>Search trees</h3>"), c.tree_row(), self.width_probe, o.tree,
             widgets.HTML("<h3 style='margin: 8px 0 2px'>Selected node</h3>"), o.selection, c.force_row(), o.details_box,
             o.inside.box, self.theme_probe,
         ])
@@ -153,6 +156,8 @@ class Explorer:
         c.clear.on_click(lambda _: ctl.on_clear())
         self.export.button.on_click(lambda _: self.export_html())
         self.theme_probe.observe(lambda ch: ctl.on_view(lambda: self._theme(str(ch["new"]))), names="theme")
+        self.width_probe.observe(lambda ch: ctl.on_view(lambda: setattr(self.outputs, "width", int(ch["new"]))),
+                                 names="width")
 
     def export_html(self) -> None:
         """Offer every panel's trace as one HTML page (in the page's theme) from a download link beside the button."""

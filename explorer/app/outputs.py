@@ -16,6 +16,7 @@ import ipywidgets as widgets
 from explorer import figures
 from explorer.app._inside import InsideViews, Speller
 from explorer.app._nodes import NodeInfo
+from explorer.app._width import figure_width
 from explorer.app.controls import sync
 from explorer.app.state import AppState, Panel, panel_by_id
 from explorer.app.theme import on_page
@@ -27,9 +28,6 @@ from explorer.trace import Trace
 __all__ = ["Outputs"]
 
 ClickHandler = Callable[[Any, Any, Any], None]
-#: Width of the trees figure: per panel, and at most.
-TREE_PANEL_WIDTH = 420
-TREE_MAX_WIDTH = 1680
 
 
 class Outputs:
@@ -53,6 +51,8 @@ class Outputs:
         self.inside = InsideViews(on_grid)
         #: The page's theme (``ThemeProbe`` reports it): the figures are drawn in it.
         self.theme: Theme = "light"
+        #: The width of the box the trees are in (``WidthProbe`` reports it; 0: not yet): they are drawn to fit it.
+        self.width = 0
         self._on_click = on_click
         self._deps: dict[str, object] = {}
         self._layouts: dict[int, tuple[Trace, Any]] = {}
@@ -77,7 +77,10 @@ class Outputs:
         traced = [p for p in state.panels if p.trace is not None]
         self._layouts = {k: v for k, v in self._layouts.items() if any(p.id == k for p in traced)}
         ident = tuple((p.key, Same(p.trace)) for p in traced)
-        look = (state.tree_color, state.show_pruned, state.upto_step, state.selection, self.theme)
+        # The box's width matters only once there are trees: the page reports it as it loads, while plotly's module
+        # may still be loading into the tree's widget, and a redraw of the placeholder then is one update too many.
+        width = self.width if traced else None
+        look = (state.tree_color, state.show_pruned, state.upto_step, state.selection, self.theme, width)
         if self._changed("tree", (ident, *look)):
             self._draw_tree(state, traced)
         if self._changed("summary", ident):
@@ -87,7 +90,8 @@ class Outputs:
         self.inside.render(state, info, self.theme, speller)
 
     def _draw_tree(self, state: AppState, traced: list[Panel]) -> None:
-        """All panels' trees side by side, up to the scrubbed step, the selected node ringed."""
+        """All panels' trees in the box's width (side by side, in rows when they do not fit), up to the scrubbed
+        step, the selected node ringed."""
         if not traced:
             show_figure(self.tree, placeholder("press Run to see the search trees", theme=self.theme))
             return
@@ -97,9 +101,7 @@ class Outputs:
             selected = (panel.key, state.selection.node)
         fig = figures.search_trees({p.key: self._layout(p) for p in traced}, color=state.tree_color,
                                    show_pruned=state.show_pruned, upto_step=state.upto_step, selected=selected,
-                                   theme=self.theme)
-        if fig.layout.width is None:  # plotly's widget is 700 px wide unless told: give each panel room
-            fig.update_layout(width=min(TREE_MAX_WIDTH, max(700, TREE_PANEL_WIDTH * len(traced))))
+                                   theme=self.theme, width=figure_width(self.width))
         show_figure(self.tree, fig, self._on_click)
 
     def _draw_details(self, state: AppState, traced: list[Panel], info: NodeInfo | None) -> None:

@@ -51,6 +51,8 @@ STYLE = "<style>\n" + THEME_CSS + """
 .explorer-app .explorer-panel .widget-hbox > .widget-html, .explorer-app .explorer-panel-summary,
 .explorer-app .explorer-panel-summary > .widget-html-content { min-width: 0; overflow-wrap: anywhere; }
 .explorer-app .explorer-panel .explorer-remove { flex-shrink: 0; }
+/* The trees are drawn to the box's width (explorer.app._width); a window narrower than one panel scrolls the box. */
+.explorer-app .explorer-tree { max-width: 100%; overflow-x: auto; overflow-y: hidden; }
 </style>"""
 
 
@@ -130,9 +132,13 @@ def selection_html(panel: Panel | None, info: NodeInfo | None) -> str:
 
 def show_figure(target: Any, fig: go.Figure, on_click: Callable[[Any, Any, Any], None] | None = None) -> None:
     """Put ``fig`` into the ``FigureWidget`` ``target`` in place, on the page's background (``on_page``): old layout
-    keys cleared, traces replaced, and ``on_click`` attached to every trace with ``customdata``."""
+    keys cleared (the new colour axis set with them), traces replaced, the new layout set, and ``on_click`` attached
+    to every trace with ``customdata``."""
     on_page(fig)
-    stale = {key: None for key in target.layout.to_plotly_json() if key != "template"}
+    stale: dict[str, Any] = {key: None for key in target.layout.to_plotly_json() if key != "template"}
+    axis = fig.layout.coloraxis.to_plotly_json()
+    if axis:  # before the traces: traces drawn on a default colour axis leave its vertical bar's ticks behind
+        stale["coloraxis"] = axis
     if stale:
         target.plotly_relayout(stale)
     with target.batch_update():

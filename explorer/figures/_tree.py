@@ -11,6 +11,7 @@ import numpy.typing as npt
 import plotly.graph_objects as go
 
 from explorer.errors import ParameterError
+from explorer.figures._fit import MARGIN, Cell, Grid, place_labels, text_width, tree_grid
 from explorer.figures._layout import TreeLayout, tree_layout
 from explorer.figures._style import FATE_COLORS, NODE_SCALE, base_layout, esc_name, panel_color, result_color
 from explorer.figures._theme import Palette, Theme, palette, resolve_theme
@@ -25,7 +26,7 @@ Floats = npt.NDArray[np.float64]
 GL_ABOVE = 1500  # points in a panel above which it is drawn with WebGL
 LABEL_UP_TO = 60  # nodes of a kind up to which each gets a text label
 WORDS_UP_TO_DEPTH = 10  # deeper runs get no token text beside their nodes (it would overlap)
-_COLORBAR = {"score": "cumulative<br>score", "logprob": "token<br>log-prob"}
+_COLORBAR = {"score": "cumulative score", "logprob": "token log-prob"}
 _LEAF_KINDS = ("pruned", "masked")
 _COLOR_MODES: tuple[ColorMode, ...] = ("score", "logprob", "group")
 #: The legend's symbol of a scored kind, in a neutral grey: the colour bar (or the group entries) explains colours.
@@ -43,6 +44,7 @@ class _Panel:
     selected: str | None
     first: bool
     look: Palette
+    cell: Cell
 
 
 def _customdata(lay: TreeLayout, name: str | None, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
@@ -69,7 +71,7 @@ def _scatter(gl: bool, **kw: Any) -> dict[str, Any]:
 
 
 def _edges(p: _Panel, gl: bool) -> list[dict[str, Any]]:
-    """Edges: faint to pruned leaves, grey along the tree, and bold along each result's path."""
+    """Edges: faint to pruned leaves, grey along the tree."""
     lay, out = p.lay, []
     leaf = np.isin(lay.kind, _LEAF_KINDS)
     for rows, name in ((np.flatnonzero(p.shown & leaf), "pruned edges"), (np.flatnonzero(p.shown & ~leaf), "edges")):
@@ -82,11 +84,18 @@ def _edges(p: _Panel, gl: bool) -> list[dict[str, Any]]:
         xs, ys = _segments(lay, rows)
         out.append(_scatter(gl, x=xs, y=ys, mode="lines", line={"color": color, "width": width}, name=name,
                             hoverinfo="skip", showlegend=False))
+    return out
+
+
+def _paths(p: _Panel, gl: bool) -> list[dict[str, Any]]:
+    """Each result's whole path, bold in its rank's colour, over the nodes (under them, a straight run would be
+    hidden: a greedy path, or a beam that keeps its slot)."""
+    lay, out = p.lay, []
     for rank in sorted(set(lay.result_rank[p.shown].tolist()) - {-1}, reverse=True):
         xs, ys = _segments(lay, np.flatnonzero(p.shown & (lay.result_rank == rank)))
         out.append(_scatter(gl, x=xs, y=ys, mode="lines", name=f"result {rank}", legendgroup=f"result {rank}",
-                            showlegend=p.first, hoverinfo="skip", legendrank=100 + rank,
-                            line={"color": result_color(rank), "width": 4.0 if rank == 0 else 2.5}))
+                            showlegend=p.first, hoverinfo="skip", legendrank=100 + rank, opacity=0.85,
+                            line={"color": result_color(rank), "width": 3.0 if rank == 0 else 2.0}))
     return out
 
 
@@ -138,22 +147,76 @@ def _words(p: _Panel) -> bool:
     return p.lay.depth <= WORDS_UP_TO_DEPTH and int((p.shown & (p.lay.kind == "hypothesis")).sum()) <= LABEL_UP_TO
 
 
-def _nodes(p: _Panel, gl: bool) -> list[dict[str, Any]]:
-    """A marker trace per kind (leaves, hypotheses, finished entries); their token text beside them when few."""
-    lay, out, words = p.lay, [], _words(p)
-    for kind, name in _KINDS:
-        rows = _rows(p, kind)
-        if not len(rows) and kind != "hypothesis":
+def _finished_text(lay: TreeLayout, row: int, words: bool) -> str:
+    """A finished entry's label: its length-penalised score, after its token when there is room for words."""
+    return f"{lay.label[row]} {lay.normalized[row]:.2f}" if words else f"{lay.normalized[row]:.2f}"
+
+
+def _x_range(lay: TreeLayout, cell: Cell) -> list[float]:
+    """x from half a step before the root to the deepest node, then room (in pixels) for the widest finished
+    entry's label, so that no label is cut; fixed for the whole run, so that scrubbing does not rescale."""
+    words = lay.depth <= WORDS_UP_TO_DEPTH and int((lay.kind == "hypothesis").sum()) <= LABEL_UP_TO
+    texts = {_finished_text(lay, r, words) for r in np.flatnonzero(lay.kind == "finished").tolist()}
+    room = min(max(map(text_width, texts), default=0.0) + 16, cell.width / 2)  # the diamond's offset, a margin
+    per_step = max(cell.width - room, 1.0) / (lay.depth + 1.0)
+    return [-0.5, lay.depth + 0.5 + room / per_step]
+
+
+#: Where a label may go beside its node, in order of preference.
+_PLACES = {"accepted": ("middle right", "top right", "bottom right"),
+           "rejected": ("middle right", "top right", "bottom right"), "hypothesis": ("top center", "bottom center")}
+
+
+def _label_items(p: _Panel, rows: dict[str, npt.NDArray[np.int64]]) -> list[tuple[tuple[float, ...], str, int, str]]:
+    """The labels to place, most important first: finished entries of results (by rank), other accepted ones (best
+    score first), entries not accepted, then token text along the results' paths and elsewhere, left to right."""
+    lay, words, items = p.lay, _words(p), []
+    for order, kind in enumerate(("accepted", "rejected", "hypothesis")):
+        if len(rows[kind]) > LABEL_UP_TO or (kind == "hypothesis" and not words):
             continue
-        text: Any = lay.label[rows] if words and len(rows) <= LABEL_UP_TO else None
-        if kind in ("accepted", "rejected") and len(rows) <= LABEL_UP_TO:  # the final score, with the token if room
-            text = np.array([f"{lay.label[r]} {lay.normalized[r]:.2f}" if words else f"{lay.normalized[r]:.2f}"
-                             for r in rows], dtype=object)
-        out.append(_scatter(gl, x=lay.x[rows], y=lay.y[rows], mode="markers+text" if text is not None else "markers",
-                            marker=_marker(p, kind, rows), text=text, name=name, legendgroup=name, legendrank=500,
-                            textposition="top center" if kind == "hypothesis" else "middle right",
-                            showlegend=p.first and kind in _LEAF_KINDS, hovertext=lay.hover[rows], hoverinfo="text",
-                            customdata=_customdata(lay, p.name, rows), textfont={"size": 11, "color": p.look.label}))
+        for i, r in enumerate(rows[kind].tolist()):
+            text = str(lay.label[r]) if kind == "hypothesis" else _finished_text(lay, r, words)
+            rank = int(lay.result_rank[r]) if lay.result_rank[r] >= 0 else 1 << 20
+            second = lay.x[r] if kind == "hypothesis" else -np.nan_to_num(lay.normalized[r], nan=-np.inf)
+            if text:
+                items.append(((order, rank, float(second), float(lay.y[r])), kind, i, text))
+    return sorted(items, key=lambda item: item[0])
+
+
+def _labels(p: _Panel, rows: dict[str, npt.NDArray[np.int64]], radius: dict[str, float]) -> dict[str, Any]:
+    """Per labelled kind, ``(texts, positions)``: each label where it overlaps no other and stays in its panel
+    (``explorer.figures._fit.place_labels``); one without room is left out (its hover still has it)."""
+    lay, cell, items = p.lay, p.cell, _label_items(p, rows)
+    low, high = _x_range(lay, cell)
+    sx, sy = cell.width / (high - low), cell.height / max(lay.slots, 1)
+    points = [((lay.x[rows[k][i]] - low) * sx, (lay.y[rows[k][i]] + 0.5) * sy, radius[k], text)
+              for _, k, i, text in items]
+    placed = place_labels(points, [_PLACES[k] for _, k, _, _ in items], cell.width, cell.height)
+    out: dict[str, Any] = {}
+    for (_, kind, i, text), where in zip(items, placed, strict=True):
+        texts, places = out.setdefault(kind, (np.full(len(rows[kind]), "", dtype=object),
+                                              np.full(len(rows[kind]), _PLACES[kind][0], dtype=object)))
+        if where is not None:
+            texts[i], places[i] = text, where
+    return out
+
+
+def _nodes(p: _Panel, gl: bool) -> list[dict[str, Any]]:
+    """A marker trace per kind (leaves, hypotheses, finished entries); labels beside them where there is room."""
+    lay, out = p.lay, []
+    rows = {kind: _rows(p, kind) for kind, _ in _KINDS}
+    markers = {kind: _marker(p, kind, rows[kind]) for kind, _ in _KINDS}
+    labels = _labels(p, rows, {k: float(m["size"]) / 2 for k, m in markers.items()})
+    for kind, name in _KINDS:
+        if not len(rows[kind]) and kind != "hypothesis":
+            continue
+        text, where = labels.get(kind, (None, None))
+        out.append(_scatter(gl, x=lay.x[rows[kind]], y=lay.y[rows[kind]], marker=markers[kind], text=text,
+                            mode="markers+text" if text is not None else "markers", name=name, legendgroup=name,
+                            textposition=where, legendrank=500, showlegend=p.first and kind in _LEAF_KINDS,
+                            hovertext=lay.hover[rows[kind]], hoverinfo="text",
+                            customdata=_customdata(lay, p.name, rows[kind]),
+                            textfont={"size": 11, "color": p.look.label}))
     return out
 
 
@@ -198,7 +261,7 @@ def _group_legend(p: _Panel) -> list[dict[str, Any]]:
 def _panel(p: _Panel) -> list[dict[str, Any]]:
     """Every trace of one panel, back to front."""
     gl = int(p.shown.sum()) > GL_ABOVE
-    return [*_edges(p, gl), *_nodes(p, gl), *_kind_legend(p, gl), *_ring(p), *_group_legend(p)]
+    return [*_edges(p, gl), *_nodes(p, gl), *_paths(p, gl), *_kind_legend(p, gl), *_ring(p), *_group_legend(p)]
 
 
 def _shown(lay: TreeLayout, show_pruned: bool, upto_step: int | None) -> Mask:
@@ -209,26 +272,42 @@ def _shown(lay: TreeLayout, show_pruned: bool, upto_step: int | None) -> Mask:
     return shown
 
 
-def _color_axis(lays: Sequence[TreeLayout], color: ColorMode) -> dict[str, Any]:
+def _color_axis(lays: Sequence[TreeLayout], color: ColorMode, height: int) -> dict[str, Any]:
     """One colour axis for every panel (continuous modes), over the finite values of hypotheses and entries; the
     reference's "impossible" placeholders (-1e9 rows that fill a beam when too few continuations exist) are left
-    out, so that they do not stretch the scale and flatten every real score into one colour."""
+    out, so that they do not stretch the scale and flatten every real score into one colour. Its bar lies across
+    the top right of a figure ``height`` px tall, under plotly's tool bar; its title is an annotation to its left
+    (``_bar_title``): plotly.js, in a widget, draws a horizontal bar's own title over the bar."""
     if color == "group":
         return {}
     values = np.concatenate([(lay.score if color == "score" else lay.logprob)[~np.isin(lay.kind, _LEAF_KINDS)]
                              for lay in lays] or [np.zeros(0)])
     values = values[np.isfinite(values) & (values > PLACEHOLDER)]
     low, high = (float(values.min()), float(values.max())) if len(values) else (-1.0, 0.0)
+    bar = {"orientation": "h", "thickness": 10, "len": _BAR_LENGTH, "lenmode": "pixels", "x": 1.0,
+           "xanchor": "right", "xpad": 0, "yref": "container", "y": 1.0 - (_BAR_MIDDLE - 5) / height,
+           "yanchor": "top", "ypad": 0, "tickfont": {"size": 11}}
     return {"coloraxis": {"colorscale": NODE_SCALE, "cmin": low, "cmax": high if high > low else low + 1e-6,
-                          "colorbar": {"title": {"text": _COLORBAR[color]}, "thickness": 12, "len": 0.8,
-                                       "x": 1.0, "xpad": 6}}}
+                          "colorbar": bar}}
 
 
-def _axes(lay: TreeLayout) -> tuple[dict[str, Any], dict[str, Any]]:
+#: Pixels from the figure's top to the middle of the colour bar, and the colour bar's length.
+_BAR_MIDDLE, _BAR_LENGTH = 35, 220
+
+
+def _bar_title(color: ColorMode) -> list[dict[str, Any]]:
+    """The colour bar's title, left of the bar (none in group mode: no bar)."""
+    if color == "group":
+        return []
+    return [{"text": _COLORBAR[color], "name": "colour bar", "xref": "paper", "x": 1.0, "xanchor": "right",
+             "xshift": -_BAR_LENGTH - 8, "yref": "paper", "y": 1.0, "yanchor": "middle",
+             "yshift": MARGIN["t"] - _BAR_MIDDLE, "showarrow": False, "font": {"size": 12}}]
+
+
+def _axes(lay: TreeLayout, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
     """x (depth, fixed to the whole run so that scrubbing does not rescale) and y (slots, best at the top)."""
-    room = 0.5 + max(1.2, 0.12 * lay.depth)  # for the labels of the last finished entries
-    x = {"title": {"text": "tokens generated"}, "range": [-0.5, lay.depth + room],
-         "zeroline": False, "showgrid": False}
+    x = {"title": {"text": "tokens generated"}, "range": _x_range(lay, cell), "zeroline": False, "showgrid": False,
+         "nticks": max(2, int(cell.width // 60))}
     y = {"title": {"text": "slot"}, "range": [lay.slots - 0.5, -0.5], "tickmode": "array",
          "tickvals": list(range(lay.slots)), "zeroline": False, "showgrid": False,
          "showticklabels": lay.slots <= 32}
@@ -239,60 +318,72 @@ def _as_layout(item: Trace | TreeLayout) -> TreeLayout:
     return item if isinstance(item, TreeLayout) else tree_layout(item)
 
 
-def _domains(n: int) -> list[tuple[float, float]]:
-    """x domains of ``n`` side-by-side panels."""
-    gap = min(0.06, 0.3 / n) if n > 1 else 0.0
-    width = (1.0 - gap * (n - 1)) / n
-    return [(i * (width + gap), i * (width + gap) + width) for i in range(n)]
+def _frame(lays: Mapping[str | None, TreeLayout], grid: Grid, color: ColorMode, theme: Theme,
+           width: int | None) -> dict[str, Any]:
+    """The figure's layout before its axes: its size (the width only when given: else the container's), the
+    margins, the colour bar at the top right and the legend at the bottom left, clear of every panel."""
+    bar = _color_axis(list(lays.values()), color, grid.height)
+    layout = base_layout(theme, height=grid.height, margin=dict(MARGIN), **bar)
+    if width is not None:
+        layout["width"] = grid.width
+    layout["legend"] = {**layout["legend"], "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0.0,
+                        "xanchor": "left"}
+    return layout
+
+
+def _title(name: str | None, cell: Cell) -> dict[str, Any]:
+    """A panel's title above it, cut to its width."""
+    return {"text": esc_name(str(name), limit=max(8, int(cell.width // 9))), "x": sum(cell.x) / 2, "y": cell.y[1],
+            "xref": "paper", "yref": "paper", "xanchor": "center", "yanchor": "bottom", "showarrow": False,
+            "font": {"size": 14}}
 
 
 def _draw(lays: Mapping[str | None, TreeLayout], *, color: ColorMode, show_pruned: bool, upto_step: int | None,
-          selected: tuple[str | None, str] | None, title: str | None, theme: Theme) -> go.Figure:
-    """One panel per layout, titled by its name (untitled for a single unnamed one), sharing colours and legend.
+          selected: tuple[str | None, str] | None, title: str | None, theme: Theme, width: int | None) -> go.Figure:
+    """One panel per layout, titled by its name (untitled for a single unnamed one), sharing colours and legend,
+    in as many columns as fit ``width`` (``explorer.figures._fit.tree_grid``), row after row.
 
     The figure is assembled as plain dicts and validated once: plotly's per-call updates cost more than the data.
     """
     if color not in _COLOR_MODES:
         raise ParameterError("color", color, " or ".join(repr(mode) for mode in _COLOR_MODES))
     single = list(lays) == [None]
-    height = max(320, min(900, 110 + 44 * max((lay.slots for lay in lays.values()), default=1)))
-    layout = base_layout(theme, height=height, **_color_axis(list(lays.values()), color))
-    if not single:  # the legend goes below the panels, clear of their titles
-        layout["legend"] = {**layout["legend"], "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0.0,
-                            "xanchor": "left"}
-        layout["margin"] = {**layout["margin"], "b": 78, "t": 40}
+    grid = tree_grid([lay.slots for lay in lays.values()], width)
+    layout = _frame(lays, grid, color, theme, width)
     data: list[dict[str, Any]] = []
     annotations = []
-    for i, ((name, lay), domain) in enumerate(zip(lays.items(), _domains(max(len(lays), 1)), strict=False)):
+    for i, ((name, lay), cell) in enumerate(zip(lays.items(), grid.cells, strict=True)):
         chosen = selected[1] if selected is not None and selected[0] == name else None
-        panel = _Panel(lay, name, _shown(lay, show_pruned, upto_step), color, chosen, i == 0, palette(theme))
+        panel = _Panel(lay, name, _shown(lay, show_pruned, upto_step), color, chosen, i == 0, palette(theme), cell)
         suffix = "" if i == 0 else str(i + 1)
         data += [{**trace, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"} for trace in _panel(panel)]
-        xaxis, yaxis = _axes(lay)
-        layout[f"xaxis{suffix}"] = {**xaxis, "domain": list(domain), "anchor": f"y{suffix}"}
-        layout[f"yaxis{suffix}"] = {**yaxis, "anchor": f"x{suffix}", **({"title": None} if i else {})}
+        xaxis, yaxis = _axes(lay, cell)
+        below = i + grid.columns < len(lays)  # the x axis's title only under the lowest panel of a column
+        layout[f"xaxis{suffix}"] = {**xaxis, "domain": list(cell.x), "anchor": f"y{suffix}",
+                                    **({"title": None} if below else {})}
+        layout[f"yaxis{suffix}"] = {**yaxis, "domain": list(cell.y), "anchor": f"x{suffix}",
+                                    **({"title": None} if cell.column else {})}
         if not single:
-            annotations.append({"text": esc_name(str(name)), "x": sum(domain) / 2, "y": 1.0, "xref": "paper",
-                                "yref": "paper", "xanchor": "center", "yanchor": "bottom", "showarrow": False,
-                                "font": {"size": 14}})
+            annotations.append(_title(name, cell))
     heading = title if title is not None else lays[None].title if single else None
-    if heading and not single:
-        layout["margin"]["t"] = 72  # room for the title above the panels' titles
-    layout["annotations"] = annotations
-    layout["title"] = {"text": heading, "x": 0.01, "xanchor": "left"} if heading else None
+    layout["annotations"] = [*annotations, *_bar_title(color)]
+    layout["title"] = ({"text": heading, "x": 0.01, "xanchor": "left", "yref": "container", "y": 1.0,
+                        "yanchor": "top", "pad": {"t": 10}, "font": {"size": 16}} if heading else None)
     return go.Figure(data=data, layout=layout)
 
 
 def search_tree(trace: Trace | TreeLayout, *, color: ColorMode = "score", show_pruned: bool = True,
                 upto_step: int | None = None, selected: str | None = None, title: str | None = None,
-                theme: Theme | None = None) -> go.Figure:
+                theme: Theme | None = None, width: int | None = None) -> go.Figure:
     """The search tree of one run as a beam lattice: x is the depth, y the slot, edges from parent to child.
 
     Hypotheses are dots coloured by ``color`` (``"score"``: cumulative score, ``"logprob"``: the token's raw
     log-prob, ``"group"``: one hue per diverse-search group), finished entries diamonds (open: not accepted into
     the pool) labelled with their length-penalised score, pruned and masked candidates small faded leaves fanned
     out in their parent's band (``show_pruned=False`` drops them). Each result's path is drawn bold in its rank's
-    colour. ``upto_step`` shows only what steps ``0..upto_step`` decided; ``selected`` rings a node key.
+    colour, over the nodes. ``upto_step`` shows only what steps ``0..upto_step`` decided; ``selected`` rings a node
+    key. Labels go where they overlap no other label and stay inside the panel, else are left out (hovers have
+    them). ``width`` is the figure's width in pixels (``None``: its container's, labels placed for 900 px).
     ``theme`` is ``"light"`` or ``"dark"`` (``None``: the theme of Plotly's default template, see
     :func:`explorer.figures.resolve_theme`).
 
@@ -308,27 +399,29 @@ def search_tree(trace: Trace | TreeLayout, *, color: ColorMode = "score", show_p
     (True, 'selected', [None, 'h0'])
     """
     return _draw({None: _as_layout(trace)}, color=color, show_pruned=show_pruned, upto_step=upto_step,
-                 selected=(None, selected) if selected is not None else None, title=title, theme=resolve_theme(theme))
+                 selected=(None, selected) if selected is not None else None, title=title, theme=resolve_theme(theme),
+                 width=width)
 
 
 def search_trees(traces: Mapping[str, Trace | TreeLayout], *, color: ColorMode = "score", show_pruned: bool = True,
                  upto_step: int | None = None, selected: tuple[str, str] | None = None,
-                 title: str | None = None, theme: Theme | None = None) -> go.Figure:
-    """Several search trees side by side in one figure, one column per entry, titled by its key.
+                 title: str | None = None, theme: Theme | None = None, width: int | None = None) -> go.Figure:
+    """Several search trees in one figure, one panel per entry, titled by its key: side by side, in as many
+    columns as fit ``width`` pixels at 320 px or more each (``None``: 900), then in further rows.
 
     Options are those of :func:`search_tree`; ``selected`` is ``(panel key, node key)``; scores share one colour
-    bar. ``customdata`` of every marker is ``[panel key, node key]``.
+    bar (at the top right). ``customdata`` of every marker is ``[panel key, node key]``.
 
     >>> import explorer
     >>> m = explorer.load_model("tiny-random")
     >>> runs = {s: explorer.decode(m, [5, 6], strategy=s, max_new_tokens=3) for s in ("greedy", "beam")}
     >>> fig = search_trees(runs)
-    >>> [a.text for a in fig.layout.annotations]
-    ['greedy', 'beam']
+    >>> [a.text for a in fig.layout.annotations]  # the panels' titles, then the colour bar's
+    ['greedy', 'beam', 'cumulative score']
     """
     lays: dict[str | None, TreeLayout] = {name: _as_layout(item) for name, item in traces.items()}
     return _draw(lays, color=color, show_pruned=show_pruned, upto_step=upto_step, selected=selected, title=title,
-                 theme=resolve_theme(theme))
+                 theme=resolve_theme(theme), width=width)
 
 
 def node_at(customdata: Sequence[Any] | str) -> tuple[str | None, str]:
