@@ -116,6 +116,17 @@ def test_recording_does_not_change_decoding(tiny: CausalLM, strategy: str) -> No
 # --- the trace format ---------------------------------------------------------------------------------------
 
 
+def as_1_3(trace: Trace) -> Trace:
+    """``trace`` as a format 1.3 document held it: no raw ranks."""
+    doc = trace_to_dict(trace)
+    doc["version"] = "1.3"
+    for s in doc["steps"]:
+        for h in s["hypotheses"]:
+            for c in h["candidates"]:
+                del c["raw_rank"]
+    return trace_from_dict(doc)
+
+
 def test_format_1_4_round_trips_raw_ranks(tiny: CausalLM) -> None:
     trace = explorer.decode(tiny, PROMPT, "beam", num_beams=2, record_top_k=3, **PUSHING)
     doc = trace_to_dict(trace)
@@ -128,14 +139,7 @@ def test_format_1_4_round_trips_raw_ranks(tiny: CausalLM) -> None:
 
 def test_a_1_3_document_loads_without_raw_ranks(tiny: CausalLM) -> None:
     """A format 1.3 document has no raw_rank: it loads, its candidates' raw ranks unknown, and checks out."""
-    trace = explorer.decode(tiny, PROMPT, "beam", num_beams=2, record_top_k=3, **PUSHING)
-    doc = trace_to_dict(trace)
-    doc["version"] = "1.3"
-    for s in doc["steps"]:
-        for h in s["hypotheses"]:
-            for c in h["candidates"]:
-                del c["raw_rank"]
-    old = trace_from_dict(doc)
+    old = as_1_3(explorer.decode(tiny, PROMPT, "beam", num_beams=2, record_top_k=3, **PUSHING))
     assert old.version == "1.3"
     assert all(c.raw_rank is None for cands in by_hyp(old).values() for c in cands)
     assert check_trace(old) == []

@@ -6,14 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_raw_top_k import PROMPT, by_hyp
+from test_raw_top_k import PROMPT, as_1_3, by_hyp
 
 import explorer
 from explorer.figures import search_tree, step_candidates
 from explorer.figures._style import moved, pushed_out
 from explorer.models.base import CausalLM
 from explorer.trace import Candidate
-from explorer.trace_codec import trace_from_dict, trace_to_dict
 
 #: A prompt after which tiny-random's favourite (573) would repeat the bigram (6, 573): no_repeat_ngram masks it.
 MASKING = [6, 573, 7, *PROMPT]
@@ -74,13 +73,7 @@ def test_a_1_3_trace_draws_as_before(tiny: CausalLM) -> None:
     """No raw ranks: no pushed-down kind, no words on what moved, the figures drawn."""
     trace = explorer.decode(tiny, PROMPT, "beam", num_beams=2, record_top_k=2, repetition_penalty=3.0,
                             max_new_tokens=3)
-    doc = trace_to_dict(trace)
-    doc["version"] = "1.3"
-    for s in doc["steps"]:
-        for h in s["hypotheses"]:
-            for c in h["candidates"]:
-                del c["raw_rank"]
-    old = trace_from_dict(doc)
+    old = as_1_3(trace)
     assert all(moved(c) is None for cands in by_hyp(old).values() for c in cands)
     assert "↓" not in step_candidates(old, 0).data[1].text
     assert not [t for t in search_tree(old).data if t.name == "pushed down"]
