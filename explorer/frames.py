@@ -23,7 +23,8 @@ CANDIDATE_COLUMNS: Spec = (
     ("step", "int64"), ("hyp_id", "int64"), ("parent_id", "Int64"), ("slot", "int64"), ("group", "int64"),
     ("hyp_score", "float64"), ("hyp_length", "int64"), ("forced", "bool"), ("position", "int64"),
     ("token_id", "int64"), ("text", "string"), ("logprob", "float64"), ("prob", "float64"), ("score", "float64"),
-    ("total", "float64"), ("rank", "int64"), ("fate", "string"), ("reason", "string"), ("child", "Int64"),
+    ("total", "float64"), ("rank", "int64"), ("raw_rank", "Int64"), ("fate", "string"), ("reason", "string"),
+    ("child", "Int64"),
 )
 _CONSTRAINT_COLUMNS: Spec = (("bank", "Int64"), ("constraints_completed", "boolean"))
 
@@ -91,7 +92,8 @@ def candidates_frame(trace: Trace) -> pd.DataFrame:
     """One row per (step, hypothesis, recorded candidate), with the processors' adjustments as columns.
 
     Columns are :data:`CANDIDATE_COLUMNS` (``prob`` is ``exp(logprob)``; ``position`` the candidate's place in the
-    hypothesis's recorded list), plus ``bank`` and ``constraints_completed`` for constrained traces, plus one
+    hypothesis's recorded list; ``raw_rank`` its place by raw log-prob, missing in traces older than format 1.5),
+    plus ``bank`` and ``constraints_completed`` for constrained traces, plus one
     ``adj_<processor>`` column per processor: ``logprob + sum(adj_*) == score`` up to float rounding.
 
     >>> import explorer
@@ -109,7 +111,7 @@ def candidates_frame(trace: Trace) -> pd.DataFrame:
                 part = _hyp_part(step.index, hyp, constrained)
                 for pos, c in enumerate(hyp.candidates):
                     rows.append((*part, pos, c.token_id, c.text, c.logprob, math.exp(c.logprob), c.score, c.total,
-                                 c.rank, c.fate, c.reason, c.child, *_adjustments(c, names)))
+                                 c.rank, c.raw_rank, c.fate, c.reason, c.child, *_adjustments(c, names)))
     spec = CANDIDATE_COLUMNS[:8] + (_CONSTRAINT_COLUMNS if constrained else ()) + CANDIDATE_COLUMNS[8:]
     return _frame(rows, spec + tuple((f"adj_{name}", "float64") for name in names))
 

@@ -52,7 +52,8 @@ def check_trace(trace: Trace) -> list[str]:
     - each candidate's ``logprob`` plus its processors' adjustments gives its ``score``, and its ``total`` is its
       hypothesis's score plus its ``score``;
     - a candidate's ``rank`` is its place among the vocabulary by ``score`` (0 = best): within a hypothesis a higher
-      score has a better rank, and no rank is better than the number of recorded candidates scoring higher;
+      score has a better rank, and no rank is better than the number of recorded candidates scoring higher; its
+      ``raw_rank`` the same by its raw ``logprob``;
     - beams within a step (and group) are sorted by score, except in constrained search (sorted by bank);
     - results are sorted best first, hold generated tokens only, end with eos exactly when they say so;
     - a result from a recorded finished entry holds its tokens and its ``normalized_score``;
@@ -202,25 +203,42 @@ def _check_candidates(hyp: Hypothesis, index: int) -> list[str]:
 
 
 def _check_ranks(hyp: Hypothesis, index: int) -> list[str]:
-    """Candidates' ranks are places among the whole vocabulary (0 = best) by their processed ``score``.
+    """Candidates' ranks are places among the whole vocabulary (0 = best) by their processed ``score``, and their
+    raw ranks (format 1.5) places by their raw ``logprob``.
 
     A strictly higher score has a strictly better rank, and no rank is better than the number of recorded candidates
     that score strictly higher. Tied scores may share a rank: the engine places the top ``record_top_k`` in
     ``torch.topk`` order but any other recorded candidate after every token that scores strictly higher.
     """
-    ranked = sorted(hyp.candidates, key=lambda c: c.rank)
+    problems = _check_places(hyp, index, "score", "rank")
+    if all(c.raw_rank is not None for c in hyp.candidates):
+        problems += _check_places(hyp, index, "logprob", "raw_rank")
+    return problems
+
+
+#: How a broken order reads, by the place checked: (what "higher" means, the verb of the place).
+_PLACES = {"rank": ("scores", "ranks", "scoring higher"),
+           "raw_rank": ("has a raw log-prob", "raw-ranks", "with a higher raw log-prob")}
+
+
+def _check_places(hyp: Hypothesis, index: int, value: str, place: str) -> list[str]:
+    """Candidates placed by ``place`` (``rank`` or ``raw_rank``) are in the order of their ``value``."""
+    above, ranks, higher_words = _PLACES[place]
+    ranked = sorted(hyp.candidates, key=lambda c: getattr(c, place))
     higher = 0  # how many recorded candidates score strictly higher than the current one
     for i, c in enumerate(ranked):
-        if i and not _tied(ranked[i - 1].score, c.score):
+        v, r = getattr(c, value), getattr(c, place)
+        if i and not _tied(getattr(ranked[i - 1], value), v):
             before = ranked[i - 1]
-            if c.score > before.score or c.rank == before.rank:
-                hi, lo = (c, before) if c.score > before.score else (before, c)
-                return [f"step {index}: hypothesis {hyp.id} token {hi.token_id} scores above token {lo.token_id} "
-                        f"({hi.score} > {lo.score}) but ranks {hi.rank}, not before {lo.rank}"]
+            if v > getattr(before, value) or r == getattr(before, place):
+                hi, lo = (c, before) if v > getattr(before, value) else (before, c)
+                return [f"step {index}: hypothesis {hyp.id} token {hi.token_id} {above} above token {lo.token_id} "
+                        f"({getattr(hi, value)} > {getattr(lo, value)}) but {ranks} {getattr(hi, place)}, "
+                        f"not before {getattr(lo, place)}"]
             higher = i
-        if c.rank < higher:
-            return [f"step {index}: hypothesis {hyp.id} token {c.token_id} has rank {c.rank} < {higher}, the number "
-                    f"of recorded candidates scoring higher"]
+        if r < higher:
+            return [f"step {index}: hypothesis {hyp.id} token {c.token_id} has {place.replace('_', ' ')} {r} < "
+                    f"{higher}, the number of recorded candidates {higher_words}"]
     return []
 
 

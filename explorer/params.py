@@ -195,7 +195,9 @@ class DecodeParams:
     stop_strings: tuple[str, ...] = param((), Texts(), "all", "stop a sequence when its text ends with one of these "
                                           "(\\n for a newline; repeatable)", "stop strings", "stopping")
     record_top_k: int = param(10, Int(0, LIMITS["record_top_k"]), "all",
-                              "candidates recorded per hypothesis, besides the selected ones", "recorded candidates",
+                              "candidates recorded per hypothesis: the k best by score and the model's own k best "
+                              "(before the processors: what they pushed down shows), besides the selected ones",
+                              "recorded candidates",
                               "recording")
 
     def to_dict(self) -> dict[str, Any]:

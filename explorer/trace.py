@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,14 +32,17 @@ __all__ = [
 
 #: Version of the JSON trace format (see ``trace.schema.json``): the minor number grows when fields or values are added
 #: (1.1: finished entries that ended on a stop string or the time limit; 1.2: a step's speculation, in assisted
-#: decoding; 1.3: a step's layer contrast in DoLa and its candidates' ranking in contrastive search; 1.4: a hypothesis's
-#: entropy), the major one
-#: on an incompatible change. Readers accept every 1.x document.
-FORMAT_VERSION = "1.4"
+#: decoding; 1.3: a step's layer contrast in DoLa and its candidates' ranking in contrastive search; 1.4: a
+#: hypothesis's entropy; 1.5: the model's own top-k recorded beside the processed one, each candidate's ``raw_rank``),
+#: the major one on an incompatible change. Readers accept every 1.x document.
+FORMAT_VERSION = "1.5"
 
 #: Scores at or below this are the reference's "impossible" placeholders (-1e9 and what is added to it): rows that
 #: fill a beam when too few real continuations exist, never a real hypothesis's score.
 PLACEHOLDER = -1.0e8
+
+#: An adjustment smaller than this (in log-prob) changed nothing worth naming: float rounding, not a processor's doing.
+CHANGED = 1e-6
 
 Fate = Literal["kept", "pruned", "finished", "masked"]
 FATES: tuple[Fate, ...] = ("kept", "pruned", "finished", "masked")
@@ -52,8 +56,11 @@ class Candidate:
     strategy ranks by); ``adjustments`` the change each processor made, in order, so that
     ``logprob + sum(adjustments) == score`` up to float rounding (``-inf`` where a processor masked the token).
     ``total`` is the hypothesis score the candidate would give (``parent score + score``). ``rank`` is its place
-    among all tokens of the vocabulary for this hypothesis (0 = best). ``child`` is the id of the hypothesis it became
-    (kept) or of the finished entry it made (finished).
+    among all tokens of the vocabulary for this hypothesis (0 = best); ``raw_rank`` the same by the raw ``logprob``,
+    before any processor (``None`` in traces older than format 1.4). The recorded candidates are the ``record_top_k``
+    best by score and, since 1.4, the ``record_top_k`` best by raw log-prob too, so a candidate a processor pushed
+    down or masked stays in view. ``child`` is the id of the hypothesis it became (kept) or of the finished entry it
+    made (finished).
     """
 
     token_id: int
@@ -66,6 +73,17 @@ class Candidate:
     fate: Fate
     reason: str
     child: int | None = None
+    raw_rank: int | None = None
+
+    @property
+    def masked_by(self) -> str | None:
+        """The processor that masked the candidate (its adjustment is ``-inf``), ``None`` if none did."""
+        return next((name for name, change in self.adjustments if change == -math.inf), None)
+
+    @property
+    def pushed_down_by(self) -> tuple[str, ...]:
+        """The processors that lowered the candidate's log-prob (a negative adjustment, masking included)."""
+        return tuple(name for name, change in self.adjustments if change < -CHANGED)
 
 
 @dataclass(frozen=True)

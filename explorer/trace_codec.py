@@ -53,12 +53,15 @@ def _plain(value: Any) -> Any:
 
 
 def _candidate_out(c: Candidate) -> JSONDoc:
-    """One candidate as a dict."""
-    return {
+    """One candidate as a dict (``raw_rank`` only where it is known: a trace read from format 1.3 or older has none)."""
+    out = {
         "token_id": c.token_id, "text": c.text, "logprob": _fout(c.logprob), "score": _fout(c.score),
         "total": _fout(c.total), "rank": c.rank, "adjustments": [[n, _fout(v)] for n, v in c.adjustments],
         "fate": c.fate, "reason": c.reason, "child": c.child,
     }
+    if c.raw_rank is not None:
+        out["raw_rank"] = c.raw_rank
+    return out
 
 
 def _progress_out(p: ConstraintProgress | None) -> JSONDoc | None:
@@ -159,7 +162,7 @@ def trace_to_dict(trace: Trace) -> JSONDoc:
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=2)
     >>> doc = trace_to_dict(t)
     >>> doc["version"], len(doc["steps"]), trace_from_dict(doc) == t
-    ('1.4', 2, True)
+    ('1.5', 2, True)
     """
     with gc_paused():
         return _trace_out(trace)
@@ -200,6 +203,7 @@ def _candidate_in(d: JSONDoc) -> Candidate:
     return Candidate(
         int(d["token_id"]), d["text"], _fin(d["logprob"]), _fin(d["score"]), _fin(d["total"]), int(d["rank"]),
         tuple((name, _fin(v)) for name, v in d["adjustments"]), d["fate"], d["reason"], _opt_int(d["child"]),
+        _opt_int(d.get("raw_rank")),
     )
 
 

@@ -42,7 +42,7 @@ def dump_trace(trace: Trace, path: str | os.PathLike[str] | None = None, *, inde
     >>> import explorer
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=2)
     >>> dump_trace(t)[:16]
-    '{"version":"1.4"'
+    '{"version":"1.5"'
     """
     separators = (",", ":") if indent is None else (",", ": ")
     with gc_paused():

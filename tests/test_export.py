@@ -130,7 +130,7 @@ def test_read_export_refuses_with_one_line(runs: dict[str, Trace], tmp_path: Pat
         (b"<!DOCTYPE html>\xff\xfe", "not UTF-8"),
     ]
     page = explorer.export_html(runs)
-    cases.append((page.replace('"version":"1.4"', '"version":"7.0"', 1), "panel greedy"))
+    cases.append((page.replace(f'"version":"{explorer.trace.FORMAT_VERSION}"', '"version":"7.0"', 1), "panel greedy"))
     for source, message in cases:
         with pytest.raises(explorer.TraceFormatError, match=message) as caught:
             explorer.read_export(source)

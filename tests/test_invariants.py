@@ -197,8 +197,8 @@ def _score_not_cumulative(trace: Trace) -> Trace:
 
 
 def _logprob_off(trace: Trace) -> Trace:
-    hyp, cand = _pruned(trace)
-    return _with_candidate(trace, hyp, cand, logprob=cand.logprob + 0.5)
+    hyp, cand = _pruned(trace)  # its raw rank dropped: a moved log-prob breaks the raw order too (checked apart)
+    return _with_candidate(trace, hyp, cand, logprob=cand.logprob + 0.5, raw_rank=None)
 
 
 def _adjustment_off(trace: Trace) -> Trace:

@@ -153,7 +153,7 @@ def test_document_shape(traces: dict[str, Trace]) -> None:
     cand = doc["steps"][0]["hypotheses"][0]["candidates"][0]
     assert isinstance(cand["adjustments"], list)
     assert doc["steps"][0]["hypotheses"][0]["constraint"]["status"] == ["pending"]
-    assert doc["version"] == explorer.trace.FORMAT_VERSION == "1.4"
+    assert doc["version"] == explorer.trace.FORMAT_VERSION == "1.5"
     assert "speculation" not in doc["steps"][0]  # only assisted decoding writes it (format 1.1 readers read the rest)
     assert next(iter(doc)) == "version"
     proc = trace_to_dict(traces["processors"])["steps"][1]["hypotheses"][0]["candidates"][0]["adjustments"]
@@ -173,7 +173,7 @@ RECORDS = {"candidate": Candidate, "constraint_progress": ConstraintProgress, "h
            "dola": LayerContrast, "dola_candidate": DolaCandidate, "contrastive": Contrastive,
            "contrast_candidate": ContrastCandidate}
 #: Fields a document may leave out (added in a later minor version, written only where they apply).
-OPTIONAL = {"step": {"speculation", "dola", "contrastive"}, "hypothesis": {"entropy"}}
+OPTIONAL = {"step": {"speculation", "dola", "contrastive"}, "hypothesis": {"entropy"}, "candidate": {"raw_rank"}}
 
 
 def test_schema_is_valid_draft_07() -> None:
@@ -463,7 +463,9 @@ def test_saved_file_follows_the_umask(traces: dict[str, Trace], tmp_path: Path) 
 def test_a_committed_version_1_0_trace_still_loads(tiny: CausalLM) -> None:
     """tests/data/trace-v1.0.json was written by the explorer of format 1.0 (constrained search on tiny-random): 1.1
     only added finished reasons, so it loads, keeps its version, checks out and re-decodes to the same result; 1.4
-    added each hypothesis's entropy, which the old file lacks (``None``) and the new run records."""
+    added each hypothesis's entropy, which the old file lacks (``None``) and the new run records; 1.5 records the
+    model's own top-k too, and each candidate's raw rank: the old candidates are among the new ones, in the same
+    order, and the others are of the model's top-k."""
     old = load_trace(Path(__file__).parent / "data" / "trace-v1.0.json")
     assert old.version == "1.0"
     assert check_trace(old) == []
@@ -472,8 +474,13 @@ def test_a_committed_version_1_0_trace_still_loads(tiny: CausalLM) -> None:
                             max_new_tokens=3, repetition_penalty=1.3, record_top_k=3)
     assert [r.token_ids for r in again.results] == [r.token_ids for r in old.results]
     assert all(h.entropy is not None and h.entropy >= 0 for s in again.steps for h in s.hypotheses)
-    assert [[dataclasses.replace(h, entropy=None) for h in s.hypotheses] for s in again.steps] == [
-        list(s.hypotheses) for s in old.steps]
+    for new_step, old_step in zip(again.steps, old.steps, strict=True):
+        for new, was in zip(new_step.hypotheses, old_step.hypotheses, strict=True):
+            plain = [dataclasses.replace(c, raw_rank=None) for c in new.candidates]
+            assert [c for c in plain if c in was.candidates] == list(was.candidates)
+            assert all(c.raw_rank is not None and c.raw_rank < 3 for c, p in zip(new.candidates, plain, strict=True)
+                       if p not in was.candidates)
+            assert dataclasses.replace(new, candidates=(), entropy=None) == dataclasses.replace(was, candidates=())
 
 
 def test_new_finished_reasons_need_format_1_1(beam_doc: dict[str, Any]) -> None:

@@ -131,7 +131,7 @@ class Explorer:
             title, c.top(), self._panel_row, c.run_row(), o.summary, self.export.box,
             widgets.HTML("<h3 style='margin: 8px 0 2px'>Search trees</h3>"), c.tree_row(), self.width_probe, o.tree,
             widgets.HTML("<h3 style='margin: 8px 0 2px'>Selected node</h3>"), o.selection, c.force_row(), o.details_box,
-            o.inside.box, self.theme_probe,
+            o.constraints.box, o.inside.box, self.theme_probe,
         ])
         root.add_class("explorer-app")
         root.add_class(theme_class(self.outputs.theme))

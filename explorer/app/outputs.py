@@ -14,6 +14,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from explorer import figures
+from explorer.app._banks import ConstraintViews
 from explorer.app._inside import InsideViews, Speller
 from explorer.app._nodes import NodeInfo
 from explorer.app._width import figure_width
@@ -49,6 +50,8 @@ class Outputs:
         self.summary.add_class("explorer-summary-view")
         #: DoLa's and contrastive search's figures at the selected step, and the logit lens.
         self.inside = InsideViews(on_grid)
+        #: A constrained panel's progress and banks at the selected step.
+        self.constraints = ConstraintViews(on_click)
         #: The page's theme (``ThemeProbe`` reports it): the figures are drawn in it.
         self.theme: Theme = "light"
         #: The width of the box the trees are in (``WidthProbe`` reports it; 0: not yet): they are drawn to fit it.
@@ -88,6 +91,7 @@ class Outputs:
         if self._changed("details", (ident, state.selection, self.theme)):
             self._draw_details(state, traced, info)
         self.inside.render(state, info, self.theme, speller)
+        self.constraints.render(state, info, self.theme)
 
     def _draw_tree(self, state: AppState, traced: list[Panel]) -> None:
         """All panels' trees in the box's width (side by side, in rows when they do not fit), up to the scrubbed

@@ -19,8 +19,10 @@ from explorer.figures._style import (
     esc,
     esc_name,
     fmt,
+    moved,
     panel_color,
     pct,
+    pushed_out,
     result_color,
     safe_hover,
     safe_label,
@@ -73,9 +75,22 @@ def _candidate_hover(c: Candidate) -> str:
     lines = [f"<b>{safe_hover(c.text)}</b>  id {c.token_id} · vocab rank {c.rank + 1}",
              f"log-prob {fmt(c.logprob)} · p {pct(c.logprob)}"]
     lines += [f"  {esc(name)} {adjustment(v)}" for name, v in c.adjustments if v != 0.0]
-    lines += [f"processed score {fmt(c.score)} · p {pct(c.score)}", f"cumulative {fmt(c.total)}",
-              f"<b>{c.fate}</b>: {esc(c.reason)}"]
+    lines += [f"processed score {fmt(c.score)} · p {pct(c.score)}", f"cumulative {fmt(c.total)}"]
+    words = moved(c)
+    if words is not None:
+        lines.append(words)
+    lines.append(f"<b>{c.fate}</b>: {esc(c.reason)}")
     return "<br>".join(lines)
+
+
+def _look(c: Candidate, k: int) -> tuple[str, str]:
+    """A bar's colour key (its fate, or ``pushed down``: one of the model's top-k the processors pushed out) and
+    the mark over its processed bar (✕ masked, ↓ pushed down)."""
+    if c.fate == "masked":
+        return "masked", "✕"
+    if c.fate == "pruned" and pushed_out(c, k):
+        return "pushed down", "↓"
+    return c.fate, ""
 
 
 def _labels(cands: tuple[Candidate, ...]) -> list[str]:
@@ -88,7 +103,9 @@ def _labels(cands: tuple[Candidate, ...]) -> list[str]:
 def step_candidates(trace: Trace, hyp_id: int, *, theme: Theme | None = None) -> go.Figure:
     """The recorded candidates of one hypothesis: raw probability (hatched) beside the processed one (solid).
 
-    Bars are coloured by fate (kept, finished, pruned, masked); the hover has the log-prob, every processor's
+    Bars are coloured by fate (kept, finished, pruned, masked; ``pushed down``: one of the model's own top
+    ``record_top_k`` that the processors pushed out of the top by score), a masked bar marked ✕ and a pushed-down
+    one ↓ (its processed bar is low or empty); the hover has the log-prob, what the processors did, every processor's
     adjustment, the cumulative score and the reason. Tokens on the axis show their whitespace (``␣``, ``⏎``).
     ``theme``: ``"light"``, ``"dark"`` or ``None`` (Plotly's default template's, see
     :func:`explorer.figures.resolve_theme`).
@@ -112,7 +129,9 @@ def step_candidates(trace: Trace, hyp_id: int, *, theme: Theme | None = None) ->
         return message_figure("No candidates were recorded for this hypothesis (record_top_k=0).", title=title,
                               theme=look)
     labels, hover = _labels(cands), [_candidate_hover(c) for c in cands]
-    colors = [FATE_COLORS.get(c.fate, "#999") for c in cands]
+    k = int(trace.params.get("record_top_k", 10) or 0)
+    looks = [_look(c, k) for c in cands]
+    colors = [FATE_COLORS.get(key, "#999") for key, _ in looks]
     raw = np.exp([c.logprob for c in cands])
     done = np.exp([c.score for c in cands])
     # The title has the top line to itself and the legend the line under it: a long "so far" text in the title
@@ -127,8 +146,10 @@ def step_candidates(trace: Trace, hyp_id: int, *, theme: Theme | None = None) ->
     fig.add_trace(go.Bar(y=raw, name="raw probability", **common,
                          marker={"color": colors, "opacity": 0.9, "line": {"width": 1, "color": colors},
                                  "pattern": {"shape": "/", "solidity": 0.45, "fillmode": "replace"}}))
-    fig.add_trace(go.Bar(y=done, name="processed probability", **common, marker={"color": colors}))
-    for fate in dict.fromkeys(c.fate for c in cands):  # legend entries for the fates present
+    fig.add_trace(go.Bar(y=done, name="processed probability", **common, marker={"color": colors},
+                         text=[mark for _, mark in looks], textposition="outside", cliponaxis=False,
+                         textfont={"color": colors, "size": 13}))
+    for fate in dict.fromkeys(key for key, _ in looks):  # legend entries for the fates present
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=fate, legendgroup="fates",
                                  marker={"symbol": "square", "size": 12, "color": FATE_COLORS.get(fate, "#999")}))
     fig.update_xaxes(title=None, type="category", tickangle=-40 if len(cands) > 12 else 0)

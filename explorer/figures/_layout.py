@@ -10,7 +10,17 @@ import numpy.typing as npt
 import pandas as pd
 
 from explorer.figures._paths import Index, index
-from explorer.figures._style import adjustment, constraint_names, esc, fmt, pct, safe_hover, safe_label
+from explorer.figures._style import (
+    adjustment,
+    constraint_names,
+    esc,
+    fmt,
+    moved,
+    pct,
+    pushed_out,
+    safe_hover,
+    safe_label,
+)
 from explorer.frames import tree_frames
 from explorer.trace import Candidate, ConstraintProgress, Trace
 
@@ -125,6 +135,9 @@ def _candidate_lines(c: Candidate) -> list[str]:
     if any(value != 0.0 for _, value in c.adjustments):
         lines += [f"  {esc(name)} {adjustment(value)}" for name, value in c.adjustments if value != 0.0]
         lines.append(f"token score {fmt(c.score)}")
+    words = moved(c)
+    if words is not None:
+        lines.append(words)
     return lines
 
 
@@ -185,6 +198,24 @@ def _labels(texts: list[Any], kind: Objects) -> Objects:
     return labels
 
 
+def _pushed_kind(trace: Trace, idx: Index, nodes: pd.DataFrame) -> Objects:
+    """The nodes' kinds, a pruned leaf that the processors pushed out of the recorded top-k (one of the model's own
+    top-k) made ``"pushed down"``."""
+    kind: Objects = nodes["kind"].to_numpy(dtype=object)
+    k = int(trace.params.get("record_top_k", 10) or 0)
+    rows = np.flatnonzero(kind == "pruned")
+    if not len(rows) or not k:
+        return kind
+    picked = nodes.iloc[rows]
+    for r, key, step, parent_id, token_id in zip(rows.tolist(), *(picked[c].tolist() for c in
+                                                                   ("node", "step", "parent_id", "token_id")),
+                                                  strict=True):
+        c = _candidate(idx, key, None, step, parent_id, token_id)
+        if c is not None and pushed_out(c, k):
+            kind[r] = "pushed down"
+    return kind
+
+
 def _array(series: pd.Series, dtype: Any, missing: Any) -> Any:
     """A column as a numpy array with missing values filled."""
     return np.array(series.to_numpy(dtype=dtype, na_value=missing))  # a writable copy
@@ -201,7 +232,8 @@ def tree_layout(trace: Trace) -> TreeLayout:
     """
     nodes, _ = tree_frames(trace)
     key = nodes["node"].to_numpy(dtype=object)
-    kind = nodes["kind"].to_numpy(dtype=object)
+    idx = index(trace)
+    kind = _pushed_kind(trace, idx, nodes)
     row = pd.Series(np.arange(len(nodes), dtype=np.int64), index=key)
     parent = nodes["parent"].map(row).to_numpy(dtype="float64", na_value=np.nan)
     parent = np.where(np.isnan(parent), -1, parent).astype(np.int64)
@@ -212,7 +244,6 @@ def tree_layout(trace: Trace) -> TreeLayout:
     group = _array(nodes["group"], np.int64, 0)
     logprob = _array(nodes["logprob"], np.float64, np.nan)
     logprob[(kind == "hypothesis") & (parent < 0)] = 0.0  # the prompt is given: probability one
-    idx = index(trace)
     groups = int(group.max()) + 1 if len(group) else 1
     slots = _array(nodes["slot"], np.float64, np.nan)
     x = _array(nodes["depth"], np.float64, 0.0)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import html
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from explorer.figures._theme import Theme, template
 from explorer.text import CONTROLS, clip, visible
+
+if TYPE_CHECKING:
+    from explorer.trace import Candidate
 
 __all__ = [
     "CONTROLS",
@@ -25,8 +28,10 @@ __all__ = [
     "esc",
     "esc_name",
     "fmt",
+    "moved",
     "panel_color",
     "pct",
+    "pushed_out",
     "result_color",
     "safe",
     "safe_hover",
@@ -41,7 +46,8 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 #: than matplotlib's for that).
 RESULT_COLORS = ("#D62728", "#FF7F0E", "#9467BD", "#A0675B", "#E377C2", "#17BECF")
 #: The fate of a recorded candidate (each at least 3:1 on a dark page; pruned is faint on purpose on a light one).
-FATE_COLORS = {"kept": "#2A9D8F", "finished": "#9B59B6", "pruned": "#9AA0A6", "masked": "#E63946"}
+FATE_COLORS = {"kept": "#2A9D8F", "finished": "#9B59B6", "pruned": "#9AA0A6", "masked": "#E63946",
+               "pushed down": "#F4A261"}
 #: Continuous colour scale of node scores and log-probs.
 NODE_SCALE = "Viridis"
 FONT = {"family": "Inter, Segoe UI, Helvetica, Arial, sans-serif", "size": 12}
@@ -117,6 +123,31 @@ def fmt(value: float | None, digits: int = 3) -> str:
 def adjustment(value: float) -> str:
     """A processor's change to a score, signed (minus infinity when it masked the token)."""
     return NEG_INF if value == -math.inf else f"{value:+.3f}"
+
+
+def pushed_out(c: Candidate, k: int) -> bool:
+    """Whether ``c`` is one of the model's ``k`` best (raw log-probs) that the processors pushed out of the ``k``
+    best by score without masking it (recorded since trace format 1.5: ``raw_rank``)."""
+    return c.raw_rank is not None and c.raw_rank < k <= c.rank and c.score > -math.inf
+
+
+def moved(c: Candidate) -> str | None:
+    """What the processors did to a candidate's place, in words (``None``: nothing, or unknown in an old trace).
+
+    >>> from explorer.trace import Candidate
+    >>> moved(Candidate(5, "a", -0.5, -math.inf, -math.inf, 900, (("no_repeat_ngram", -math.inf),), "masked", "",
+    ...                 raw_rank=0))
+    "masked by no_repeat_ngram (the model's rank 1)"
+    """
+    if c.raw_rank is None or c.raw_rank == c.rank:
+        return None
+    places = f"the model's rank {c.raw_rank + 1}"
+    if c.masked_by is not None:
+        return f"masked by {esc(c.masked_by)} ({places})"
+    down = c.pushed_down_by
+    if c.rank > c.raw_rank and down:
+        return f"pushed down by {esc(', '.join(down))}: {places} → rank {c.rank + 1}"
+    return f"{places} → rank {c.rank + 1} after the processors"
 
 
 def pct(logprob: float | None) -> str:

@@ -27,7 +27,10 @@ GL_ABOVE = 1500  # points in a panel above which it is drawn with WebGL
 LABEL_UP_TO = 60  # nodes of a kind up to which each gets a text label
 WORDS_UP_TO_DEPTH = 10  # deeper runs get no token text beside their nodes (it would overlap)
 _COLORBAR = {"score": "cumulative score", "logprob": "token log-prob"}
-_LEAF_KINDS = ("pruned", "masked")
+_LEAF_KINDS = ("pruned", "pushed down", "masked")
+#: Leaves' symbols: a dot for the pruned, a down triangle for one of the model's favourites a processor pushed out of
+#: the top-k, a cross for a masked one.
+_LEAF_SYMBOLS = {"pruned": "circle", "pushed down": "triangle-down", "masked": "x-thin-open"}
 _COLOR_MODES: tuple[ColorMode, ...] = ("score", "logprob", "group")
 #: The legend's symbol of a scored kind, in a neutral grey: the colour bar (or the group entries) explains colours.
 LEGEND_GREY = "#8C8C8C"
@@ -116,7 +119,8 @@ def _size(count: int, small: float, large: float) -> float:
 
 
 _KINDS: tuple[tuple[str, str], ...] = (
-    ("pruned", "pruned"), ("masked", "masked"), ("hypothesis", "hypothesis"),
+    ("pruned", "pruned"), ("pushed down", "pushed down"), ("masked", "masked"),
+    ("hypothesis", "hypothesis"),
     ("accepted", "finished (accepted)"), ("rejected", "finished (not accepted)"),
 )
 
@@ -133,8 +137,7 @@ def _marker(p: _Panel, kind: str, rows: npt.NDArray[np.int64]) -> dict[str, Any]
     """The marker style of one kind."""
     if kind in _LEAF_KINDS:
         return {"size": _size(len(rows), 3.5, 6), "opacity": 0.6 if len(rows) <= 200 else 0.4,
-                "color": FATE_COLORS[kind], "symbol": "circle" if kind == "pruned" else "x-thin-open",
-                "line": {"width": 1}}
+                "color": FATE_COLORS[kind], "symbol": _LEAF_SYMBOLS[kind], "line": {"width": 1}}
     if kind == "hypothesis":
         return {"size": _size(len(rows), 5, 11), **_marker_color(p, rows),
                 "line": {"width": 0.5 if len(rows) > 200 else 1.0, "color": p.look.outline}}

@@ -105,15 +105,15 @@ def _candidate(v: Values, chosen: int, drafted: int | None, role: str, why: Endi
     if v.token_id == chosen:
         fate: Fate = "kept" if why is None else "finished"
         reason = _CHOSEN[(sampling, role)] + ("" if why is None else "; " + ENDS[why])
-        return Candidate(v.token_id, text, v.logprob, v.score, total, v.rank, v.adjustments, fate, reason, child)
+        return v.candidate(text, total, fate, reason, child)
     if v.score == -math.inf:
-        return Candidate(v.token_id, text, v.logprob, v.score, total, v.rank, v.adjustments, "masked",
+        return v.candidate(text, total, "masked",
                          f"masked by {v.masked_by}")
     if v.token_id == drafted:
-        return Candidate(v.token_id, text, v.logprob, v.score, total, v.rank, v.adjustments, "pruned",
+        return v.candidate(text, total, "pruned",
                          "drafted, and rejected by the target")
     why_not = "not drawn" if sampling else "not the highest score"
-    return Candidate(v.token_id, text, v.logprob, v.score, total, v.rank, v.adjustments, "pruned", why_not)
+    return v.candidate(text, total, "pruned", why_not)
 
 
 def _speculation(r: Round, setup: Setup) -> Speculation:

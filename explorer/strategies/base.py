@@ -16,7 +16,7 @@ from explorer.processors.numeric import MASKED_FLOOR
 from explorer.stopping import Criteria, StopReason
 from explorer.strategies._entropy import row_entropies
 from explorer.strategies._record import Scored, read_candidates
-from explorer.trace import PLACEHOLDER, Candidate, ConstraintProgress, Fate, Hypothesis, Result, Step
+from explorer.trace import PLACEHOLDER, ConstraintProgress, Fate, Hypothesis, Result, Step
 
 __all__ = [
     "ENDS",
@@ -210,8 +210,7 @@ def record_beams(scored: Scored, setup: Setup, fates: Fates, pruned_why: str, be
         cands = []
         for v in values[b.local]:
             fate, why, child = fates.get((b.local, v.token_id), unpicked(v.masked_by, pruned_why))
-            cands.append(Candidate(v.token_id, setup.token_text(v.token_id), v.logprob, v.score, b.score + v.score,
-                                   v.rank, v.adjustments, fate, why, child))
+            cands.append(v.candidate(setup.token_text(v.token_id), b.score + v.score, fate, why, child))
         hyps.append(Hypothesis(b.hyp_id, b.parent_id, b.slot, b.group, b.token_ids, b.score, tuple(cands),
                                b.constraint, b.forced, entropy[b.local]))
     return hyps

@@ -112,12 +112,12 @@ class Greedy:
         if v.token_id == chosen:
             fate: Fate = "kept" if ends is None else "finished"
             why = ("sampled" if self.sampling else "highest score") if ends is None else ENDS[ends]
-            return Candidate(v.token_id, text, v.logprob, v.score, total, v.rank, v.adjustments, fate, why, child)
+            return v.candidate(text, total, fate, why, child)
         if v.score == -math.inf:
-            return Candidate(v.token_id, text, v.logprob, v.score, total, v.rank, v.adjustments, "masked",
+            return v.candidate(text, total, "masked",
                              f"masked by {v.masked_by}")
         why = "not drawn" if self.sampling else "not the highest score"
-        return Candidate(v.token_id, text, v.logprob, v.score, total, v.rank, v.adjustments, "pruned", why)
+        return v.candidate(text, total, "pruned", why)
 
     def results(self, state: RowsState, setup: Setup) -> tuple[Result, ...]:
         """Every row's sequence (a row stopped early stands as it is), best score first."""

@@ -253,3 +253,102 @@ NODE_AT_DEPTH = """([sel, panelKey, depth]) => {
   }
   return null;
 }"""
+
+
+#: JS: the constraint view's banks table (its step and rows) and its progress figure (title, vertical lines).
+CONSTRAINT_VIEW = """() => {
+  const banks = document.querySelector('.explorer-banks');
+  const root = document.querySelector('.explorer-constraint-progress');
+  const gd = root && (root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot'));
+  if (!banks || !gd || !gd.layout || !gd.layout.title || !root.querySelector('.main-svg')) return null;
+  const step = (banks.textContent.match(/Banks at step (\\d+)/) || [])[1];
+  return {step: step === undefined ? null : Number(step), rows: banks.querySelectorAll('tr').length - 1,
+          selected: banks.querySelectorAll('tr.explorer-bank-selected').length, title: gd.layout.title.text,
+          lines: (gd.layout.shapes || []).map(s => s.x0), width: root.getBoundingClientRect().width};
+}"""
+
+
+@pytest.mark.slow
+def test_constrained_panel_shows_its_banks_and_processors_their_pushed_down_favourites(
+        default_page: AppPage) -> None:
+    """Greedy with a repetition penalty and no repeated bigrams beside constrained beam search (" flour") on
+    SmolLM2: the constraint view follows a clicked node's step; the candidates chart of a greedy node shows what the
+    processors pushed down or masked. Screenshots at 1280x800 and 1920x1080."""
+    app = default_page
+    app.type_prompt("Give me a recipe for bread:")
+    app.fill(".explorer-max-new-tokens input", "12", 12, "max new tokens")
+    app.ensure_panels(2)
+    app.set_strategy(0, "greedy")
+    app.set_knob(0, "repetition-penalty", "1.3")
+    app.set_knob(0, "no-repeat-ngram-size", "2")
+    app.set_strategy(1, "constrained")
+    box = app.panel(1).locator(".explorer-constraints textarea")
+    since = len(app.seen.echoes)
+    box.fill(" flour")
+    box.press("Tab")
+    app.wait_echo("the constraints", " flour", since)
+    status = app.click_run(RUN_TIMEOUT)
+    assert status.startswith("done: 2 panels"), f"the run did not finish: {status!r}. {app.explain()}"
+    app.wait("the constraint view", f"() => {{ const v = ({CONSTRAINT_VIEW})(); return !!v && v.step > 3; }}",
+             RUN_TIMEOUT)
+    view = app.page.evaluate(CONSTRAINT_VIEW)
+    assert "#2 constrained · Constraint progress" in view["title"], view
+    assert set(view["lines"]) == {view["step"]}, f"the last step marked until a node is selected: {view}"
+    assert view["rows"] == 4, f"one row per beam: {view}"
+    check_clean(app)
+    # A click on a node of the constrained panel after three tokens: that step's banks, the node's row marked.
+    app.page.locator(".explorer-tree").scroll_into_view_if_needed()
+    target = app.page.evaluate(NODE_AT_DEPTH, [".explorer-tree", "#2 constrained", 3])
+    assert target is not None, f"no node of #2 constrained after 3 tokens. {app.explain()}"
+    app.page.mouse.move(target["x"], target["y"])
+    app.page.wait_for_timeout(200)
+    app.page.mouse.click(target["x"], target["y"])
+    # The banks of the selected node's step (a hypothesis, or the leaf next to it the click may pick).
+    app.wait("the selected node's banks",
+             f"""() => {{ const v = ({CONSTRAINT_VIEW})();
+                         const s = document.querySelector('.explorer-selection');
+                         const m = s && s.textContent.match(/ · step (\\d+) · /);
+                         return !!v && !!m && v.step === Number(m[1]) && v.selected === 1; }}""",
+             RUN_TIMEOUT)
+    view = app.page.evaluate(CONSTRAINT_VIEW)
+    assert view["step"] in (2, 3), view
+    assert set(view["lines"]) == {view["step"]}, view
+    shots = {}
+    for width, height in ((1280, 800), (1920, 1080)):
+        app.page.set_viewport_size({"width": width, "height": height})
+        app.page.locator(".explorer-constraints-box").scroll_into_view_if_needed()
+        app.page.wait_for_timeout(300)
+        shots[width] = app.shot(f"constraints-{width}x{height}", window=True)
+    # A greedy node: the processors pushed the model's favourites down; the chart marks them.
+    app.page.set_viewport_size({"width": 1280, "height": 800})
+    app.page.locator(".explorer-tree").scroll_into_view_if_needed()
+    marked = None
+    for depth in range(1, 12):
+        target = app.page.evaluate(NODE_AT_DEPTH, [".explorer-tree", "#1 greedy", depth])
+        assert target is not None, f"no node of #1 greedy after {depth} tokens. {app.explain()}"
+        app.page.locator(".explorer-tree").scroll_into_view_if_needed()
+        app.page.mouse.move(target["x"], target["y"])
+        app.page.wait_for_timeout(200)
+        app.page.mouse.click(target["x"], target["y"])
+        app.wait(f"the candidates of {target['node']}",
+                 f"""() => {{ const t = document.querySelector('.explorer-details .gtitle');
+                             return !!t && t.textContent.includes('Candidates of {target['node']} '); }}""",
+                 RUN_TIMEOUT)
+        marks = app.page.evaluate("""() => { const root = document.querySelector('.explorer-details');
+                                            const r = root.classList.contains('js-plotly-plot') ? root
+                                              : root.querySelector('.js-plotly-plot');
+                                            return (r.data[1].text || []).filter(t => t); }""")
+        if marks:
+            marked = marks
+            break
+    assert marked, f"no greedy step shows a favourite the processors pushed down or masked. {app.explain()}"
+    assert set(marked) <= {"✕", "↓"}, marked
+    for width, height in ((1280, 800), (1920, 1080)):
+        app.page.set_viewport_size({"width": width, "height": height})
+        app.page.locator(".explorer-details").scroll_into_view_if_needed()
+        app.page.wait_for_timeout(300)
+        app.shot(f"pushed-down-{width}x{height}", window=True)
+        app.page.locator(".explorer-tree").scroll_into_view_if_needed()
+        app.page.wait_for_timeout(300)
+        app.shot(f"tree-{width}x{height}", window=True)
+    check_clean(app)
