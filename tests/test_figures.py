@@ -27,9 +27,11 @@ from explorer.figures import (
     tree_layout,
     visible,
 )
+from explorer.figures._paths import result_path
 from explorer.frames import tree_frames
 from explorer.models.base import CausalLM
 from explorer.models.table import TableModel
+from explorer.scoring import length_penalty, path_scores
 from explorer.trace import Candidate, Trace
 
 PROMPT = [5, 6, 7, 8]
@@ -186,7 +188,12 @@ def test_finished_entries_show_their_normalized_score(traces: dict[str, Trace], 
     assert set(shown) == set(entries)
     for key, (t, i) in shown.items():
         fin = entries[key]
-        assert f"final score {fin.normalized_score:.3f}" in t.hovertext[i]
+        assert f"<b>score {fin.normalized_score:.3f}</b>" in t.hovertext[i]
+        if length_penalty(trace) is None:  # greedy never length-penalises: its hover must not say it does
+            assert "no length penalty" in t.hovertext[i]
+            assert "length^" not in t.hovertext[i]
+        else:
+            assert f"= {fin.score:.3f} / {fin.length}^" in t.hovertext[i]
         assert t.name == ("finished (accepted)" if fin.accepted else "finished (not accepted)")
         assert t.text[i].endswith(f"{fin.normalized_score:.2f}")  # few entries: each is labelled
         assert t.marker.symbol == ("diamond" if fin.accepted else "diamond-open")
@@ -263,7 +270,7 @@ def test_hover_has_processors_constraints_and_fates(traces: dict[str, Trace]) ->
     assert "top_k \N{MINUS SIGN}\N{INFINITY}" in hovers
     assert "log-prob " in hovers
     assert " · p " in hovers
-    assert "cumulative" in hovers
+    assert "path: log-prob " in hovers
     assert "token score" in hovers
     assert "pruned: not drawn" in hovers
     assert "kept: sampled" in hovers
@@ -466,12 +473,13 @@ def test_score_timelines_end_at_each_result(traces: dict[str, Trace]) -> None:
     for name, trace in panels.items():
         for result in trace.results:
             line = next(lines)
-            assert line.name.startswith(f"{name} · result {result.rank} (final ")
-            entry = next((f for s in trace.steps for f in s.finished if f.id == result.source), None)
-            if entry is not None:  # the line ends at the cumulative log-prob, the final score is in the hover
-                assert line.y[-1] == pytest.approx(entry.score)
-            assert "final score" in line.hovertext[-1]
-            assert line.x[-1] == len(result.token_ids)
+            assert line.name.startswith(f"{name} · result {result.rank} (log-prob ")
+            assert line.name.endswith(f", score {result.score:.3f})")
+            logprob = path_scores(result_path(trace, result).tokens).logprob
+            if logprob is not None:  # the line ends at the path's log-prob, the score is in the hover
+                assert line.y[-1] == pytest.approx(logprob)
+                assert line.x[-1] == len(result.token_ids)
+            assert f"<b>score {result.score:.3f}</b>" in line.hovertext[-1]
             assert line.x[0] == 0
             assert line.y[0] == 0.0
             assert line.line.color == colors.setdefault(name, line.line.color)  # one colour per panel
@@ -593,3 +601,28 @@ def test_hostile_token_text_is_made_visible_and_escaped() -> None:
     for symbol in ("⟨U+202E⟩", "⟨U+2066⟩", "␇", "&lt;b&gt;"):
         assert symbol in shown
     assert safe("שלום 🙂") == "שלום␣🙂"
+
+
+# --- one scoring vocabulary -------------------------------------------------------------------------------------
+
+
+def test_results_table_compares_log_probs_across_strategies(traces: dict[str, Trace]) -> None:
+    """Every result has a log-prob (the model's summed log-probability, the same for every strategy) beside its
+    score (what its strategy ranks by); diverse results show the diversity penalty's part; the caption says it."""
+    panels = {name: traces[name] for name in ("greedy", "beam", "diverse")}
+    table = results_table_html(panels)
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", table)
+    assert heads[3:6] == ["log-prob", "score", "diversity"]
+    logprobs = [float(v.replace("\N{MINUS SIGN}", "-")) for v in
+                re.findall(r'class="explorer-logprob"[^>]*>([^<]*)<', table)]
+    want = [path_scores(result_path(t, r).tokens).logprob for t in panels.values() for r in t.results]
+    assert logprobs == pytest.approx(want, abs=1e-3)
+    beam = panels["beam"].results[0]
+    assert beam.score != pytest.approx(path_scores(result_path(panels["beam"], beam).tokens).logprob)  # divided
+    for said in ("/ length^", "no length penalty", "log-prob: the model"):
+        assert said in table
+    group1 = [r for r in panels["diverse"].results if r.group == 1]
+    if group1:
+        part = path_scores(result_path(panels["diverse"], group1[0]).tokens).diversity
+        assert part is not None  # a later group pays for tokens an earlier one took (0 when it took none)
+        assert part <= 0

@@ -25,7 +25,7 @@ Floats = npt.NDArray[np.float64]
 GL_ABOVE = 1500  # points in a panel above which it is drawn with WebGL
 LABEL_UP_TO = 60  # nodes of a kind up to which each gets a text label
 WORDS_UP_TO_DEPTH = 10  # deeper runs get no token text beside their nodes (it would overlap)
-_COLORBAR = {"score": "cumulative<br>score", "logprob": "token<br>log-prob"}
+_COLORBAR = {"score": "path score<br>(summed)", "logprob": "token<br>log-prob"}
 _LEAF_KINDS = ("pruned", "masked")
 _COLOR_MODES: tuple[ColorMode, ...] = ("score", "logprob", "group")
 #: The legend's symbol of a scored kind, in a neutral grey: the colour bar (or the group entries) explains colours.
@@ -288,13 +288,13 @@ def search_tree(trace: Trace | TreeLayout, *, color: ColorMode = "score", show_p
                 theme: Theme | None = None) -> go.Figure:
     """The search tree of one run as a beam lattice: x is the depth, y the slot, edges from parent to child.
 
-    Hypotheses are dots coloured by ``color`` (``"score"``: cumulative score, ``"logprob"``: the token's raw
-    log-prob, ``"group"``: one hue per diverse-search group), finished entries diamonds (open: not accepted into
-    the pool) labelled with their length-penalised score, pruned and masked candidates small faded leaves fanned
-    out in their parent's band (``show_pruned=False`` drops them). Each result's path is drawn bold in its rank's
-    colour. ``upto_step`` shows only what steps ``0..upto_step`` decided; ``selected`` rings a node key.
-    ``theme`` is ``"light"`` or ``"dark"`` (``None``: the theme of Plotly's default template, see
-    :func:`explorer.figures.resolve_theme`).
+    Hypotheses are dots coloured by ``color`` (``"score"``: the path's summed token scores, ``"logprob"``: the
+    token's raw log-prob, ``"group"``: one hue per diverse-search group), finished entries diamonds (open: not
+    accepted into the pool) labelled with their score (as the pool ranks them: length-penalised in the beam family),
+    pruned and masked candidates small faded leaves fanned out in their parent's band (``show_pruned=False`` drops
+    them). Each result's path is drawn bold in its rank's colour. ``upto_step`` shows only what steps
+    ``0..upto_step`` decided; ``selected`` rings a node key. ``theme`` is ``"light"`` or ``"dark"`` (``None``: the
+    theme of Plotly's default template, see :func:`explorer.figures.resolve_theme`).
 
     Every marker's ``customdata`` is ``[panel, node]``: ``panel`` is ``None`` here (the panel key in
     :func:`search_trees`), ``node`` a key of :func:`explorer.frames.tree_frames` (``h<id>``, ``f<id>``,
