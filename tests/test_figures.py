@@ -75,10 +75,11 @@ ALL = [*RUNS, *TOY_RUNS, "stopped"]
 
 
 def _points(fig: go.Figure) -> list[tuple[Any, str, str]]:
-    """Every clickable marker of a figure: (trace, panel, node key)."""
+    """Every drawn clickable marker of a figure: (trace, panel, node key); the invisible click targets on top of the
+    hypotheses and finished entries are left out (they repeat those nodes)."""
     out = []
     for trace in fig.data:
-        if trace.customdata is not None and trace.mode and "markers" in trace.mode:
+        if trace.customdata is not None and trace.mode and "markers" in trace.mode and trace.name != "click targets":
             out += [(trace, row[0], row[1]) for row in trace.customdata]
     return out
 
@@ -626,3 +627,18 @@ def test_results_table_compares_log_probs_across_strategies(traces: dict[str, Tr
         part = path_scores(result_path(panels["diverse"], group1[0]).tokens).diversity
         assert part is not None  # a later group pays for tokens an earlier one took (0 when it took none)
         assert part <= 0
+
+
+def test_hypotheses_have_click_targets_after_the_leaves(traces: dict[str, Trace]) -> None:
+    """plotly.js gives a click to the point nearest the cursor less its marker's radius, floored at
+    ``1 - 3 / radius``: a leaf's small marker beats a hypothesis's at its own centre. Targets of radius 3 on every
+    hypothesis and finished entry, later in the figure than the leaves, tie at 0 and win (the later trace)."""
+    fig = search_tree(traces["beam"], show_pruned=True)
+    names = [t.name for t in fig.data]
+    targets = fig.data[names.index("click targets")]
+    assert names.index("click targets") > max(names.index(k) for k in ("pruned", "hypothesis"))
+    assert targets.marker.size <= 6
+    assert targets.showlegend is False
+    scored = [row[1] for t in fig.data if t.name in ("hypothesis", "finished (accepted)", "finished (not accepted)")
+              and t.customdata is not None for row in t.customdata]
+    assert sorted(row[1] for row in targets.customdata) == sorted(scored)

@@ -157,6 +157,27 @@ def _nodes(p: _Panel, gl: bool) -> list[dict[str, Any]]:
     return out
 
 
+#: Marker size of the click targets: a radius of 3 px, the smallest plotly.js measures (see :func:`_targets`).
+TARGET_SIZE = 6
+
+
+def _targets(p: _Panel) -> list[dict[str, Any]]:
+    """Invisible click targets on the hypotheses and finished entries, drawn after the leaves.
+
+    plotly.js picks the point under the cursor by distance minus the marker's radius, but never less than
+    ``1 - 3 / radius``: a small marker (a pruned leaf) within 3 px of the cursor is at distance 0, a hypothesis's
+    larger marker at 0.45 at best, so a click on a hypothesis picked a leaf drawn beside it. A target of radius 3
+    is at distance 0 too, and plotly.js gives a tie to the later trace: a hypothesis now wins where it is drawn.
+    """
+    rows = np.flatnonzero(p.shown & np.isin(p.lay.kind, ("hypothesis", "finished")))
+    if not len(rows):
+        return []
+    return [_scatter(False, x=p.lay.x[rows], y=p.lay.y[rows], mode="markers", name="click targets",
+                     showlegend=False, hovertext=p.lay.hover[rows], hoverinfo="text",
+                     marker={"size": TARGET_SIZE, "color": "rgba(0,0,0,0)"},
+                     customdata=_customdata(p.lay, p.name, rows))]
+
+
 def _kind_legend(p: _Panel, gl: bool) -> list[dict[str, Any]]:
     """Legend entries of the scored kinds (hypotheses, finished entries), apart from their markers.
 
@@ -198,7 +219,7 @@ def _group_legend(p: _Panel) -> list[dict[str, Any]]:
 def _panel(p: _Panel) -> list[dict[str, Any]]:
     """Every trace of one panel, back to front."""
     gl = int(p.shown.sum()) > GL_ABOVE
-    return [*_edges(p, gl), *_nodes(p, gl), *_kind_legend(p, gl), *_ring(p), *_group_legend(p)]
+    return [*_edges(p, gl), *_nodes(p, gl), *_targets(p), *_kind_legend(p, gl), *_ring(p), *_group_legend(p)]
 
 
 def _shown(lay: TreeLayout, show_pruned: bool, upto_step: int | None) -> Mask:
