@@ -34,7 +34,10 @@ from explorer.models.base import CausalLM
 from explorer.models.precision import DEFAULT_DTYPE
 from explorer.trace import Trace
 
-__all__ = ["DEFAULT_MODEL_ENV", "Explorer"]
+__all__ = ["DEFAULT_MODEL_ENV", "STALE", "Explorer"]
+
+#: What a panel says above its results when its settings changed since its run.
+STALE = "stale: settings changed since this run (press Run to update)"
 
 
 class Explorer:
@@ -218,7 +221,8 @@ class Explorer:
             controls = self._panels.get(panel.id)
             if controls is None:
                 controls = self._panels[panel.id] = PanelControls(panel.id, self.controller)
-            seen = (panel, state.model, panel.id in state.pending, self._label_of(state, panel), state.text_color)
+            seen = (panel, state.model, panel.id in state.pending, self._label_of(state, panel), state.text_color,
+                    st.stale(state, panel))
             if self._seen.get(panel.id) != seen:
                 self._seen[panel.id] = seen
                 self._render_panel(state, panel, controls)
@@ -240,9 +244,10 @@ class Explorer:
             controls.summary.value = panel_summary_html(panel, self._label_of(state, panel))
         note = "running…" if panel.id in state.pending else ""
         color = state.text_color
-        shown = (Same(panel.trace), note, color)
+        stale = STALE if st.stale(state, panel) else ""
+        shown = (Same(panel.trace), note, color, stale)
         if self._shown.get(panel.id) != shown:
             self._shown[panel.id] = shown
             controls.results.value = results_html(
-                panel.trace, lambda t, rank: figures.uncertainty_html(t, rank, by=color, css=False), note)
+                panel.trace, lambda t, rank: figures.uncertainty_html(t, rank, by=color, css=False), note, stale)
             controls.save.value = save_html(panel)

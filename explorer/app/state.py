@@ -33,6 +33,7 @@ __all__ = [
     "panel_finished",
     "recheck",
     "remove_panel",
+    "run_settings",
     "select",
     "set_app_errors",
     "set_constraints",
@@ -44,6 +45,7 @@ __all__ = [
     "set_progress",
     "set_strategy",
     "set_upto_step",
+    "stale",
     "start_run",
 ]
 
@@ -85,6 +87,8 @@ class Panel:
     errors: Mapping[str, str] = field(default_factory=dict)
     branch: Branch | None = None
     name: str = ""
+    #: The settings the panel's trace was made with (:func:`run_settings`, taken when Run started it).
+    ran: tuple[object, ...] | None = None
 
     @property
     def label(self) -> str:
@@ -167,6 +171,19 @@ class AppState:
     next_id: int = 1
     lens: NodeLens | None = None
     grid: ResultLens | None = None
+
+
+def run_settings(state: AppState, panel: Panel) -> tuple[object, ...]:
+    """Everything a panel's run depends on: model, precision, prompt, chat, token budget, strategy, knobs and
+    constraints (compared, never hashed: knob values may be lists)."""
+    return (state.model, state.dtype, state.prompt, state.chat, state.max_new_tokens, panel.strategy,
+            repr(sorted(panel.params.items())), panel.constraints)
+
+
+def stale(state: AppState, panel: Panel) -> bool:
+    """Whether an editable panel's trace no longer matches its settings (they changed since its run)."""
+    return panel.editable and panel.trace is not None and panel.ran is not None and \
+        panel.ran != run_settings(state, panel)
 
 
 def initial_state(model: str, strategies: tuple[str, ...] = ("greedy", "beam")) -> AppState:
