@@ -80,9 +80,9 @@ def plan_run(state: AppState, model: CausalLM | None) -> tuple[AppState, list[Jo
     kept = {k: v for k, v in state.errors.items() if k not in GLOBAL_CONTROLS}
     new = replace(state, panels=tuple(panels), errors={**kept, **app_errors})
     if messages:
-        return replace(new, status=f"error: {messages[0]}"), []
+        return replace(new, status=f"error: {messages[0]}", progress=(0, 1)), []
     if not jobs:
-        return replace(new, status="error: no strategy panel to run: add one"), []
+        return replace(new, status="error: no strategy panel to run: add one", progress=(0, 1)), []
     running = {job.panel_id for job in jobs}
     ran = tuple(replace(p, ran=st.run_settings(state, p)) if p.id in running else p for p in new.panels)
     return replace(new, panels=ran), jobs

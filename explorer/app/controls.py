@@ -36,8 +36,11 @@ def sync(widget: Any, value: Any, trait: str = "value") -> None:
 
 
 def _classed(widget: Any, name: str) -> Any:
-    """``widget`` with the CSS class ``name``."""
+    """``widget`` with the CSS class ``name``, and a tooltip (its description, unless it has one): ipywidgets
+    writes a missing tooltip into the page as ``title="null"``."""
     widget.add_class(name)
+    if getattr(widget, "tooltip", "") is None:
+        widget.tooltip = widget.description
     return widget
 
 
@@ -73,7 +76,9 @@ class Controls:
                                  "explorer-progress")
         self.status = _classed(widgets.HTML(value="ready"), "explorer-status")
         self.upload = _classed(widgets.FileUpload(accept=".json,.html", multiple=False, description="load trace",
-                                                  icon="", layout=_wide("140px")), "explorer-load")
+                                                  icon="", layout=_wide("140px"),
+                                                  tooltip="open a trace saved from this app (.json) or an exported "
+                                                          "page (.html) as read-only panels"), "explorer-load")
         self.color = _classed(widgets.Dropdown(options=("score", "logprob", "group"), description="colour by",
                                                layout=_wide("220px")), "explorer-tree-color")
         self.pruned = _classed(widgets.Checkbox(description="show pruned candidates", indent=False,

@@ -335,3 +335,17 @@ def test_a_refused_run_keeps_the_traces_and_changed_settings_mark_them_stale(app
     assert app.run(wait=True) is not None
     assert "stale" not in greedy.results.value
     assert "stale" not in beam.results.value
+
+
+def test_every_labelled_widget_has_a_tooltip_and_the_status_says_what_it_timed(app: Explorer) -> None:
+    """ipywidgets writes a missing tooltip as ``title="null"`` (about a hundred of them on the page); the status
+    line gives the decoding time and the time from Run until the page was sent everything."""
+    app.run(wait=True)
+    labelled = [w for w in (*vars(app.controls).values(), *(v for c in app._panels.values()
+                                                             for v in (*c.knobs.values(), c.strategy, c.constraints)))
+                if hasattr(w, "tooltip") and getattr(w, "description", "")]
+    assert len(labelled) > 20
+    assert [w.description for w in labelled if w.tooltip is None] == []
+    assert re.fullmatch(r"done: 2 panels, 12 steps, decoding \d+\.\d s; \d+\.\d s from Run until sent to the page",
+                        app.state.status), app.state.status
+    assert app.controls.progress.value == app.controls.progress.max
