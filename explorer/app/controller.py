@@ -169,13 +169,13 @@ class Controller:
             self._apply(st.panel_failed(self.state, job.panel_id, control, one_line(error)))
 
     def _run_ended(self, end: RunEnd) -> None:
-        """The run is over: the status says so; then, once the page has been sent everything, the time from the
-        click on Run to then (what the user waited, but for the browser drawing the last figures)."""
+        """The run is over: the status says so, with the time from the click on Run until the page was sent every
+        result (what the user waited, but for the browser drawing the last figures)."""
         with self.lock:
-            self._apply(st.finish_run(self.state, end.status))
-            if end.outcome != "error":
-                waited = time.perf_counter() - self._began
-                self._apply(replace(self.state, status=f"{end.status}; {waited:.1f} s from Run until sent to the page"))
+            waited = time.perf_counter() - self._began
+            status = end.status if end.outcome == "error" else f"{end.status}; {waited:.1f} s from Run until sent " \
+                "to the page"
+            self._apply(st.finish_run(self.state, status))
 
     # --- events (from the view's widgets) -----------------------------------------------------------------------
 

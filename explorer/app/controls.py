@@ -6,11 +6,12 @@ import html
 from typing import Any
 
 import ipywidgets as widgets
+from ipywidgets.widgets.widget_description import DescriptionWidget
 
 from explorer.app.state import AppState
 from explorer.models.precision import DTYPES, precision_note
 
-__all__ = ["Controls", "error_box", "set_error", "sync"]
+__all__ = ["Controls", "error_box", "fill_tooltips", "set_error", "sync"]
 
 
 def error_box() -> Any:
@@ -33,6 +34,20 @@ def sync(widget: Any, value: Any, trait: str = "value") -> None:
     """Set a widget's trait only when it differs (no needless message, no cursor jump while typing)."""
     if getattr(widget, trait) != value:
         setattr(widget, trait, value)
+
+
+def fill_tooltips(*roots: Any) -> None:
+    """Give every description widget under ``roots`` (widgets or dicts of them; their children, recursively) a
+    tooltip where it has none: ipywidgets writes a missing one into the page as ``title="null"``. The tooltip is
+    the description (empty for a widget without one)."""
+    todo = list(roots)
+    while todo:
+        widget = todo.pop()
+        if isinstance(widget, dict):  # a dict of widgets (error boxes, knobs)
+            todo.extend(widget.values())
+        elif isinstance(widget, DescriptionWidget) and widget.tooltip is None:
+            widget.tooltip = widget.description or ""
+        todo.extend(getattr(widget, "children", ()) or ())
 
 
 def _classed(widget: Any, name: str) -> Any:

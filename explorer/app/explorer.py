@@ -15,7 +15,7 @@ from explorer.app._export import ExportControls
 from explorer.app._nodes import NodeInfo, describe
 from explorer.app._params import takes_constraints
 from explorer.app.controller import DEFAULT_MODEL_ENV, Controller, model_registry
-from explorer.app.controls import Controls
+from explorer.app.controls import Controls, fill_tooltips
 from explorer.app.outputs import Outputs
 from explorer.app.panels import PanelControls
 from explorer.app.state import AppState, panel_by_id
@@ -67,6 +67,7 @@ class Explorer:
         self._panel_row = widgets.Box(layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))
         self.theme_probe = ThemeProbe(layout=widgets.Layout(display="none"))
         self.widget = self._layout()
+        fill_tooltips(self.widget, *vars(self.controls).values())
         self._connect()
         self.controller.set(self.controller.state)
 

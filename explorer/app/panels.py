@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import ipywidgets as widgets
 
 from explorer.app._params import KNOBS, knob_label, knob_section, knobs_for, parse_text
-from explorer.app.controls import error_box, set_error, sync
+from explorer.app.controls import error_box, fill_tooltips, set_error, sync
 from explorer.app.state import Panel
 from explorer.param_types import Choice
 from explorer.params import Param
@@ -107,6 +107,7 @@ class PanelControls:
         self.header = widgets.HBox([self.title, self.remove], layout=widgets.Layout(justify_content="space-between"))
         self.box = widgets.VBox(layout=widgets.Layout(width="320px", padding="6px", margin="0 8px 8px 0"))
         self.box.add_class("explorer-panel")
+        fill_tooltips(*vars(self).values())
 
     def _add_knob(self, p: Param, events: PanelEvents) -> None:
         """Create one knob's widget, its error box and its row."""

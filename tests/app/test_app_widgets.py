@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from ipywidgets.widgets.widget_description import DescriptionWidget
 from plotly.callbacks import Points
 from widget_text import visible_error
 
@@ -341,11 +342,14 @@ def test_every_labelled_widget_has_a_tooltip_and_the_status_says_what_it_timed(a
     """ipywidgets writes a missing tooltip as ``title="null"`` (about a hundred of them on the page); the status
     line gives the decoding time and the time from Run until the page was sent everything."""
     app.run(wait=True)
-    labelled = [w for w in (*vars(app.controls).values(), *(v for c in app._panels.values()
-                                                             for v in (*c.knobs.values(), c.strategy, c.constraints)))
-                if hasattr(w, "tooltip") and getattr(w, "description", "")]
-    assert len(labelled) > 20
-    assert [w.description for w in labelled if w.tooltip is None] == []
+    shown, todo = [], [app.widget, *(c.box for c in app._panels.values()),
+                       *(w for c in app._panels.values() for w in (*c.rows.values(), c.constraint_box))]
+    while todo:
+        widget = todo.pop()
+        shown += [widget] if isinstance(widget, DescriptionWidget) else []
+        todo.extend(getattr(widget, "children", ()) or ())
+    assert len(shown) > 40
+    assert [(type(w).__name__, w.description) for w in shown if w.tooltip is None] == []
     assert re.fullmatch(r"done: 2 panels, 12 steps, decoding \d+\.\d s; \d+\.\d s from Run until sent to the page",
                         app.state.status), app.state.status
     assert app.controls.progress.value == app.controls.progress.max
