@@ -49,6 +49,7 @@ STYLE = "<style>\n" + THEME_CSS + """
 .explorer-app table.explorer-table td, .explorer-app table.explorer-table th { padding: 2px 5px;
   border-bottom: 1px solid var(--explorer-rule); text-align: left; vertical-align: top; }
 .explorer-app .explorer-muted { color: var(--explorer-muted); font-size: 12px; }
+.explorer-app table.explorer-table th { white-space: nowrap; }
 /* ipywidgets' upload button counts the files it holds ("load trace (0)"); the app empties it after each load,
    so the count says nothing: the button shows its name alone. */
 .explorer-app .explorer-load { font-size: 0 !important; }
