@@ -34,7 +34,7 @@ NODE_COLUMNS: Spec = (
     ("slot", "Int64"), ("group", "int64"), ("parent", "string"), ("parent_id", "Int64"), ("token_id", "Int64"),
     ("text", "string"), ("score", "float64"), ("logprob", "float64"), ("fate", "string"), ("why", "string"),
     ("normalized_score", "float64"), ("accepted", "boolean"), ("reason", "string"), ("note", "string"),
-    ("expanded", "bool"), ("in_result", "bool"), ("result_rank", "Int64"),
+    ("expanded", "bool"), ("in_result", "bool"), ("result_rank", "Int64"), ("path_logprob", "float64"),
 )
 
 #: Columns of the edges frame of :func:`tree_frames` and their dtypes, in order.
@@ -139,11 +139,16 @@ def _node(key: str, ident: int | None, kind: str, step: int, depth: int, slot: i
           parent: str | None, parent_id: int | None) -> list[Any]:
     """A node row with its identity filled in and the rest empty."""
     return [key, ident, kind, step, depth, slot, group, parent, parent_id, None, None, _NAN, _NAN, None, None,
-            _NAN, None, None, None, False, False, None]
+            _NAN, None, None, None, False, False, None, _NAN]
 
 
-def _set_token(row: list[Any], cand: Candidate | None) -> None:
-    """Fill the columns a node takes from the candidate that created it."""
+def _set_token(row: list[Any], cand: Candidate | None, tree: _Tree, parent: str | None) -> None:
+    """Fill the columns a node takes from the candidate that created it, and its path's log-prob (the parent's
+    plus the token's; 0 at a root)."""
+    if parent is None:
+        row[_COL["path_logprob"]] = 0.0 if row[_COL["kind"]] == "hypothesis" else _NAN
+    elif cand is not None and parent in tree.nodes:
+        row[_COL["path_logprob"]] = tree.nodes[parent][_COL["path_logprob"]] + cand.logprob
     if cand is not None:
         row[_COL["token_id"]], row[_COL["text"]], row[_COL["logprob"]] = cand.token_id, cand.text, cand.logprob
         row[_COL["fate"]], row[_COL["why"]] = cand.fate, cand.reason
@@ -154,7 +159,7 @@ def _add_hypothesis(tree: _Tree, step: int, hyp: Hypothesis) -> None:
     key, parent = f"h{hyp.id}", None if hyp.parent is None else f"h{hyp.parent}"
     row = _node(key, hyp.id, "hypothesis", step, len(hyp.token_ids), hyp.slot, hyp.group, parent, hyp.parent)
     row[_COL["score"]], row[_COL["expanded"]] = hyp.score, True
-    _set_token(row, tree.creator.get(hyp.id))
+    _set_token(row, tree.creator.get(hyp.id), tree, parent)
     tree.nodes[key], tree.tokens[key] = row, hyp.token_ids
     if parent is not None:
         tree.up[key] = parent
@@ -169,7 +174,7 @@ def _add_finished(tree: _Tree, fin: Finished, hyp_slot: dict[int, int]) -> None:
                 parent, fin.hypothesis if known else None)
     row[_COL["score"]], row[_COL["normalized_score"]] = fin.score, fin.normalized_score
     row[_COL["accepted"]], row[_COL["reason"]], row[_COL["note"]] = fin.accepted, fin.reason, fin.note
-    _set_token(row, tree.creator.get(fin.id))
+    _set_token(row, tree.creator.get(fin.id), tree, parent)
     tree.nodes[key], tree.tokens[key] = row, fin.token_ids
     if parent is not None:
         tree.up[key] = parent
@@ -182,7 +187,7 @@ def _add_leaf(tree: _Tree, step: int, hyp: Hypothesis, cand: Candidate, key: str
                 step + 1 if opened else step, len(hyp.token_ids) + 1, None if opened else hyp.slot, hyp.group,
                 f"h{hyp.id}", hyp.id)
     row[_COL["score"]] = cand.total
-    _set_token(row, cand)
+    _set_token(row, cand, tree, f"h{hyp.id}")
     tree.nodes[key], tree.up[key] = row, f"h{hyp.id}"
     if opened:
         tree.tokens[key] = (*hyp.token_ids, cand.token_id)
@@ -259,8 +264,11 @@ def tree_frames(trace: Trace, *, leaves: bool = True) -> tuple[pd.DataFrame, pd.
     the leaf's fate (``pruned``, ``masked``). Hypotheses the search created but stopped before expanding (the last
     kept candidates of a run cut short) are hypotheses with ``expanded`` False, ``step`` one past their parent's.
     Token columns (``token_id``, ``text``, ``logprob``, ``fate``, ``why``) come from the candidate that created the
-    node; ``score`` is cumulative. Edges link ``parent`` to ``child`` keys, one per recorded candidate, with its
-    token, fate and scores. ``in_result`` marks every node on the path of a returned result (``result_rank`` the
+    node; ``score`` is the node's summed token scores (what the search ranks live hypotheses by),
+    ``normalized_score`` a finished entry's score as the pool ranks it (length-penalised in the beam family),
+    ``path_logprob`` the summed log-prob the model gives the node's tokens (NaN when a token's candidate was not
+    recorded). Edges link ``parent`` to ``child`` keys, one per recorded candidate, with its token, fate and scores.
+    ``in_result`` marks every node on the path of a returned result (``result_rank`` the
     best such rank): from the result's ``source`` entry back to the root, or, when the source was never recorded
     (diverse and constrained runs that hit ``max_new_tokens``), from the unexpanded hypothesis with its tokens.
 

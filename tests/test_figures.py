@@ -27,9 +27,11 @@ from explorer.figures import (
     tree_layout,
     visible,
 )
+from explorer.figures._paths import result_path
 from explorer.frames import tree_frames
 from explorer.models.base import CausalLM
 from explorer.models.table import TableModel
+from explorer.scoring import length_penalty, path_scores
 from explorer.trace import Candidate, Trace
 
 PROMPT = [5, 6, 7, 8]
@@ -73,10 +75,11 @@ ALL = [*RUNS, *TOY_RUNS, "stopped"]
 
 
 def _points(fig: go.Figure) -> list[tuple[Any, str, str]]:
-    """Every clickable marker of a figure: (trace, panel, node key)."""
+    """Every drawn clickable marker of a figure: (trace, panel, node key); the invisible click targets on top of the
+    hypotheses and finished entries are left out (they repeat those nodes)."""
     out = []
     for trace in fig.data:
-        if trace.customdata is not None and trace.mode and "markers" in trace.mode:
+        if trace.customdata is not None and trace.mode and "markers" in trace.mode and trace.name != "click targets":
             out += [(trace, row[0], row[1]) for row in trace.customdata]
     return out
 
@@ -186,7 +189,12 @@ def test_finished_entries_show_their_normalized_score(traces: dict[str, Trace], 
     assert set(shown) == set(entries)
     for key, (t, i) in shown.items():
         fin = entries[key]
-        assert f"final score {fin.normalized_score:.3f}" in t.hovertext[i]
+        assert f"<b>score {fin.normalized_score:.3f}</b>" in t.hovertext[i]
+        if length_penalty(trace) is None:  # greedy never length-penalises: its hover must not say it does
+            assert "no length penalty" in t.hovertext[i]
+            assert "length^" not in t.hovertext[i]
+        else:
+            assert f"= {fin.score:.3f} / {fin.length}^" in t.hovertext[i]
         assert t.name == ("finished (accepted)" if fin.accepted else "finished (not accepted)")
         assert t.text[i] == "" or t.text[i].endswith(f"{fin.normalized_score:.2f}")  # few: labelled where room
         assert t.marker.symbol == ("diamond" if fin.accepted else "diamond-open")
@@ -235,7 +243,7 @@ def test_color_modes(traces: dict[str, Trace], color: str) -> None:
     else:
         assert hyps.marker.coloraxis == "coloraxis"
         assert [a.text for a in fig.layout.annotations if a.name == "colour bar"] == [
-            "cumulative score" if color == "score" else "token log-prob"]
+            "path score (summed)" if color == "score" else "token log-prob"]
         lay = tree_layout(traces["diverse"])
         values = lay.score if color == "score" else lay.logprob
         assert np.allclose(np.asarray(hyps.marker.color), values[lay.kind == "hypothesis"])
@@ -265,7 +273,7 @@ def test_hover_has_processors_constraints_and_fates(traces: dict[str, Trace]) ->
     assert "top_k \N{MINUS SIGN}\N{INFINITY}" in hovers
     assert "log-prob " in hovers
     assert " · p " in hovers
-    assert "cumulative" in hovers
+    assert "path: log-prob " in hovers
     assert "token score" in hovers
     assert "pruned: not drawn" in hovers
     assert "kept: sampled" in hovers
@@ -471,12 +479,13 @@ def test_score_timelines_end_at_each_result(traces: dict[str, Trace]) -> None:
     for name, trace in panels.items():
         for result in trace.results:
             line = next(lines)
-            assert line.name.startswith(f"{name} · result {result.rank} (final ")
-            entry = next((f for s in trace.steps for f in s.finished if f.id == result.source), None)
-            if entry is not None:  # the line ends at the cumulative log-prob, the final score is in the hover
-                assert line.y[-1] == pytest.approx(entry.score)
-            assert "final score" in line.hovertext[-1]
-            assert line.x[-1] == len(result.token_ids)
+            assert line.name.startswith(f"{name} · result {result.rank} (log-prob ")
+            assert line.name.endswith(f", score {result.score:.3f})")
+            logprob = path_scores(result_path(trace, result).tokens).logprob
+            if logprob is not None:  # the line ends at the path's log-prob, the score is in the hover
+                assert line.y[-1] == pytest.approx(logprob)
+                assert line.x[-1] == len(result.token_ids)
+            assert f"<b>score {result.score:.3f}</b>" in line.hovertext[-1]
             assert line.x[0] == 0
             assert line.y[0] == 0.0
             assert line.line.color == colors.setdefault(name, line.line.color)  # one colour per panel
@@ -598,3 +607,43 @@ def test_hostile_token_text_is_made_visible_and_escaped() -> None:
     for symbol in ("⟨U+202E⟩", "⟨U+2066⟩", "␇", "&lt;b&gt;"):
         assert symbol in shown
     assert safe("שלום 🙂") == "שלום␣🙂"
+
+
+# --- one scoring vocabulary -------------------------------------------------------------------------------------
+
+
+def test_results_table_compares_log_probs_across_strategies(traces: dict[str, Trace]) -> None:
+    """Every result has a log-prob (the model's summed log-probability, the same for every strategy) beside its
+    score (what its strategy ranks by); diverse results show the diversity penalty's part; the caption says it."""
+    panels = {name: traces[name] for name in ("greedy", "beam", "diverse")}
+    table = results_table_html(panels)
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", table)
+    assert heads[3:6] == ["log-prob", "score", "diversity"]
+    logprobs = [float(v.replace("\N{MINUS SIGN}", "-")) for v in
+                re.findall(r'class="explorer-logprob"[^>]*>([^<]*)<', table)]
+    want = [path_scores(result_path(t, r).tokens).logprob for t in panels.values() for r in t.results]
+    assert logprobs == pytest.approx(want, abs=1e-3)
+    beam = panels["beam"].results[0]
+    assert beam.score != pytest.approx(path_scores(result_path(panels["beam"], beam).tokens).logprob)  # divided
+    for said in ("/ length^", "no length penalty", "log-prob: the model"):
+        assert said in table
+    group1 = [r for r in panels["diverse"].results if r.group == 1]
+    if group1:
+        part = path_scores(result_path(panels["diverse"], group1[0]).tokens).diversity
+        assert part is not None  # a later group pays for tokens an earlier one took (0 when it took none)
+        assert part <= 0
+
+
+def test_hypotheses_have_click_targets_after_the_leaves(traces: dict[str, Trace]) -> None:
+    """plotly.js gives a click to the point nearest the cursor less its marker's radius, floored at
+    ``1 - 3 / radius``: a leaf's small marker beats a hypothesis's at its own centre. Targets of radius 3 on every
+    hypothesis and finished entry, later in the figure than the leaves, tie at 0 and win (the later trace)."""
+    fig = search_tree(traces["beam"], show_pruned=True)
+    names = [t.name for t in fig.data]
+    targets = fig.data[names.index("click targets")]
+    assert names.index("click targets") > max(names.index(k) for k in ("pruned", "hypothesis"))
+    assert targets.marker.size <= 6
+    assert targets.showlegend is False
+    scored = [row[1] for t in fig.data if t.name in ("hypothesis", "finished (accepted)", "finished (not accepted)")
+              and t.customdata is not None for row in t.customdata]
+    assert sorted(row[1] for row in targets.customdata) == sorted(scored)

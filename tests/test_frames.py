@@ -346,3 +346,23 @@ def test_a_circular_loaded_trace_does_not_hang() -> None:
     trace = Trace("m", "beam", None, (1,), {}, (), (), (2,), (Step(0, hyps),), (result,), "stopped", 0.0)
     nodes, _ = tree_frames(trace)
     assert set(nodes.loc[nodes["in_result"], "node"]) == {"h0", "h1"}
+
+
+@pytest.mark.parametrize("name", ["greedy", "beam", "diverse", "processors", "unrecorded"])
+def test_path_logprob_is_the_models_sum_along_the_path(traces: dict[str, Trace], name: str) -> None:
+    """``path_logprob`` of a node is the model's summed log-prob of its tokens (before any processor), so that it
+    compares across strategies; it is NaN where a token's candidate was not recorded."""
+    trace = traces[name]
+    nodes, _ = tree_frames(trace)
+    by_key = nodes.set_index("node")
+    made = {c.child: c for s in trace.steps for h in s.hypotheses for c in h.candidates
+            if c.child is not None and c.fate == "kept"}
+    for step in trace.steps:
+        for hyp in step.hypotheses:
+            total, node, seen = 0.0, hyp, 0
+            while node.parent is not None and seen < 1000:
+                cand = made.get(node.id)
+                total = math.nan if cand is None else total + cand.logprob
+                node, seen = trace.hypothesis(node.parent), seen + 1
+            got = by_key.loc[f"h{hyp.id}", "path_logprob"]
+            assert (math.isnan(got) and math.isnan(total)) or got == pytest.approx(total, abs=1e-9)

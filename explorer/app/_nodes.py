@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from explorer.scoring import path_scores
 from explorer.trace import Candidate, Hypothesis, Trace
 
 __all__ = ["NodeInfo", "branch_request", "describe"]
@@ -16,6 +17,9 @@ class NodeInfo:
 
     ``hypothesis`` is the recorded hypothesis whose candidates the details show and from which a token can be
     forced (for a leaf or finished entry: the one it grew from); ``preselect`` the token that node chose.
+    ``score`` is the path's summed token scores, ``normalized_score`` a finished entry's score as the pool ranks
+    it (``length`` its length there), ``logprob`` the model's summed log-prob of the path (``None``: a token's
+    candidate was not recorded).
     """
 
     key: str
@@ -28,6 +32,8 @@ class NodeInfo:
     hypothesis: Hypothesis | None
     preselect: int | None
     note: str = ""
+    logprob: float | None = None
+    length: int | None = None
 
 
 def _hypotheses(trace: Trace) -> dict[int, tuple[int, Hypothesis]]:
@@ -62,15 +68,46 @@ def _unexpanded(trace: Trace, key: str, hyp_id: int) -> NodeInfo:
     raise KeyError(key)
 
 
+def _path_logprob(trace: Trace, info: NodeInfo) -> float | None:
+    """The model's summed log-prob of a node's tokens: its own token, then the hypotheses back to the root
+    (``None`` when a candidate on the way was not recorded)."""
+    if not info.token_ids:
+        return 0.0
+    hyp = info.hypothesis
+    if hyp is None:
+        return None
+    made = {c.child: c for s in trace.steps for h in s.hypotheses for c in h.candidates
+            if c.child is not None and c.fate == "kept"}
+    hyps = {h.id: h for _, h in _hypotheses(trace).values()}
+    tokens: list[Candidate | None] = []
+    if info.kind != "hypothesis" and info.preselect is not None:
+        tokens.append(next((c for c in hyp.candidates if c.token_id == info.preselect), None))
+    seen: set[int] = set()
+    while hyp.parent is not None and hyp.id not in seen:  # a loaded trace could loop
+        seen.add(hyp.id)
+        tokens.append(made.get(hyp.id))
+        parent = hyps.get(hyp.parent)
+        if parent is None:
+            return None
+        hyp = parent
+    return path_scores(tokens).logprob if len(tokens) == len(info.token_ids) else None
+
+
 def describe(trace: Trace, key: str) -> NodeInfo:
-    """What node ``key`` of ``trace``'s tree is. Unknown keys raise ``KeyError``.
+    """What node ``key`` of ``trace``'s tree is, with its path's log-prob. Unknown keys raise ``KeyError``.
 
     >>> import explorer
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="beam", max_new_tokens=3)
     >>> info = describe(t, "h0")
-    >>> info.kind, info.token_ids, len(info.hypothesis.candidates) > 0
-    ('hypothesis', (), True)
+    >>> info.kind, info.token_ids, len(info.hypothesis.candidates) > 0, info.logprob
+    ('hypothesis', (), True, 0.0)
     """
+    info = _describe(trace, key)
+    return replace(info, logprob=_path_logprob(trace, info))
+
+
+def _describe(trace: Trace, key: str) -> NodeInfo:
+    """What node ``key`` of ``trace``'s tree is (its log-prob not filled in)."""
     hyps = _hypotheses(trace)
     try:
         if key.startswith("h"):
@@ -102,7 +139,7 @@ def _finished(trace: Trace, key: str, fin_id: int, hyps: dict[int, tuple[int, Hy
     note = f"{fin.reason}, {'accepted into' if fin.accepted else 'refused by'} the pool" + (
         f" ({fin.note})" if fin.note else "")
     return NodeInfo(key, "finished", fin.step, fin.token_ids, _text(trace, fin.token_ids), fin.score,
-                    fin.normalized_score, hyp, preselect, note)
+                    fin.normalized_score, hyp, preselect, note, length=fin.length)
 
 
 def branch_request(trace: Trace, hyp: Hypothesis, token_id: int) -> tuple[tuple[int, ...], dict[str, Any], list[Any]]:

@@ -58,7 +58,7 @@ def _panel_job(state: AppState, panel: Panel, model: CausalLM) -> tuple[Job | No
 
 def plan_run(state: AppState, model: CausalLM | None) -> tuple[AppState, list[Job]]:
     """The jobs of every editable panel, or (when anything is invalid) no job and the state with every error
-    shown inline, the failing panels without a trace, and the status line saying ``error: <first message>``."""
+    shown inline, every panel keeping its last trace, and the status line saying ``error: <first message>``."""
     if model is None:
         return replace(state, status="error: no model is loaded: choose one above"), []
     app_errors = _prompt_errors(state, model)
@@ -72,17 +72,20 @@ def plan_run(state: AppState, model: CausalLM | None) -> tuple[AppState, list[Jo
         for name in GLOBAL_CONTROLS:
             if name in errors:
                 app_errors[name] = errors.pop(name)
-        panels.append(replace(panel, errors=errors, trace=None) if errors else replace(panel, errors={}))
+        # A refused run keeps every panel's last trace (marked stale when its settings changed since).
+        panels.append(replace(panel, errors=errors))
         if job is not None:
             jobs.append(job)
     messages = list(app_errors.values()) + [m for p in panels for m in p.errors.values()]
     kept = {k: v for k, v in state.errors.items() if k not in GLOBAL_CONTROLS}
     new = replace(state, panels=tuple(panels), errors={**kept, **app_errors})
     if messages:
-        return replace(new, status=f"error: {messages[0]}"), []
+        return replace(new, status=f"error: {messages[0]}", progress=(0, 1)), []
     if not jobs:
-        return replace(new, status="error: no strategy panel to run: add one"), []
-    return new, jobs
+        return replace(new, status="error: no strategy panel to run: add one", progress=(0, 1)), []
+    running = {job.panel_id for job in jobs}
+    ran = tuple(replace(p, ran=st.run_settings(state, p)) if p.id in running else p for p in new.panels)
+    return replace(new, panels=ran), jobs
 
 
 def _fork_point(state: AppState, model: CausalLM | None) -> tuple[Panel, str, NodeInfo]:

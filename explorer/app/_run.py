@@ -57,13 +57,14 @@ class RunEnd:
 
     @property
     def status(self) -> str:
-        """The status line: ``done: 2 panels, 30 steps, 4.1 s``, ``stopped: ...`` or ``error: <message>``."""
+        """The status line: ``done: 2 panels, 30 steps, decoding 4.1 s``, ``stopped: ...`` or ``error: <message>``
+        (the decoding time is the worker's, from its start to its end; the controller adds the time from Run)."""
         if self.outcome == "error":
             return f"error: {self.message}"
         panels = f"{self.panels} panel{'s' if self.panels != 1 else ''}"
         if self.outcome == "stopped":
             panels = f"{self.panels} of {self.total} panels"
-        return f"{self.outcome}: {panels}, {self.steps} steps, {self.seconds:.1f} s"
+        return f"{self.outcome}: {panels}, {self.steps} steps, decoding {self.seconds:.1f} s"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -77,6 +78,7 @@ class Controller:
             self.state = replace(self.state, dtype=self.model.info.dtype)
         if error:
             self.state = st.set_app_errors(self.state, {"model": error}, f"error: {error}")
+        self._began = time.perf_counter()  # when Run (or a fork) was clicked
         self.runner = Runner(self._current_model, Hooks(self._job_started, self._job_progress, self._job_trace,
                                                         self._job_error, self._run_ended))
 
@@ -109,6 +111,7 @@ class Controller:
         with self.lock:
             if self.state.running:
                 return None
+            self._began = time.perf_counter()
             state, jobs = plan_run(self.state, self.model)
             if jobs:
                 total = sum(job.max_steps for job in jobs)
@@ -127,6 +130,7 @@ class Controller:
         """Re-decode the selected hypothesis with ``token_id`` forced, as a new branch panel beside its source;
         problems are shown under the force button and nothing runs (``None``)."""
         with self.lock:
+            self._began = time.perf_counter()
             try:
                 state, job = plan_branch(self.state, self.model, token_id)
             except ExplorerError as error:
@@ -165,8 +169,13 @@ class Controller:
             self._apply(st.panel_failed(self.state, job.panel_id, control, one_line(error)))
 
     def _run_ended(self, end: RunEnd) -> None:
+        """The run is over: the status says so, with the time from the click on Run until the page was sent every
+        result (what the user waited, but for the browser drawing the last figures)."""
         with self.lock:
-            self._apply(st.finish_run(self.state, end.status))
+            waited = time.perf_counter() - self._began
+            status = end.status if end.outcome == "error" else f"{end.status}; {waited:.1f} s from Run until sent " \
+                "to the page"
+            self._apply(st.finish_run(self.state, status))
 
     # --- events (from the view's widgets) -----------------------------------------------------------------------
 

@@ -6,11 +6,12 @@ import html
 from typing import Any
 
 import ipywidgets as widgets
+from ipywidgets.widgets.widget_description import DescriptionWidget
 
 from explorer.app.state import AppState
 from explorer.models.precision import DTYPES, precision_note
 
-__all__ = ["Controls", "error_box", "set_error", "sync"]
+__all__ = ["Controls", "error_box", "fill_tooltips", "set_error", "sync"]
 
 
 def error_box() -> Any:
@@ -35,9 +36,26 @@ def sync(widget: Any, value: Any, trait: str = "value") -> None:
         setattr(widget, trait, value)
 
 
+def fill_tooltips(*roots: Any) -> None:
+    """Give every description widget under ``roots`` (widgets or dicts of them; their children, recursively) a
+    tooltip where it has none: ipywidgets writes a missing one into the page as ``title="null"``. The tooltip is
+    the description (empty for a widget without one)."""
+    todo = list(roots)
+    while todo:
+        widget = todo.pop()
+        if isinstance(widget, dict):  # a dict of widgets (error boxes, knobs)
+            todo.extend(widget.values())
+        elif isinstance(widget, DescriptionWidget) and widget.tooltip is None:
+            widget.tooltip = widget.description or ""
+        todo.extend(getattr(widget, "children", ()) or ())
+
+
 def _classed(widget: Any, name: str) -> Any:
-    """``widget`` with the CSS class ``name``."""
+    """``widget`` with the CSS class ``name``, and a tooltip (its description, unless it has one): ipywidgets
+    writes a missing tooltip into the page as ``title="null"``."""
     widget.add_class(name)
+    if getattr(widget, "tooltip", "") is None:
+        widget.tooltip = widget.description
     return widget
 
 
@@ -73,7 +91,9 @@ class Controls:
                                  "explorer-progress")
         self.status = _classed(widgets.HTML(value="ready"), "explorer-status")
         self.upload = _classed(widgets.FileUpload(accept=".json,.html", multiple=False, description="load trace",
-                                                  icon="", layout=_wide("140px")), "explorer-load")
+                                                  icon="", layout=_wide("140px"),
+                                                  tooltip="open a trace saved from this app (.json) or an exported "
+                                                          "page (.html) as read-only panels"), "explorer-load")
         self.color = _classed(widgets.Dropdown(options=("score", "logprob", "group"), description="colour by",
                                                layout=_wide("220px")), "explorer-tree-color")
         self.pruned = _classed(widgets.Checkbox(description="show pruned candidates", indent=False,

@@ -16,7 +16,7 @@ from explorer.app._nodes import NodeInfo, describe
 from explorer.app._params import takes_constraints
 from explorer.app._width import WidthProbe
 from explorer.app.controller import DEFAULT_MODEL_ENV, Controller, model_registry
-from explorer.app.controls import Controls
+from explorer.app.controls import Controls, fill_tooltips
 from explorer.app.outputs import Outputs
 from explorer.app.panels import PanelControls
 from explorer.app.state import AppState, panel_by_id
@@ -35,7 +35,10 @@ from explorer.models.base import CausalLM
 from explorer.models.precision import DEFAULT_DTYPE
 from explorer.trace import Trace
 
-__all__ = ["DEFAULT_MODEL_ENV", "Explorer"]
+__all__ = ["DEFAULT_MODEL_ENV", "STALE", "Explorer"]
+
+#: What a panel says above its results when its settings changed since its run.
+STALE = "stale: settings changed since this run (press Run to update)"
 
 
 class Explorer:
@@ -49,7 +52,7 @@ class Explorer:
 
     >>> app = Explorer("tiny-random")  # doctest: +SKIP
     >>> app.run(wait=True); app.state.status  # doctest: +SKIP
-    'done: 2 panels, 40 steps, 0.3 s'
+    'done: 2 panels, 40 steps, decoding 0.3 s; 0.5 s from Run until sent to the page'
     """
 
     def __init__(self, model: str | CausalLM | None = None, *, dtype: str = DEFAULT_DTYPE) -> None:
@@ -67,6 +70,7 @@ class Explorer:
         self.width_probe = WidthProbe()
         self.width_probe.add_class("explorer-width-probe")
         self.widget = self._layout()
+        fill_tooltips(self.widget, *vars(self.controls).values())
         self._connect()
         self.controller.set(self.controller.state)
 
@@ -223,7 +227,8 @@ class Explorer:
             controls = self._panels.get(panel.id)
             if controls is None:
                 controls = self._panels[panel.id] = PanelControls(panel.id, self.controller)
-            seen = (panel, state.model, panel.id in state.pending, self._label_of(state, panel), state.text_color)
+            seen = (panel, state.model, panel.id in state.pending, self._label_of(state, panel), state.text_color,
+                    st.stale(state, panel))
             if self._seen.get(panel.id) != seen:
                 self._seen[panel.id] = seen
                 self._render_panel(state, panel, controls)
@@ -245,9 +250,10 @@ class Explorer:
             controls.summary.value = panel_summary_html(panel, self._label_of(state, panel))
         note = "running…" if panel.id in state.pending else ""
         color = state.text_color
-        shown = (Same(panel.trace), note, color)
+        stale = STALE if st.stale(state, panel) else ""
+        shown = (Same(panel.trace), note, color, stale)
         if self._shown.get(panel.id) != shown:
             self._shown[panel.id] = shown
             controls.results.value = results_html(
-                panel.trace, lambda t, rank: figures.uncertainty_html(t, rank, by=color, css=False), note)
+                panel.trace, lambda t, rank: figures.uncertainty_html(t, rank, by=color, css=False), note, stale)
             controls.save.value = save_html(panel)

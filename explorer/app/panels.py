@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import ipywidgets as widgets
 
 from explorer.app._params import KNOBS, knob_label, knob_section, knobs_for, parse_text
-from explorer.app.controls import error_box, set_error, sync
+from explorer.app.controls import error_box, fill_tooltips, set_error, sync
 from explorer.app.state import Panel
 from explorer.param_types import Choice
 from explorer.params import Param
@@ -40,7 +40,7 @@ def _knob(p: Param) -> Any:
     """The widget of one knob, by the kind of value the parameter holds."""
     style = {"description_width": "130px"}
     layout = widgets.Layout(width="290px")
-    common = {"description": p.label, "style": style, "layout": layout}
+    common = {"description": p.label, "style": style, "layout": layout, "tooltip": p.help}
     widget = p.check.widget
     if widget == "int":
         return widgets.IntText(continuous_update=True, **common)
@@ -49,7 +49,7 @@ def _knob(p: Param) -> Any:
     if widget == "choice" and isinstance(p.check, Choice):
         return widgets.Dropdown(options=[(p.check.show(v), v) for v in p.check.values], **common)
     if widget == "bool":
-        return widgets.Checkbox(description=p.label, indent=False, layout=layout)
+        return widgets.Checkbox(description=p.label, indent=False, layout=layout, tooltip=p.help)
     if widget == "lines":
         return widgets.Textarea(continuous_update=True, placeholder="one per line", **{
             **common, "layout": widgets.Layout(width="290px", height="52px")})
@@ -71,7 +71,7 @@ class PanelControls:
         self.remove = widgets.Button(description="remove", layout=widgets.Layout(width="80px"))
         self.remove.add_class("explorer-remove")
         self.remove.on_click(lambda _: events.on_remove(panel_id))
-        self.strategy = widgets.Dropdown(options=names(), description="strategy",
+        self.strategy = widgets.Dropdown(options=names(), description="strategy", tooltip="the decoding strategy",
                                          layout=widgets.Layout(width="290px"), style={"description_width": "130px"})
         self.strategy.add_class("explorer-strategy")
         self.strategy.observe(lambda ch: events.on_strategy(panel_id, str(ch["new"])), names="value")
@@ -90,6 +90,7 @@ class PanelControls:
         self.knob_box = widgets.VBox([self.basic_box, self.more])
         self.constraints = widgets.Textarea(placeholder="one phrase per line;  a|b|c  for any of them",
                                             description="constraints", continuous_update=True,
+                                            tooltip="phrases every result must contain",
                                             layout=widgets.Layout(width="290px", height="70px"),
                                             style={"description_width": "130px"})
         self.constraints.add_class("explorer-constraints")
@@ -106,6 +107,7 @@ class PanelControls:
         self.header = widgets.HBox([self.title, self.remove], layout=widgets.Layout(justify_content="space-between"))
         self.box = widgets.VBox(layout=widgets.Layout(width="320px", padding="6px", margin="0 8px 8px 0"))
         self.box.add_class("explorer-panel")
+        fill_tooltips(*vars(self).values())
 
     def _add_knob(self, p: Param, events: PanelEvents) -> None:
         """Create one knob's widget, its error box and its row."""

@@ -33,6 +33,7 @@ __all__ = [
     "panel_finished",
     "recheck",
     "remove_panel",
+    "run_settings",
     "select",
     "set_app_errors",
     "set_constraints",
@@ -44,6 +45,7 @@ __all__ = [
     "set_progress",
     "set_strategy",
     "set_upto_step",
+    "stale",
     "start_run",
 ]
 
@@ -85,6 +87,8 @@ class Panel:
     errors: Mapping[str, str] = field(default_factory=dict)
     branch: Branch | None = None
     name: str = ""
+    #: The settings the panel's trace was made with (:func:`run_settings`, taken when Run started it).
+    ran: tuple[object, ...] | None = None
 
     @property
     def label(self) -> str:
@@ -169,6 +173,19 @@ class AppState:
     grid: ResultLens | None = None
 
 
+def run_settings(state: AppState, panel: Panel) -> tuple[object, ...]:
+    """Everything a panel's run depends on: model, precision, prompt, chat, token budget, strategy, knobs and
+    constraints (compared, never hashed: knob values may be lists)."""
+    return (state.model, state.dtype, state.prompt, state.chat, state.max_new_tokens, panel.strategy,
+            repr(sorted(panel.params.items())), panel.constraints)
+
+
+def stale(state: AppState, panel: Panel) -> bool:
+    """Whether an editable panel's trace no longer matches its settings (they changed since its run)."""
+    return panel.editable and panel.trace is not None and panel.ran is not None and \
+        panel.ran != run_settings(state, panel)
+
+
 def initial_state(model: str, strategies: tuple[str, ...] = ("greedy", "beam")) -> AppState:
     """The state the app opens with: one panel per strategy, with their defaults."""
     state = AppState(model=model)
@@ -211,15 +228,22 @@ def recheck(state: AppState, panel_id: int) -> AppState:
     return _revalidate(state, panel_id)
 
 
+def _free_id(state: AppState) -> int:
+    """The number a new panel gets: the smallest one no panel holds and no branch names as its source (numbers
+    stay small as panels come and go, and a branch never points at a newcomer)."""
+    taken = {p.id for p in state.panels} | {p.branch.source for p in state.panels if p.branch is not None}
+    return next(i for i in range(1, len(taken) + 2) if i not in taken)
+
+
 def add_panel(state: AppState, strategy: str = "beam") -> AppState:
     """A new editable panel with the defaults of ``strategy`` (no-op with an error past the limits)."""
     editable = sum(p.editable for p in state.panels)
     if editable >= MAX_EDITABLE or len(state.panels) >= MAX_PANELS:
         return set_app_errors(state, {"panels": f"at most {MAX_EDITABLE} strategy panels ({MAX_PANELS} panels in "
                                                 "all): remove one first"})
-    panel = Panel(id=state.next_id, kind="edit", strategy=strategy, params=default_params(strategy))
+    panel = Panel(id=_free_id(state), kind="edit", strategy=strategy, params=default_params(strategy))
     errors = {k: v for k, v in state.errors.items() if k != "panels"}
-    return replace(state, panels=(*state.panels, panel), next_id=state.next_id + 1, errors=errors)
+    return replace(state, panels=(*state.panels, panel), next_id=panel.id + 1, errors=errors)
 
 
 def remove_panel(state: AppState, panel_id: int) -> AppState:
@@ -336,27 +360,30 @@ def panel_failed(state: AppState, panel_id: int, control: str, message: str) -> 
 
 
 def finish_run(state: AppState, status: str) -> AppState:
-    """The run is over: Run is enabled again and the status line says how it ended."""
-    return replace(state, running=False, pending=(), status=status, progress=(state.progress[1], state.progress[1]))
+    """The run is over: Run is enabled again and the status line says how it ended; the progress bar is full, or
+    empty after an error."""
+    total = state.progress[1]
+    return replace(state, running=False, pending=(), status=status,
+                   progress=(0 if status.startswith("error") else total, total))
 
 
 def add_branch(state: AppState, source: Panel, branch: Branch, params: Mapping[str, Any]) -> AppState:
     """A read-only panel beside ``source`` for a forced token; its trace arrives with the run."""
     if len(state.panels) >= MAX_PANELS:
         return set_app_errors(state, {"force": f"at most {MAX_PANELS} panels: remove one first"})
-    panel = Panel(id=state.next_id, kind="branch", strategy=source.strategy, params=params,
+    panel = Panel(id=_free_id(state), kind="branch", strategy=source.strategy, params=params,
                   constraints=source.constraints, branch=branch)
     at = next(i for i, p in enumerate(state.panels) if p.id == source.id) + 1
     at += sum(1 for p in state.panels[at:] if p.branch is not None and p.branch.source == source.id)
     panels = (*state.panels[:at], panel, *state.panels[at:])
-    return replace(state, panels=panels, next_id=state.next_id + 1)
+    return replace(state, panels=panels, next_id=panel.id + 1)
 
 
 def add_loaded(state: AppState, trace: Trace, name: str) -> AppState:
     """A read-only panel showing a loaded trace."""
     if len(state.panels) >= MAX_PANELS:
         return set_app_errors(state, {"load": f"at most {MAX_PANELS} panels: remove one first"})
-    panel = Panel(id=state.next_id, kind="loaded", strategy=trace.strategy, params=dict(trace.params),
+    panel = Panel(id=_free_id(state), kind="loaded", strategy=trace.strategy, params=dict(trace.params),
                   trace=trace, name=name)
     errors = {k: v for k, v in state.errors.items() if k != "load"}
-    return replace(state, panels=(*state.panels, panel), next_id=state.next_id + 1, errors=errors)
+    return replace(state, panels=(*state.panels, panel), next_id=panel.id + 1, errors=errors)

@@ -15,8 +15,10 @@ from explorer.app._params import summary_params
 from explorer.app.state import Panel
 from explorer.app.theme import THEME_CSS, on_page
 from explorer.figures import Theme, message_figure
+from explorer.figures._paths import Index, index, result_path
+from explorer.scoring import length_penalty, path_scores, score_formula
 from explorer.text import visible
-from explorer.trace import Trace
+from explorer.trace import Result, Trace
 from explorer.trace_io import dump_trace
 
 __all__ = [
@@ -47,6 +49,12 @@ STYLE = "<style>\n" + THEME_CSS + """
 .explorer-app table.explorer-table td, .explorer-app table.explorer-table th { padding: 2px 5px;
   border-bottom: 1px solid var(--explorer-rule); text-align: left; vertical-align: top; }
 .explorer-app .explorer-muted { color: var(--explorer-muted); font-size: 12px; }
+.explorer-app table.explorer-table th { white-space: nowrap; }
+/* ipywidgets' upload button counts the files it holds ("load trace (0)"); the app empties it after each load,
+   so the count says nothing: the button shows its name alone. */
+.explorer-app .explorer-load { font-size: 0 !important; }
+.explorer-app .explorer-load::after { content: "load trace"; font-size: var(--jp-widgets-font-size, 13px); }
+.explorer-app .explorer-stale { color: var(--explorer-error); font-size: 12px; font-weight: bold; margin: 2px 0; }
 /* A branch's name and summary hold its forced token, which can be long and without spaces: wrap it in the panel. */
 .explorer-app .explorer-panel .widget-hbox > .widget-html, .explorer-app .explorer-panel-summary,
 .explorer-app .explorer-panel-summary > .widget-html-content { min-width: 0; overflow-wrap: anywhere; }
@@ -63,25 +71,45 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def results_html(trace: Trace | None, tokens_html: Callable[[Trace, int], str], note: str = "") -> str:
-    """A panel's results as a table: per result a row of numbers (rank, score, length, constraints satisfied,
-    finish step) and a row with its text coloured by probability; the caption has the run's time and end."""
+def _result_cells(trace: Trace, idx: Index, r: Result, diverse: bool) -> list[str]:
+    """The numbers of one result: rank, log-prob, score, the diversity penalty's part, tokens, constraints met
+    (constrained runs only), and where it ended."""
+    scores = path_scores(result_path(trace, r, idx).tokens)
+    cells = [f"#{r.rank}", _fmt(scores.logprob), _fmt(r.score), *([_fmt(scores.diversity)] if diverse else []),
+             str(len(r.token_ids))]
+    if trace.constraints:
+        cells.append("-" if r.constraints_satisfied is None else ("✓ yes" if r.constraints_satisfied else "✗ no"))
+    cells.append(f"step {r.finished_step}, {'eos' if r.ended_with_eos else 'no eos'}")
+    return cells
+
+
+def results_html(trace: Trace | None, tokens_html: Callable[[Trace, int], str], note: str = "",
+                 stale: str = "") -> str:
+    """A panel's results as a table: per result a row of numbers (rank, log-prob, score, the diversity penalty's
+    part in a diverse search, tokens, constraints met in a constrained one, where it ended) and a row with its text
+    coloured by probability; the caption has the run's time and end, and what score means for the strategy (the
+    length penalty's formula). ``stale`` (when the panel's settings changed since the run) is said above."""
     if trace is None:
         return f'<div class="explorer-muted">{html.escape(note or "no trace yet: press Run")}</div>'
+    idx = index(trace)
+    diverse = float(trace.params.get("diversity_penalty") or 0.0) != 0.0
+    heads = ["rank", "log-prob", "score", *(["diversity"] if diverse else []), "tokens",
+             *(["constraints"] if trace.constraints else []), "end"]
+    classes = {"log-prob": ' class="explorer-logprob"', "score": ' class="explorer-score"'}
     rows = []
     for r in trace.results:
-        met = "-" if r.constraints_satisfied is None else ("✓ yes" if r.constraints_satisfied else "✗ no")
-        end = "eos" if r.ended_with_eos else "no eos"
-        rows.append(f'<tr class="explorer-result-head"><td>#{r.rank}</td><td>{_fmt(r.score)}</td>'
-                    f"<td>{len(r.token_ids)}</td><td>{met}</td><td>{r.finished_step} ({end})</td></tr>"
-                    f'<tr><td colspan="5">{tokens_html(trace, r.rank)}</td></tr>')
+        cells = "".join(f"<td{classes.get(h, '')}>{c}</td>" for h, c in zip(heads, _result_cells(trace, idx, r,
+                                                                                                diverse), strict=True))
+        rows.append(f'<tr class="explorer-result-head">{cells}</tr>'
+                    f'<tr><td colspan="{len(heads)}">{tokens_html(trace, r.rank)}</td></tr>')
     others = len(trace.meta.get("batched_with") or [1]) - 1
     together = f", side by side with {others} other panel{'s' if others != 1 else ''}" if others > 0 else ""
     caption = (f"{len(trace.steps)} steps in {trace.total_ms / 1000:.2f} s{together}, "
-               f"stop: {html.escape(trace.stop_reason)}")
-    return (f'<table class="explorer-table"><caption class="explorer-muted">{caption}</caption>'
-            "<tr><th>rank</th><th>score</th><th>tokens</th><th>constraints</th><th>finish step</th></tr>"
-            + "".join(rows) + "</table>")
+               f"stop: {html.escape(trace.stop_reason)}<br>{html.escape(score_formula(trace))}"
+               + (" (diversity: the diversity penalty's part of the sum)" if diverse else ""))
+    warning = f'<div class="explorer-stale">{html.escape(stale)}</div>' if stale else ""
+    return (f'{warning}<table class="explorer-table"><caption class="explorer-muted">{caption}</caption><tr>'
+            + "".join(f"<th>{h}</th>" for h in heads) + "</tr>" + "".join(rows) + "</table>")
 
 
 def save_html(panel: Panel) -> str:
@@ -120,9 +148,12 @@ def selection_html(panel: Panel | None, info: NodeInfo | None) -> str:
     if panel is None or info is None:
         return ('<div class="explorer-muted">click a node of a tree to see its candidates and its path; from a '
                 "hypothesis you can force one of its candidates and continue</div>")
-    scores = f"score {_fmt(info.score)}"
+    scores = f"log-prob {_fmt(info.logprob)} · score {_fmt(info.score)}"
     if info.normalized_score is not None:
-        scores += f", length-normalised {_fmt(info.normalized_score)}"
+        lp = length_penalty(panel.trace) if panel.trace is not None else None
+        scores = f"log-prob {_fmt(info.logprob)} · summed token scores {_fmt(info.score)} · score " + (
+            f"{_fmt(info.normalized_score)} = {_fmt(info.score)} / {info.length}^{lp:g}" if lp is not None and
+            info.length is not None else f"{_fmt(info.normalized_score)} (no length penalty)")
     note = f" ({html.escape(info.note)})" if info.note else ""
     text = html.escape(visible(info.text)) if info.text else "∅"
     return (f"<div><b>{html.escape(panel.key)}</b> · node {html.escape(info.key)} · {html.escape(info.kind)}{note}"

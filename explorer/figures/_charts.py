@@ -28,6 +28,7 @@ from explorer.figures._style import (
     safe_label,
 )
 from explorer.figures._theme import Theme, palette, resolve_theme
+from explorer.scoring import path_scores, score_formula
 from explorer.trace import Candidate, Hypothesis, Result, Trace
 
 __all__ = ["constraint_progress", "message_figure", "score_timelines", "step_candidates"]
@@ -75,7 +76,8 @@ def _candidate_hover(c: Candidate) -> str:
     lines = [f"<b>{safe_hover(c.text)}</b>  id {c.token_id} · vocab rank {c.rank + 1}",
              f"log-prob {fmt(c.logprob)} · p {pct(c.logprob)}"]
     lines += [f"  {esc(name)} {adjustment(v)}" for name, v in c.adjustments if v != 0.0]
-    lines += [f"processed score {fmt(c.score)} · p {pct(c.score)}", f"cumulative {fmt(c.total)}"]
+    lines += [f"token score {fmt(c.score)} (after the processors) · p {pct(c.score)}",
+              f"path score {fmt(c.total)} (summed token scores)"]
     words = moved(c)
     if words is not None:
         lines.append(words)
@@ -159,57 +161,59 @@ def step_candidates(trace: Trace, hyp_id: int, *, theme: Theme | None = None) ->
 
 
 def _timeline(trace: Trace, result: Result, idx: Index) -> tuple[list[float], list[float], list[str]]:
-    """Depth, cumulative score and hover of each point of one result's path, ending at the result's score."""
+    """Depth, path log-prob and hover of each point of one result's path; the last hover gives the result's
+    score. A token whose candidate was not recorded ends the line (its log-prob is unknown)."""
     path = result_path(trace, result, idx)
-    xs, ys, hover = [], [], []
-    for hyp in path.hyps:
-        made = idx.made.get(("h", hyp.id))
-        xs.append(float(len(hyp.token_ids)))
-        ys.append(hyp.score)
-        hover.append(f"{safe_hover(made.text) if made else 'prompt'} · h{hyp.id} · cumulative {fmt(hyp.score)}")
-    if path.tail is not None:
-        xs.append(float(len(path.tail.token_ids)))
-        ys.append(path.tail.score)
-        hover.append(f"{safe_hover(path.last.text) if path.last else '?'} · f{path.tail.id} · ended "
-                     f"({esc(path.tail.reason)}) · cumulative {fmt(path.tail.score)}")
-    elif path.last is not None:
-        xs.append(xs[-1] + 1 if xs else 1.0)
-        ys.append(path.last.total)
-        hover.append(f"{safe_hover(path.last.text)} · cumulative {fmt(path.last.total)}")
-    if hover:
-        hover[-1] += f"<br><b>final score {fmt(result.score)}</b> (length-penalised)"
+    xs, ys, hover = [0.0], [0.0], ["prompt · log-prob 0"]
+    total = 0.0
+    for depth, cand in enumerate(path.tokens, start=1):
+        if cand is None:
+            break
+        total += cand.logprob
+        xs.append(float(depth))
+        ys.append(total)
+        hover.append(f"{safe_hover(cand.text)} · token log-prob {fmt(cand.logprob)} · path log-prob {fmt(total)}")
+    scores = path_scores(path.tokens)
+    end = f"<br><b>score {fmt(result.score)}</b> ({esc(score_formula(trace))})"
+    if scores.diversity is not None:
+        end += f"<br>of which diversity penalty {fmt(scores.diversity)}"
+    if scores.logprob is None:
+        end += "<br>(a token's probability was not recorded: the line stops before it)"
+    hover[-1] += end
     return xs, ys, hover
 
 
 def score_timelines(traces: Mapping[str, Trace], *, theme: Theme | None = None) -> go.Figure:
-    """Cumulative log-prob of each result along its path, step by step, strategies overlaid.
+    """Log-prob of each result along its path, token by token, strategies overlaid: the model's summed
+    log-probability, the same quantity for every strategy (higher: more likely).
 
     One colour per panel (strategy), one dash per result rank; the last point (a diamond) is where the result
-    ended, and its hover and the legend give the result's final, length-penalised score. ``theme`` as in
-    :func:`step_candidates`.
+    ended, and its hover and the legend also give the result's score (what its strategy ranked it by, with the
+    length penalty's formula in the beam family). ``theme`` as in :func:`step_candidates`.
 
     >>> import explorer
     >>> m = explorer.load_model("tiny-random")
     >>> t = explorer.decode(m, [5, 6], strategy="beam", max_new_tokens=3, length_penalty=0.0)
     >>> fig = score_timelines({"beam": t})
-    >>> fig.data[0].name.startswith("beam · result 0 (final "), abs(fig.data[0].y[-1] - t.results[0].score) < 1e-6
+    >>> fig.data[0].name.startswith("beam · result 0 (log-prob "), abs(fig.data[0].y[-1] - t.results[0].score) < 1e-5
     (True, True)
     """
     fig = go.Figure(layout=base_layout(resolve_theme(theme), height=380,
-                                       title={"text": "Score along each result's path", "x": 0.01}))
+                                       title={"text": "Log-prob along each result's path (the model's, summed)",
+                                              "x": 0.01}))
     for i, (name, trace) in enumerate(traces.items()):
         idx = index(trace)
         for result in trace.results:
             xs, ys, hover = _timeline(trace, result, idx)
             fig.add_trace(go.Scatter(
                 x=xs, y=ys, mode="lines+markers", legendgroup=name,
-                name=f"{esc_name(name)} · result {result.rank} (final {fmt(result.score)})",
+                name=f"{esc_name(name)} · result {result.rank} (log-prob {fmt(ys[-1])}, score {fmt(result.score)})",
                 line={"color": panel_color(i), "dash": DASHES[result.rank % len(DASHES)], "width": 2.5},
                 marker={"size": [5] * (len(xs) - 1) + [11], "symbol": ["circle"] * (len(xs) - 1) + ["diamond"]},
                 hovertext=[f"{esc_name(name)} · result {result.rank}<br>{h}" for h in hover], hoverinfo="text"))
     longest = max((len(r.token_ids) for t in traces.values() for r in t.results), default=0)
     fig.update_xaxes(title="tokens generated", zeroline=False, dtick=1 if longest <= 16 else None, tickformat="d")
-    fig.update_yaxes(title="cumulative score")
+    fig.update_yaxes(title="log-prob (summed)")
     fig.update_layout(legend={"orientation": "v", "x": 1.01, "xanchor": "left", "y": 1.0, "yanchor": "top"})
     return fig
 

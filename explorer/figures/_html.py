@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from explorer.figures._paths import index, result_path
 from explorer.figures._style import CONTROLS, MISSING, clip, esc, esc_name, fmt, panel_color, pct, visible
+from explorer.scoring import LOGPROB_MEANS, path_scores, score_formula, score_means
 from explorer.trace import Result, Trace
 
 __all__ = ["results_table_html", "tokens_html"]
@@ -63,31 +64,38 @@ def tokens_html(trace: Trace, rank: int = 0) -> str:
         # Each token is its own bidi isolate: a right-to-left token cannot reorder its neighbours.
         spans.append(f'<span class="explorer-token" style="{style}border-radius:3px;margin-right:1px;'
                      f'unicode-bidi:isolate" title="{tip}">{_token_body(text)}</span>')
+    logprob = path_scores(path.tokens).logprob
     head = (f'<div class="explorer-tokens-head" style="font-size:0.85em;color:{MUTED};margin-bottom:4px">'
-            f"result {result.rank} · score {fmt(result.score)} · {len(result.token_ids)} tokens"
+            f"result {result.rank} · log-prob {fmt(logprob)} · score {fmt(result.score)} · "
+            f"{len(result.token_ids)} tokens"
             f"{' · ended with eos' if result.ended_with_eos else ''} · darker = less likely</div>")
     body = "".join(spans)
     return (f'<div class="explorer-tokens" style="font-family:Menlo,Consolas,monospace;line-height:1.8">{head}'
             f'<div style="white-space:pre-wrap;word-break:break-word">{body}</div></div>')
 
 
-def _cell(text: str, title: str | None = None, style: str = "") -> str:
+def _cell(text: str, title: str | None = None, style: str = "", cls: str = "") -> str:
     """A table cell of already escaped text."""
     tip = f' title="{title}"' if title else ""
-    return f'<td style="padding:2px 8px;white-space:nowrap;{style}"{tip}>{text}</td>'
+    klass = f' class="{cls}"' if cls else ""
+    return f'<td{klass} style="padding:2px 8px;white-space:nowrap;{style}"{tip}>{text}</td>'
 
 
-def _row(panel: str, color: str, trace: Trace, result: Result) -> str:
+def _row(panel: str, color: str, trace: Trace, result: Result, diverse: bool) -> str:
     """One result as a table row."""
     satisfied = {True: "✓", False: "✗", None: MISSING}[result.constraints_satisfied]
     text = result.text.translate(CONTROLS)  # no bidi override or control character acts on the cell
     short = esc(clip(text, 58))
+    scores = path_scores(result_path(trace, result).tokens)
     cells = [
         _cell(esc_name(panel), title=esc(panel.translate(CONTROLS), quote=True),
               style=f"border-left:4px solid {color}"),
         _cell(esc(trace.strategy)),
         _cell(str(result.rank), style="text-align:right"),
-        _cell(fmt(result.score), style="text-align:right"),
+        _cell(fmt(scores.logprob), style="text-align:right", cls="explorer-logprob"),
+        _cell(fmt(result.score), title=esc(score_formula(trace), quote=True), style="text-align:right",
+              cls="explorer-score"),
+        *([_cell(fmt(scores.diversity), style="text-align:right")] if diverse else []),
         _cell(f"{len(result.token_ids)}{' (eos)' if result.ended_with_eos else ''}", style="text-align:right"),
         _cell(satisfied, style="text-align:center"),
         _cell(str(result.finished_step), style="text-align:right"),
@@ -98,8 +106,10 @@ def _row(panel: str, color: str, trace: Trace, result: Result) -> str:
 
 
 def results_table_html(traces: Mapping[str, Trace]) -> str:
-    """A compact table of every result of every panel: panel, strategy, rank, score, length, constraints satisfied,
-    finished step, the run's time, and the text (all escaped), in ``<table class="explorer-summary">``.
+    """A compact table of every result of every panel: panel, strategy, rank, log-prob (the model's, comparable
+    across panels), score (what the strategy ranks by), the diversity penalty's part when a diverse search ran,
+    length, constraints satisfied, finished step, the run's time, and the text (all escaped), in
+    ``<table class="explorer-summary">``; its caption says what log-prob and score are.
 
     >>> import explorer
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=2)
@@ -107,10 +117,14 @@ def results_table_html(traces: Mapping[str, Trace]) -> str:
     >>> table.startswith('<table class="explorer-summary"'), table.count("<tr>")
     (True, 2)
     """
-    heads = ("panel", "strategy", "rank", "score", "length", "constraints", "finished step", "time", "text")
+    diverse = any(float(t.params.get("diversity_penalty") or 0.0) != 0.0 for t in traces.values())
+    heads = ("panel", "strategy", "rank", "log-prob", "score", *(("diversity",) if diverse else ()), "length",
+             "constraints", "finished step", "time", "text")
     style = f"padding:2px 8px;text-align:left;white-space:nowrap;border-bottom:1px solid {RULE}"
     head = "".join(f'<th style="{style}">{h}</th>' for h in heads)
-    rows = [_row(name, panel_color(i), trace, result)
+    rows = [_row(name, panel_color(i), trace, result, diverse)
             for i, (name, trace) in enumerate(traces.items()) for result in trace.results]
-    return (f'<table class="explorer-summary" style="border-collapse:collapse;font-size:0.9em">'
+    caption = (f'<caption style="caption-side:bottom;text-align:left;color:{MUTED};font-size:0.9em;'
+               f'padding-top:4px">{esc(LOGPROB_MEANS)}.<br>{esc(score_means(traces.values()))}.</caption>')
+    return (f'<table class="explorer-summary" style="border-collapse:collapse;font-size:0.9em">{caption}'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")

@@ -22,6 +22,7 @@ from explorer.figures._style import (
     safe_label,
 )
 from explorer.frames import tree_frames
+from explorer.scoring import length_penalty, path_scores
 from explorer.trace import Candidate, ConstraintProgress, Trace
 
 __all__ = ["BAND", "TreeLayout", "tree_layout"]
@@ -151,29 +152,63 @@ def _constraint_lines(progress: ConstraintProgress, names: list[str]) -> list[st
     return ["constraints:", *lines, f"  bank {progress.bank} · {done}"]
 
 
+def _diversity(idx: Index, fin_id: int) -> float | None:
+    """The diversity penalty's part of a finished entry's summed token scores (``None``: none applied)."""
+    fin = idx.fins.get(fin_id)
+    if fin is None:
+        return None
+    cands = [idx.made.get(("f", fin.id))]
+    hyp, seen = idx.hyps.get(fin.hypothesis), set()
+    while hyp is not None and hyp.parent is not None and hyp.id not in seen:  # a loaded trace could loop
+        seen.add(hyp.id)
+        cands.append(idx.made.get(("h", hyp.id)))
+        hyp = idx.hyps.get(hyp.parent)
+    return path_scores(cands).diversity
+
+
+def _finished_lines(idx: Index, ident: Any, score: float, norm: float, lp: float | None, diverse: bool,
+                    accepted: Any) -> list[str]:
+    """Hover lines of a finished entry's score: how the strategy scored it (the length penalty's formula in the
+    beam family), the diversity penalty's part, and whether the pool took it."""
+    verdict = "accepted into the pool" if accepted is True else "not accepted"
+    fin = idx.fins.get(int(ident)) if ident is not pd.NA else None
+    if lp is not None and fin is not None:
+        how = f" = {fmt(score)} / {fin.length}^{lp:g} (summed token scores / length^length_penalty)"
+    else:
+        how = " (summed token scores; no length penalty)"
+    lines = [f"<b>score {fmt(norm)}</b>{how} · {verdict}"]
+    part = _diversity(idx, int(ident)) if diverse and ident is not pd.NA else None
+    if part is not None:
+        lines.append(f"of which diversity penalty {fmt(part)}")
+    return lines
+
+
 def _hover(trace: Trace, idx: Index, nodes: pd.DataFrame, many_groups: bool) -> list[str]:
-    """Hover text of every node (token text made visible and escaped: it is untrusted)."""
+    """Hover text of every node (token text made visible and escaped: it is untrusted). Every node gives its
+    path's log-prob (the model's) and score (summed token scores); a finished entry the score it was ranked by."""
     names = constraint_names(trace.constraints)
+    lp = length_penalty(trace)
+    diverse = float(trace.params.get("diversity_penalty") or 0.0) != 0.0
     tokens: dict[Any, str] = {pd.NA: "?"}  # texts repeat a lot: escape each once
     whys: dict[Any, str] = {}
     cols = ("node", "id", "kind", "step", "slot", "group", "parent_id", "token_id", "text", "score", "why",
-            "normalized_score", "accepted", "reason", "note", "result_rank", "expanded")
+            "normalized_score", "accepted", "reason", "note", "result_rank", "expanded", "path_logprob")
     out = []
     for key, ident, kind, step, slot, group, parent_id, token_id, text, score, why, norm, accepted, reason, note, \
-            rank, expanded in zip(*(nodes[c].tolist() for c in cols), strict=True):
+            rank, expanded, path_lp in zip(*(nodes[c].tolist() for c in cols), strict=True):
         c = _candidate(idx, key, ident, step, parent_id, token_id)
         place = f"step {step}" + (f" · slot {slot}" if slot is not pd.NA else "") + \
             (f" · group {group}" if many_groups else "")
+        path = f"path: log-prob {fmt(path_lp)} · score {fmt(score)}"
         if key[0] == "h" and parent_id is pd.NA:
-            lines = [f"<b>prompt</b>  {key} · root · {place}", f"cumulative {fmt(score)}"]
+            lines = [f"<b>prompt</b>  {key} · root · {place}", path]
         else:
             token = tokens.get(text) or tokens.setdefault(text, safe_hover(text))
             lines = [f"<b>{token}</b>  {key} · {kind} · {place}"]
             lines += _candidate_lines(c) if c is not None else ["(candidate not recorded)"]
-            lines.append(f"cumulative {fmt(score)}")
+            lines.append(path)
         if kind == "finished":
-            verdict = "accepted into the pool" if accepted is True else "not accepted"
-            lines.append(f"<b>final score {fmt(norm)}</b> (length-penalised) · {verdict}")
+            lines += _finished_lines(idx, ident, score, norm, lp, diverse, accepted)
             lines.append(f"ended: {esc(reason)}" + (f" · {esc(note)}" if isinstance(note, str) and note else ""))
         if why is not pd.NA:
             lines.append(f"{c.fate if c is not None else kind}: {whys.get(why) or whys.setdefault(why, esc(why))}")

@@ -26,7 +26,7 @@ Floats = npt.NDArray[np.float64]
 GL_ABOVE = 1500  # points in a panel above which it is drawn with WebGL
 LABEL_UP_TO = 60  # nodes of a kind up to which each gets a text label
 WORDS_UP_TO_DEPTH = 10  # deeper runs get no token text beside their nodes (it would overlap)
-_COLORBAR = {"score": "cumulative score", "logprob": "token log-prob"}
+_COLORBAR = {"score": "path score (summed)", "logprob": "token log-prob"}
 _LEAF_KINDS = ("pruned", "pushed down", "masked")
 #: Leaves' symbols: a dot for the pruned, a down triangle for one of the model's favourites a processor pushed out of
 #: the top-k, a cross for a masked one.
@@ -223,6 +223,27 @@ def _nodes(p: _Panel, gl: bool) -> list[dict[str, Any]]:
     return out
 
 
+#: Marker size of the click targets: a radius of 3 px, the smallest plotly.js measures (see :func:`_targets`).
+TARGET_SIZE = 6
+
+
+def _targets(p: _Panel) -> list[dict[str, Any]]:
+    """Invisible click targets on the hypotheses and finished entries, drawn after the leaves.
+
+    plotly.js picks the point under the cursor by distance minus the marker's radius, but never less than
+    ``1 - 3 / radius``: a small marker (a pruned leaf) within 3 px of the cursor is at distance 0, a hypothesis's
+    larger marker at 0.45 at best, so a click on a hypothesis picked a leaf drawn beside it. A target of radius 3
+    is at distance 0 too, and plotly.js gives a tie to the later trace: a hypothesis now wins where it is drawn.
+    """
+    rows = np.flatnonzero(p.shown & np.isin(p.lay.kind, ("hypothesis", "finished")))
+    if not len(rows):
+        return []
+    return [_scatter(False, x=p.lay.x[rows], y=p.lay.y[rows], mode="markers", name="click targets",
+                     showlegend=False, hovertext=p.lay.hover[rows], hoverinfo="text",
+                     marker={"size": TARGET_SIZE, "color": "rgba(0,0,0,0)"},
+                     customdata=_customdata(p.lay, p.name, rows))]
+
+
 def _kind_legend(p: _Panel, gl: bool) -> list[dict[str, Any]]:
     """Legend entries of the scored kinds (hypotheses, finished entries), apart from their markers.
 
@@ -264,7 +285,8 @@ def _group_legend(p: _Panel) -> list[dict[str, Any]]:
 def _panel(p: _Panel) -> list[dict[str, Any]]:
     """Every trace of one panel, back to front."""
     gl = int(p.shown.sum()) > GL_ABOVE
-    return [*_edges(p, gl), *_nodes(p, gl), *_paths(p, gl), *_kind_legend(p, gl), *_ring(p), *_group_legend(p)]
+    return [*_edges(p, gl), *_nodes(p, gl), *_paths(p, gl), *_targets(p), *_kind_legend(p, gl), *_ring(p),
+            *_group_legend(p)]
 
 
 def _shown(lay: TreeLayout, show_pruned: bool, upto_step: int | None) -> Mask:
@@ -380,15 +402,15 @@ def search_tree(trace: Trace | TreeLayout, *, color: ColorMode = "score", show_p
                 theme: Theme | None = None, width: int | None = None) -> go.Figure:
     """The search tree of one run as a beam lattice: x is the depth, y the slot, edges from parent to child.
 
-    Hypotheses are dots coloured by ``color`` (``"score"``: cumulative score, ``"logprob"``: the token's raw
-    log-prob, ``"group"``: one hue per diverse-search group), finished entries diamonds (open: not accepted into
-    the pool) labelled with their length-penalised score, pruned and masked candidates small faded leaves fanned
-    out in their parent's band (``show_pruned=False`` drops them). Each result's path is drawn bold in its rank's
-    colour, over the nodes. ``upto_step`` shows only what steps ``0..upto_step`` decided; ``selected`` rings a node
-    key. Labels go where they overlap no other label and stay inside the panel, else are left out (hovers have
-    them). ``width`` is the figure's width in pixels (``None``: its container's, labels placed for 900 px).
-    ``theme`` is ``"light"`` or ``"dark"`` (``None``: the theme of Plotly's default template, see
-    :func:`explorer.figures.resolve_theme`).
+    Hypotheses are dots coloured by ``color`` (``"score"``: the path's summed token scores, ``"logprob"``: the
+    token's raw log-prob, ``"group"``: one hue per diverse-search group), finished entries diamonds (open: not
+    accepted into the pool) labelled with their score (as the pool ranks them: length-penalised in the beam family),
+    pruned and masked candidates small faded leaves fanned out in their parent's band (``show_pruned=False`` drops
+    them). Each result's path is drawn bold in its rank's colour, over the nodes. ``upto_step`` shows only what
+    steps ``0..upto_step`` decided; ``selected`` rings a node key. Labels go where they overlap no other label and
+    stay inside the panel, else are left out (hovers have them). ``width`` is the figure's width in pixels
+    (``None``: its container's, labels placed for 900 px). ``theme`` is ``"light"`` or ``"dark"`` (``None``: the
+    theme of Plotly's default template, see :func:`explorer.figures.resolve_theme`).
 
     Every marker's ``customdata`` is ``[panel, node]``: ``panel`` is ``None`` here (the panel key in
     :func:`search_trees`), ``node`` a key of :func:`explorer.frames.tree_frames` (``h<id>``, ``f<id>``,
@@ -420,7 +442,7 @@ def search_trees(traces: Mapping[str, Trace | TreeLayout], *, color: ColorMode =
     >>> runs = {s: explorer.decode(m, [5, 6], strategy=s, max_new_tokens=3) for s in ("greedy", "beam")}
     >>> fig = search_trees(runs)
     >>> [a.text for a in fig.layout.annotations]  # the panels' titles, then the colour bar's
-    ['greedy', 'beam', 'cumulative score']
+    ['greedy', 'beam', 'path score (summed)']
     """
     lays: dict[str | None, TreeLayout] = {name: _as_layout(item) for name, item in traces.items()}
     return _draw(lays, color=color, show_pruned=show_pruned, upto_step=upto_step, selected=selected, title=title,

@@ -126,3 +126,26 @@ def test_nodes_and_branch_requests(tiny: CausalLM) -> None:
         branch_request(trace, trace.steps[3].hypotheses[0], cand.token_id)
     with pytest.raises(KeyError):
         describe(trace, "h9999")
+
+
+def test_panel_numbers_stay_small_as_panels_come_and_go() -> None:
+    """A new panel takes the smallest free number (not #7, #8 after a few removals), never one a branch names as
+    its source."""
+    state = st.initial_state("m", ("greedy", "beam", "diverse"))
+    assert [p.id for p in state.panels] == [1, 2, 3]
+    state = st.remove_panel(st.remove_panel(state, 2), 3)
+    state = st.add_panel(st.add_panel(state, "beam"), "diverse")
+    assert [p.key for p in state.panels] == ["#1 greedy", "#2 beam", "#3 diverse"]
+    source = state.panels[1]
+    branch = st.Branch(source.id, "h3", 1, 5, "x", 2)
+    state = st.add_branch(state, source, branch, dict(source.params))
+    assert [p.id for p in state.panels] == [1, 2, 4, 3]
+    assert state.next_id - 1 == 4  # the branch just added: the fork's job is its panel
+    state = st.add_panel(st.remove_panel(state, 2), "sample")  # #2 is gone, but its branch still names it
+    assert [p.id for p in state.panels] == [1, 4, 3, 5]
+
+
+def test_the_progress_bar_empties_after_an_error() -> None:
+    state = st.start_run(st.initial_state("m"), (1, 2), 40, "running")
+    assert st.finish_run(st.set_progress(state, 40), "done: 2 panels").progress == (40, 40)
+    assert st.finish_run(st.set_progress(state, 13), "error: out of memory").progress == (0, 40)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from ipywidgets.widgets.widget_description import DescriptionWidget
 from plotly.callbacks import Points
 from widget_text import visible_error
 
@@ -310,3 +311,45 @@ def test_a_model_that_fails_to_load_is_reported_inline(tmp_path: Any) -> None:
     app.controls.model.value = "tiny-random"
     assert app.model is not None
     assert visible_error(app.controls.errors["model"]) == ""
+
+
+def test_a_refused_run_keeps_the_traces_and_changed_settings_mark_them_stale(app: Explorer) -> None:
+    """A Run refused for a bad value keeps every panel's last trace and tables; a panel whose settings changed
+    since its run says so, until the next run."""
+    assert app.run(wait=True) is not None
+    traces = [p.trace for p in app.state.panels]
+    assert all(t is not None for t in traces)
+    greedy, beam = app.panel(0), app.panel(1)
+    assert "stale" not in greedy.results.value
+    assert "stale" not in beam.results.value
+    beam.knobs["num_beams"].value = 3  # the beam panel's settings change: its trace is stale, greedy's is not
+    assert "stale: settings changed since this run" in beam.results.value
+    assert "stale" not in greedy.results.value
+    app.controls.max_new_tokens.value = 0  # refused: the run does not start
+    assert app.run(wait=True) is None
+    assert app.state.status.startswith("error: ")
+    assert [p.trace for p in app.state.panels] == traces  # nothing lost
+    assert "stale" in greedy.results.value  # the budget changed for both
+    assert "explorer-result-head" in beam.results.value  # the old results are still shown
+    app.controls.max_new_tokens.value = 6
+    app.controls.prompt.value = app.state.prompt + " again"
+    assert app.run(wait=True) is not None
+    assert "stale" not in greedy.results.value
+    assert "stale" not in beam.results.value
+
+
+def test_every_labelled_widget_has_a_tooltip_and_the_status_says_what_it_timed(app: Explorer) -> None:
+    """ipywidgets writes a missing tooltip as ``title="null"`` (about a hundred of them on the page); the status
+    line gives the decoding time and the time from Run until the page was sent everything."""
+    app.run(wait=True)
+    shown, todo = [], [app.widget, *(c.box for c in app._panels.values()),
+                       *(w for c in app._panels.values() for w in (*c.rows.values(), c.constraint_box))]
+    while todo:
+        widget = todo.pop()
+        shown += [widget] if isinstance(widget, DescriptionWidget) else []
+        todo.extend(getattr(widget, "children", ()) or ())
+    assert len(shown) > 40
+    assert [(type(w).__name__, w.description) for w in shown if w.tooltip is None] == []
+    assert re.fullmatch(r"done: 2 panels, 12 steps, decoding \d+\.\d s; \d+\.\d s from Run until sent to the page",
+                        app.state.status), app.state.status
+    assert app.controls.progress.value == app.controls.progress.max
