@@ -17,6 +17,7 @@ from transformers.generation import candidate_generator as cg
 import explorer
 from explorer.invariants import check_trace
 from explorer.models.base import CausalLM
+from explorer.models.tiny import build_model, tiny_tokenizer
 
 
 def reference(target: CausalLM, prompt: list[int], params: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
@@ -124,6 +125,33 @@ def test_another_tokenizer_matches_transformers(tiny: CausalLM, prompt: str, par
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Universal assisted decoding: a draft with its own byte-level BPE, re-encoded through text both ways."""
     check(tiny, list(explorer.tokenize_prompt(tiny, prompt)), params, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def padded_tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tiny-random's own weights under its tokenizer with 8 tokens added (vocabulary 1008): another tokenizer for the
+    reference, but a draft that agrees with the target, so that re-encoded drafts are accepted too."""
+    folder = tmp_path_factory.mktemp("tiny-padded")
+    tokenizer = tiny_tokenizer()
+    tokenizer.add_tokens([f"<extra_{i}>" for i in range(8)])
+    model = build_model()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.reference
+def test_an_agreeing_draft_with_another_tokenizer_matches_transformers(tiny: CausalLM, padded_tiny: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    prompt = list(explorer.tokenize_prompt(tiny, "Once upon a time there was a little girl who"))
+    params = {"assistant_model": padded_tiny, "max_new_tokens": 25, "num_assistant_tokens": 3,
+              "num_assistant_tokens_schedule": "heuristic", "assistant_confidence_threshold": 0.0}
+    check(tiny, prompt, params, monkeypatch)
+    trace = explorer.decode(tiny, prompt, "assisted", **params)
+    assert sum(s.speculation.accepted for s in trace.steps if s.speculation) > 0
 
 
 @pytest.mark.slow
