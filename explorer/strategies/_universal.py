@@ -185,7 +185,8 @@ class Translated:
                  setup: Setup) -> None:
         self.model, self.drafter, self.setup = model, ModelDraft(model, setup, True), setup
         self.target, self.draft_tokenizer = target, draft
-        shared = shared_tokens(target, draft)
+        shared = {d: t for d, t in shared_tokens(target, draft).items()  # tokens both models have logits for
+                  if d < model.info.vocab_size and t < setup.vocab_size}
         self.to_target, self.to_draft_id = shared, {t: d for d, t in shared.items()}
         allowed = torch.zeros(model.info.vocab_size, dtype=torch.bool)
         allowed[list(shared)] = True
