@@ -2,7 +2,7 @@
 against plain traced greedy, as ratios measured in one run.
 
 Usage: ``python benchmarks/bench_speculative.py [--model smollm2-135m] [--tokens 60] [--repeats 1] [--threads 2]
-[--json out.json]``
+[--only "another tokenizer"] [--json out.json]``
 
 For each prompt (two plain, two chat) it times plain traced greedy (the baseline), the reference's plain greedy
 ``generate()``, and for each draft configuration traced ``assisted`` and the reference's ``generate()`` with the same
@@ -43,6 +43,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "early exit 15 of 30, constant 4": {"assistant_early_exit": 15, "num_assistant_tokens": 4},
     "prompt lookup 10": {"prompt_lookup_num_tokens": 10},
     "prompt lookup 3": {"prompt_lookup_num_tokens": 3},
+    "another tokenizer: tiny-random-bpe, constant 4": {"assistant_model": "tiny-random-bpe", "num_assistant_tokens": 4},
+    "another tokenizer: tiny-random, constant 4": {"assistant_model": "tiny-random", "num_assistant_tokens": 4},
 }
 
 
@@ -80,6 +82,9 @@ def reference(model: CausalLM, ids: list[int], tokens: int, params: dict[str, An
         draft = explorer.load_model(p.pop("assistant_model"), p.pop("assistant_dtype", "float32"))
         config = draft.hf.generation_config  # type: ignore[attr-defined]
         kwargs["assistant_model"] = draft.hf  # type: ignore[attr-defined]
+        if draft.info.vocab_size != model.info.vocab_size:  # universal assisted decoding: both tokenizers
+            kwargs["tokenizer"] = model.tokenizer.hf  # type: ignore[attr-defined]
+            kwargs["assistant_tokenizer"] = draft.tokenizer.hf  # type: ignore[attr-defined]
     elif "assistant_early_exit" in p:
         config = hf.generation_config
     layers = hf.config.num_hidden_layers  # an early exit's draft forwards run fewer layers: not the target's
@@ -103,13 +108,16 @@ def reference(model: CausalLM, ids: list[int], tokens: int, params: dict[str, An
     return run
 
 
-def measure(model: CausalLM, tokens: int, repeats: int) -> dict[str, dict[str, float]]:
-    """Summed best-of-``repeats`` seconds and target forwards of every run kind over the prompts."""
+def measure(model: CausalLM, tokens: int, repeats: int, only: str = "") -> dict[str, dict[str, float]]:
+    """Summed best-of-``repeats`` seconds and target forwards of every run kind over the prompts (the draft
+    configurations whose name contains ``only``)."""
     kinds: dict[str, Callable[[list[int]], Callable[[], int]]] = {
         "traced greedy": lambda ids: traced(model, ids, tokens, {}),
         "reference greedy": lambda ids: reference(model, ids, tokens, {}),
     }
     for name, params in CONFIGS.items():
+        if only not in name:
+            continue
         kinds[f"traced: {name}"] = lambda ids, params=params: traced(model, ids, tokens, params)
         kinds[f"reference: {name}"] = lambda ids, params=params: reference(model, ids, tokens, params)
     totals = {kind: {"s": 0.0, "forwards": 0.0} for kind in kinds}
@@ -130,13 +138,13 @@ def measure(model: CausalLM, tokens: int, repeats: int) -> dict[str, dict[str, f
     return totals
 
 
-def table(totals: dict[str, dict[str, float]], tokens: int) -> str:
+def table(totals: dict[str, dict[str, float]], tokens: int, only: str = "") -> str:
     """The Markdown table of RESULTS.md."""
     base = totals["traced greedy"]["s"]
     rows = [f"| run ({len(PROMPTS)} prompts x {tokens} tokens) | time (s) | / traced greedy | traced / reference "
             "| target forwards |", "|---|---|---|---|---|"]
     for kind in ("traced greedy", "reference greedy", *(f"{side}: {name}" for name in CONFIGS
-                                                       for side in ("traced", "reference"))):
+                                                       if only in name for side in ("traced", "reference"))):
         t = totals[kind]
         versus = ""
         if kind.startswith("traced: "):
@@ -152,12 +160,13 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", default="", help="only the draft configurations whose name contains this")
     parser.add_argument("--json", help="also write the totals as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = explorer.load_model(args.model)
-    totals = measure(model, args.tokens, args.repeats)
-    print(table(totals, args.tokens))
+    totals = measure(model, args.tokens, args.repeats, args.only)
+    print(table(totals, args.tokens, args.only))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(totals, out, indent=1)
