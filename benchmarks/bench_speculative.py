@@ -2,7 +2,7 @@
 against plain traced greedy, as ratios measured in one run.
 
 Usage: ``python benchmarks/bench_speculative.py [--model smollm2-135m] [--tokens 60] [--repeats 1] [--threads 2]
-[--workload mixed|copy] [--json out.json]``
+[--workload mixed|copy] [--only "another tokenizer"] [--json out.json]``
 
 Two workloads: ``mixed`` (two plain prompts, two chat; every draft configuration) and ``copy`` (four chat prompts
 whose answer repeats the prompt with an edit: a typo fixed, a name changed, a list or a record copied; the
@@ -57,6 +57,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "early exit 15 of 30, constant 4": {"assistant_early_exit": 15, "num_assistant_tokens": 4},
     "prompt lookup 10": {"prompt_lookup_num_tokens": 10},
     "prompt lookup 3": {"prompt_lookup_num_tokens": 3},
+    "another tokenizer: tiny-random-bpe, constant 4": {"assistant_model": "tiny-random-bpe", "num_assistant_tokens": 4},
+    "another tokenizer: tiny-random, constant 4": {"assistant_model": "tiny-random", "num_assistant_tokens": 4},
 }
 
 #: The configurations each workload times.
@@ -64,6 +66,12 @@ WORKLOADS: dict[str, tuple[list[tuple[str, bool]], tuple[str, ...]]] = {
     "mixed": (PROMPTS, tuple(CONFIGS)),
     "copy": (COPY_PROMPTS, ("prompt lookup 10", "prompt lookup 3", "bf16 self-draft, constant 20 (default)")),
 }
+
+
+def _chosen(workload: str, only: str) -> tuple[list[tuple[str, bool]], tuple[str, ...]]:
+    """The workload's prompts, and its draft configurations whose name contains ``only``."""
+    prompts, configs = WORKLOADS[workload]
+    return prompts, tuple(name for name in configs if only in name)
 
 
 def _timed(run: Callable[[], int]) -> tuple[float, int]:
@@ -100,6 +108,9 @@ def reference(model: CausalLM, ids: list[int], tokens: int, params: dict[str, An
         draft = explorer.load_model(p.pop("assistant_model"), p.pop("assistant_dtype", "float32"))
         config = draft.hf.generation_config  # type: ignore[attr-defined]
         kwargs["assistant_model"] = draft.hf  # type: ignore[attr-defined]
+        if draft.info.vocab_size != model.info.vocab_size:  # universal assisted decoding: both tokenizers
+            kwargs["tokenizer"] = model.tokenizer.hf  # type: ignore[attr-defined]
+            kwargs["assistant_tokenizer"] = draft.tokenizer.hf  # type: ignore[attr-defined]
     elif "assistant_early_exit" in p:
         config = hf.generation_config
     layers = hf.config.num_hidden_layers  # an early exit's draft forwards run fewer layers: not the target's
@@ -123,9 +134,11 @@ def reference(model: CausalLM, ids: list[int], tokens: int, params: dict[str, An
     return run
 
 
-def measure(model: CausalLM, tokens: int, repeats: int, workload: str = "mixed") -> dict[str, dict[str, float]]:
-    """Summed best-of-``repeats`` seconds and target forwards of every run kind over the workload's prompts."""
-    prompts, configs = WORKLOADS[workload]
+def measure(model: CausalLM, tokens: int, repeats: int, workload: str = "mixed",
+            only: str = "") -> dict[str, dict[str, float]]:
+    """Summed best-of-``repeats`` seconds and target forwards of every run kind over the workload's prompts (the
+    draft configurations whose name contains ``only``)."""
+    prompts, configs = _chosen(workload, only)
     kinds: dict[str, Callable[[list[int]], Callable[[], int]]] = {
         "traced greedy": lambda ids: traced(model, ids, tokens, {}),
         "reference greedy": lambda ids: reference(model, ids, tokens, {}),
@@ -152,9 +165,9 @@ def measure(model: CausalLM, tokens: int, repeats: int, workload: str = "mixed")
     return totals
 
 
-def table(totals: dict[str, dict[str, float]], tokens: int, workload: str = "mixed") -> str:
+def table(totals: dict[str, dict[str, float]], tokens: int, workload: str = "mixed", only: str = "") -> str:
     """The Markdown table of RESULTS.md."""
-    prompts, configs = WORKLOADS[workload]
+    prompts, configs = _chosen(workload, only)
     base = totals["traced greedy"]["s"]
     rows = [f"| run ({len(prompts)} {workload} prompts x {tokens} tokens) | time (s) | / traced greedy "
             "| traced / reference | target forwards |", "|---|---|---|---|---|"]
@@ -176,12 +189,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="mixed")
+    parser.add_argument("--only", default="", help="only the draft configurations whose name contains this")
     parser.add_argument("--json", help="also write the totals as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = explorer.load_model(args.model)
-    totals = measure(model, args.tokens, args.repeats, args.workload)
-    print(table(totals, args.tokens, args.workload))
+    totals = measure(model, args.tokens, args.repeats, args.workload, args.only)
+    print(table(totals, args.tokens, args.workload, args.only))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(totals, out, indent=1)

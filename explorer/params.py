@@ -107,9 +107,9 @@ class DecodeParams:
     num_return_sequences: int = param(1, Int(1, LIMITS["num_return_sequences"]), "returns", "results to return",
                                       "sequences returned", "search", basic=True)
     assistant_model: str | None = param(
-        None, ModelName(), "assisted", "the draft model: any model name load_model takes with the target's tokenizer "
-        "(assisted strategies; one candidate source at a time)", "draft model", "draft", basic=True,
-        alias="assistant")
+        None, ModelName(), "assisted", "the draft model: any model name load_model takes; with another tokenizer it "
+        "drafts through text (universal assisted decoding; one candidate source at a time)", "draft model", "draft",
+        basic=True, alias="assistant")
     assistant_dtype: str = param("float32", Choice(("float32", "bfloat16", "float16")), "assisted",
                                  "precision of the draft model (bfloat16 of the target itself: a self-draft)",
                                  "draft precision", "draft", basic=True)

@@ -172,9 +172,11 @@ class Drafted:
 class Speculation:
     """One round of assisted decoding: what was drafted, what the target kept, and what it added itself.
 
-    ``source`` is the candidate source (``assistant_model`` or ``prompt_lookup``). ``added`` is the target's own
-    token after the accepted ones (``added_kind``: ``correction`` after a rejection, ``bonus`` after a fully
-    accepted draft; ``None`` when eos or the budget ended the text first); after a rejection in speculative
+    ``source`` is the candidate source (``assistant_model``, ``assistant_early_exit``, ``prompt_lookup``; a draft
+    with another tokenizer: ``assistant_model (re-encoded)`` with greedy verification, its drafted target tokens
+    without ``draft_prob``, and ``assistant_model (shared tokens)`` with speculative sampling). ``added`` is the
+    target's own token after the accepted ones (``added_kind``: ``correction`` after a rejection, ``bonus`` after a
+    fully accepted draft; ``None`` when eos or the budget ended the text first); after a rejection in speculative
     sampling ``residual`` lists the most likely tokens of the normalised residual ``max(0, p - q)`` it was drawn from.
     ``draft_length`` is the number of tokens the schedule asked for this round, ``next_draft_length`` the next
     round's; ``draft_ms`` the draft's time (the target's forward is the step's ``forward_ms``).

@@ -18,6 +18,7 @@ from explorer.models.base import CausalLM
 from explorer.models.table import TableModel
 from explorer.models.tiny import build_model, tiny_tokenizer
 from explorer.speculation import DRAFTED_COLUMNS, drafted_frame, speculation_stats
+from explorer.strategies._universal import shared_tokens
 from explorer.trace import Trace
 
 WORDS = ["a", "b", "c"]
@@ -263,7 +264,7 @@ def test_early_exit_speculative_sampling_has_the_targets_law(tiny: CausalLM) -> 
 def test_a_draft_with_other_words_is_refused(tables: tuple[CausalLM, str], tmp_path: Path) -> None:
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"name": "other", "tokens": ["x", "y", "z"], "table": {"x": {"y": 1.0}}}))
-    with pytest.raises(explorer.ParameterError, match="a draft with the target's tokenizer"):
+    with pytest.raises(explorer.ParameterError, match="a draft with the target's vocabulary, or transformers"):
         explorer.decode(tables[0], "a", "assisted", assistant_model=str(other), max_new_tokens=3)
 
 
@@ -304,3 +305,33 @@ def test_the_drafted_frame_has_a_row_per_drafted_token(tiny: CausalLM) -> None:
     assert stats.accepted == len(accepted)
     assert stats.tokens == len(trace.results[0].token_ids) == 10
     assert speculation_stats(explorer.decode(tiny, [5, 6, 7], "greedy", max_new_tokens=3)) is None
+
+
+def test_a_draft_with_another_tokenizer_samples_the_targets_law(tiny: CausalLM) -> None:
+    """assisted-sample with a draft of another tokenizer (the reference's universal speculative decoding): it drafts
+    only tokens both vocabularies share, its recorded q is its own distribution moved onto the target's vocabulary,
+    and the first token follows the target's processed distribution, not the draft's."""
+    prompt = list(explorer.tokenize_prompt(tiny, "The best way to bake bread is"))
+    draft = explorer.load_model("tiny-random-bpe")
+    shared = shared_tokens(tiny.tokenizer.hf, draft.tokenizer.hf)  # type: ignore[attr-defined]
+    logits, _ = tiny.start(prompt)
+    p = torch.softmax(logits[0] / 0.5, dim=-1)
+    q_logits, _ = draft.start(draft.tokenizer.encode(tiny.tokenizer.decode(prompt)))
+    allowed = torch.zeros_like(q_logits[0], dtype=torch.bool)
+    allowed[list(shared)] = True
+    q_draft = torch.softmax(q_logits[0].masked_fill(~allowed, -math.inf) / 0.5, dim=-1)
+    q = torch.zeros_like(p)
+    q[list(shared.values())] = q_draft[list(shared)]
+    runs = 400
+    counts: Counter[object] = Counter()
+    for seed in range(runs):
+        trace = explorer.decode(tiny, prompt, "assisted-sample", assistant_model="tiny-random-bpe", seed=seed,
+                                max_new_tokens=2, temperature=0.5, num_assistant_tokens=1, record_top_k=1)
+        counts[trace.results[0].token_ids[0]] += 1
+        first = trace.steps[0].speculation.drafted[0]  # type: ignore[union-attr]
+        assert first.token_id in shared.values()
+        assert first.draft_prob == pytest.approx(float(q[first.token_id]), rel=1e-5)
+    law = {t: float(v) for t, v in enumerate(p.tolist())}
+    df = sum(runs * v >= 5 for v in law.values())
+    assert _chi2(counts, law, runs) < _critical(df)
+    assert _chi2(counts, {t: float(v) for t, v in enumerate(q.tolist())}, runs) > _critical(df)

@@ -1,5 +1,6 @@
 """Assisted decoding against the installed transformers 5.x: the same text, the same drafts round by round, and the
-same number of target forwards, for a draft model (a bfloat16 self-draft), an early exit and prompt lookup, greedy.
+same number of target forwards, for a draft model (a bfloat16 self-draft), a draft with another tokenizer (universal
+assisted decoding), an early exit and prompt lookup, greedy.
 
 The reference's candidate generators are instrumented here (what each round drafted), and a forward hook on the
 target counts its forwards.
@@ -16,6 +17,7 @@ from transformers.generation import candidate_generator as cg
 import explorer
 from explorer.invariants import check_trace
 from explorer.models.base import CausalLM
+from explorer.models.tiny import build_model, tiny_tokenizer
 
 
 def reference(target: CausalLM, prompt: list[int], params: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
@@ -23,7 +25,8 @@ def reference(target: CausalLM, prompt: list[int], params: dict[str, Any], monke
     """transformers' ``generate`` with the same settings: generated ids, each round's draft, target forwards."""
     p = dict(params)
     drafts: list[tuple[int, ...]] = []
-    for cls in (cg.AssistedCandidateGenerator, cg.PromptLookupCandidateGenerator):
+    for cls in (cg.AssistedCandidateGenerator, cg.AssistedCandidateGeneratorDifferentTokenizers,
+                cg.PromptLookupCandidateGenerator):
         original = cls.get_candidates
 
         def recorded(self: Any, input_ids: torch.Tensor, _original: Any = original, **kwargs: Any) -> Any:
@@ -40,6 +43,9 @@ def reference(target: CausalLM, prompt: list[int], params: dict[str, Any], monke
                               ("assistant_confidence_threshold", 0.4)):
             monkeypatch.setattr(config, name, p.pop(name, default))
         kwargs["assistant_model"] = draft.hf  # type: ignore[attr-defined]
+        if draft.info.vocab_size != target.info.vocab_size:  # universal assisted decoding: both tokenizers
+            kwargs["tokenizer"] = target.tokenizer.hf  # type: ignore[attr-defined]
+            kwargs["assistant_tokenizer"] = draft.tokenizer.hf  # type: ignore[attr-defined]
     hf = target.hf  # type: ignore[attr-defined]
     if "assistant_early_exit" in p:  # the draft is the target itself: its schedule is in the target's config
         for name, default in (("num_assistant_tokens", 20), ("num_assistant_tokens_schedule", "constant"),
@@ -102,6 +108,52 @@ def test_tiny_random_matches_transformers(tiny: CausalLM, prompt: list[int], par
     check(tiny, prompt, params, monkeypatch)
 
 
+OTHER_TOKENIZER = {"assistant_model": "tiny-random-bpe"}
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize(
+    ("prompt", "params"),
+    [
+        ("The best way to bake bread is", {**OTHER_TOKENIZER, "max_new_tokens": 30}),
+        ("Once upon a time there was a little girl who", {
+            **OTHER_TOKENIZER, "max_new_tokens": 25, "num_assistant_tokens": 3,
+            "num_assistant_tokens_schedule": "heuristic", "assistant_confidence_threshold": 0.0}),
+    ],
+)
+def test_another_tokenizer_matches_transformers(tiny: CausalLM, prompt: str, params: dict[str, Any],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Universal assisted decoding: a draft with its own byte-level BPE, re-encoded through text both ways."""
+    check(tiny, list(explorer.tokenize_prompt(tiny, prompt)), params, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def padded_tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tiny-random's own weights under its tokenizer with 8 tokens added (vocabulary 1008): another tokenizer for the
+    reference, but a draft that agrees with the target, so that re-encoded drafts are accepted too."""
+    folder = tmp_path_factory.mktemp("tiny-padded")
+    tokenizer = tiny_tokenizer()
+    tokenizer.add_tokens([f"<extra_{i}>" for i in range(8)])
+    model = build_model()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.reference
+def test_an_agreeing_draft_with_another_tokenizer_matches_transformers(tiny: CausalLM, padded_tiny: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    prompt = list(explorer.tokenize_prompt(tiny, "Once upon a time there was a little girl who"))
+    params = {"assistant_model": padded_tiny, "max_new_tokens": 25, "num_assistant_tokens": 3,
+              "num_assistant_tokens_schedule": "heuristic", "assistant_confidence_threshold": 0.0}
+    check(tiny, prompt, params, monkeypatch)
+    trace = explorer.decode(tiny, prompt, "assisted", **params)
+    assert sum(s.speculation.accepted for s in trace.steps if s.speculation) > 0
+
+
 @pytest.mark.slow
 @pytest.mark.reference
 @pytest.mark.parametrize(
@@ -116,6 +168,8 @@ def test_tiny_random_matches_transformers(tiny: CausalLM, prompt: list[int], par
          {"prompt_lookup_num_tokens": 5, "max_new_tokens": 30}),
         ("The best way to bake bread is", False, {"assistant_early_exit": 20, "max_new_tokens": 30,
                                                   "num_assistant_tokens": 4}),
+        ("List the days of the week.", True, {**OTHER_TOKENIZER, "max_new_tokens": 20, "num_assistant_tokens": 4,
+                                              "num_assistant_tokens_schedule": "heuristic_transient"}),
     ],
 )
 def test_smollm2_matches_transformers(smollm2: CausalLM, prompt: str, chat: bool, params: dict[str, Any],

@@ -159,7 +159,8 @@ def test_assisted_decoding_prints_its_rounds(capsys: pytest.CaptureFixture[str])
         (["--assistant", "tiny-random", "--prompt-lookup-num-tokens", "3"], "one candidate source at a time"),
         (["--assistant-early-exit", "2"], "assistant_early_exit=2 is invalid: expected below the target's 2 layers"),
         (["--assistant-early-exit", "1", "--assistant", "tiny-random"], "one candidate source at a time"),
-        (["--assistant", "toy:how-to-generate"], "expected a draft with the target's vocabulary (1000 tokens"),
+        (["--assistant", "toy:how-to-generate"], "expected a draft with the target's vocabulary, or transformers "
+                                                  "tokenizers on both sides to re-encode through text"),
         (["--assistant", "tiny-random", "--num-beams", "2"], "num_beams=2 is invalid: expected unset"),
         ([], "assistant_model=None is invalid: expected a draft model name, or set prompt_lookup_num_tokens or "
              "assistant_early_exit"),

@@ -19,7 +19,7 @@ from explorer.models.tokenizer import Tokenizer
 
 __all__ = [
     "CastSource", "EarlyExit", "HFCausalLM", "Layers", "align_weights", "cache_keyword", "cast_copy", "device_copy",
-    "model_info", "quiet_progress_bars",
+    "model_info", "quiet_progress_bars", "quiet_warnings",
 ]
 
 _Layer = TypeVar("_Layer")
@@ -50,6 +50,17 @@ def quiet_progress_bars() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+@contextmanager
+def quiet_warnings() -> Iterator[None]:
+    """Show only transformers' errors for the duration (its verbosity restored afterwards)."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def cache_keyword(model: torch.nn.Module) -> str:

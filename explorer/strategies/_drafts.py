@@ -6,6 +6,7 @@ in what it proposes and when: the same draft lengths, the same stops, the same f
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -84,6 +85,7 @@ class ModelDraft:
         self.schedule = p.num_assistant_tokens_schedule
         self.threshold = p.assistant_confidence_threshold
         self.cache: object | None = None
+        self.allowed: torch.Tensor | None = None  # [vocab] bool: the only tokens it may draft (None: all)
 
     def propose(self, ids: list[int]) -> Draft:
         """Draft after ``ids``: tokens and the draft's processed scores for each."""
@@ -91,10 +93,17 @@ class ModelDraft:
         budget = min(asked, self.setup.max_length - len(ids) - 1)
         if budget <= 0:
             return Draft((), None, asked, _ms(clock))
-        logits = self._resume(ids)  # [vocab]: the draft's next-token logits after ids
+        tokens, rows = self.draft(ids, self.resume(ids, len(ids) - 2), budget)
+        return Draft(tuple(tokens), torch.stack(rows) if rows else None, asked, _ms(clock))
+
+    def draft(self, ids: list[int], logits: torch.Tensor, budget: int) -> tuple[list[int], list[torch.Tensor]]:
+        """Draft up to ``budget`` tokens after ``ids`` (in the draft's vocabulary), starting from the draft's
+        ``logits`` after them: the tokens and the processed scores of each."""
         tokens: list[int] = []
         rows: list[torch.Tensor] = []
         while True:
+            if self.allowed is not None:
+                logits = logits.masked_fill(~self.allowed, -math.inf)
             seq = torch.tensor([ids + tokens], dtype=torch.long)
             processed = run_processors(self.setup.processors, seq, logits[None], Context(self.setup.prompt_length))
             row = processed[-1][0]  # [vocab]
@@ -107,15 +116,14 @@ class ModelDraft:
                 break
             out, self.cache = self.model.extend([token], self.cache, 1)
             logits = out[0]
-        return Draft(tuple(tokens), torch.stack(rows) if rows else None, asked, _ms(clock))
+        return tokens, rows
 
-    def _resume(self, ids: list[int]) -> torch.Tensor:
-        """The draft's logits after ``ids``: a prefill the first time, else its cache cut to ``len(ids) - 2``
-        positions and the rest fed in one forward."""
+    def resume(self, ids: list[int], held: int) -> torch.Tensor:
+        """The draft's logits after ``ids``: a prefill the first time, else its cache cut to ``held`` positions and
+        the rest fed in one forward."""
         if self.cache is None:
             out, self.cache = self.model.extend(ids, None, 1)
         else:
-            held = len(ids) - 2
             self.cache = self.model.crop(self.cache, held)
             out, self.cache = self.model.extend(ids[held:], self.cache, 1)
         return out[0]

@@ -22,6 +22,7 @@ from explorer.params import PARAMS, DecodeParams
 from explorer.processors.base import Context
 from explorer.strategies._drafts import DraftModel, ModelDraft, PromptLookup, Source
 from explorer.strategies._speculation import Round, Text, record_round
+from explorer.strategies._universal import Reencoded, Translated, hf_tokenizer
 from explorer.strategies._verify import verify_greedy, verify_sampling
 from explorer.strategies.base import Setup, masked_rows, nothing_to, score_logits
 from explorer.strategies.greedy import Greedy
@@ -31,7 +32,7 @@ from explorer.trace import Result, Step
 if TYPE_CHECKING:
     from explorer.engine import Run
 
-__all__ = ["ASSISTED", "ASSISTED_SAMPLE", "check_models", "drive"]
+__all__ = ["ASSISTED", "ASSISTED_SAMPLE", "check_models", "drive", "same_vocabulary"]
 
 _STOPS = {"eos": "eos", "max_length": "max_new_tokens", "stop_string": "stop_string", "max_time": "max_time"}
 
@@ -133,7 +134,31 @@ def _source(target: Verifier, setup: Setup, sampling: bool) -> Source:
     from explorer.models.registry import load_model
 
     draft = _verifier(load_model(str(p.assistant_model), p.assistant_dtype), "a draft model")
-    return ModelDraft(draft, setup, sampling)
+    if same_vocabulary(target, draft):
+        return ModelDraft(draft, setup, sampling)
+    target_tokenizer, draft_tokenizer = hf_tokenizer(target), hf_tokenizer(draft)
+    if target_tokenizer is None or draft_tokenizer is None:
+        raise _untranslatable(target, draft, str(p.assistant_model))
+    if sampling:  # the reference's universal speculative decoding: drafts of shared tokens, q on the target's
+        return Translated(draft, target_tokenizer, draft_tokenizer, setup)
+    return Reencoded(draft, target_tokenizer, draft_tokenizer, setup)
+
+
+def same_vocabulary(target: CausalLM, draft: CausalLM) -> bool:
+    """Whether ``draft`` has the target's vocabulary: the same size and the same token texts (sampled: every
+    ``size // 2000``-th id)."""
+    size = target.info.vocab_size
+    if draft.info.vocab_size != size:
+        return False
+    step = max(1, size // 2000)
+    return all(draft.tokenizer.token_text(t) == target.tokenizer.token_text(t) for t in range(0, size, step))
+
+
+def _untranslatable(target: CausalLM, draft: CausalLM, name: str) -> ParameterError:
+    """The one-line error for a draft with another vocabulary that cannot be re-encoded through text."""
+    which = target.info.name if hf_tokenizer(target) is None else draft.info.name
+    return ParameterError("assistant_model", name, "a draft with the target's vocabulary, or transformers tokenizers "
+                          f"on both sides to re-encode through text ({which} has none: a toy table's words)")
 
 
 def _early_exit(target: CausalLM, layers: int) -> DraftModel:
@@ -151,7 +176,8 @@ def _early_exit(target: CausalLM, layers: int) -> DraftModel:
 
 def check_models(model: CausalLM, p: DecodeParams) -> None:
     """A candidate source is set, the target can verify, and a draft model loads and shares its vocabulary (same
-    size, same tokens), or the early exit is within the target's layers. (Checked when a run is planned:
+    size, same tokens) or can be re-encoded through text (universal assisted decoding: transformers tokenizers on
+    both sides), or the early exit is within the target's layers. (Checked when a run is planned:
     parameters alone may still lack a source.)"""
     _verifier(model, "the target")
     if p.assistant_model is None and p.prompt_lookup_num_tokens is None and p.assistant_early_exit is None:
@@ -165,17 +191,8 @@ def check_models(model: CausalLM, p: DecodeParams) -> None:
     from explorer.models.registry import load_model
 
     draft = _verifier(load_model(p.assistant_model, p.assistant_dtype), "a draft model")
-    size = model.info.vocab_size
-    if draft.info.vocab_size != size:
-        raise ParameterError("assistant_model", p.assistant_model, f"a draft with the target's vocabulary ({size} "
-                             f"tokens; it has {draft.info.vocab_size}: different tokenizers are not supported)")
-    step = max(1, size // 2000)
-    differ = next((t for t in range(0, size, step) if draft.tokenizer.token_text(t) != model.tokenizer.token_text(t)),
-                  None)
-    if differ is not None:
-        raise ParameterError("assistant_model", p.assistant_model, "a draft with the target's tokenizer (token "
-                             f"{differ} is {draft.tokenizer.token_text(differ)!r} there, "
-                             f"{model.tokenizer.token_text(differ)!r} in the target)")
+    if not same_vocabulary(model, draft) and (hf_tokenizer(model) is None or hf_tokenizer(draft) is None):
+        raise _untranslatable(model, draft, p.assistant_model)
 
 
 _DEFAULTS = {prm.name: prm.default for prm in PARAMS}

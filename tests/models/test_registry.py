@@ -13,9 +13,9 @@ from explorer.models.base import CausalLM
 from explorer.models.hf import HFCausalLM
 
 UNKNOWN = (
-    "unknown model {name!r}: expected one of smollm2-135m, tiny-random, toy:constrained, toy:d2l-beam, toy:diverse, "
-    "toy:how-to-generate, a toy table (.json/.yaml), a local folder with config.json and *.safetensors, or a Hugging "
-    "Face hub id (needs a network)"
+    "unknown model {name!r}: expected one of smollm2-135m, tiny-random, tiny-random-bpe, toy:constrained, "
+    "toy:d2l-beam, toy:diverse, toy:how-to-generate, a toy table (.json/.yaml), a local folder with config.json and "
+    "*.safetensors, or a Hugging Face hub id (needs a network)"
 )
 
 
@@ -28,7 +28,8 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_available_models_lists_the_built_ins() -> None:
     models = available_models()
     assert list(models) == [
-        "smollm2-135m", "tiny-random", "toy:constrained", "toy:d2l-beam", "toy:diverse", "toy:how-to-generate",
+        "smollm2-135m", "tiny-random", "tiny-random-bpe", "toy:constrained", "toy:d2l-beam", "toy:diverse",
+        "toy:how-to-generate",
     ]
     assert all(description and "\n" not in description for description in models.values())
 
