@@ -727,3 +727,16 @@ DETAILS_FINGERPRINT = """() => {
   return JSON.stringify([(gd.layout.title && gd.layout.title.text) || '', gd.data.map(t => [t.type, t.name,
     (t.x || []).length])]);
 }"""
+
+
+#: JS: the trees drawn with ``n`` panels, each with points, at the probe's (the box's) current width.
+TREE_FITTED = """([n]) => {
+  const root = document.querySelector('.explorer-tree');
+  const gd = root && (root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot'));
+  const probe = document.querySelector('.explorer-width-probe');
+  if (!gd || !gd._fullLayout || !probe) return false;
+  const plots = [...gd.querySelectorAll('.cartesianlayer > .subplot')];
+  const box = probe.getBoundingClientRect().width;
+  return plots.length === n && plots.every(s => s.querySelector('.scatterlayer .trace path.point'))
+    && gd._fullLayout.width <= box && gd._fullLayout.width >= box - 16;
+}"""

@@ -22,6 +22,7 @@ from browser_harness import (
     LOAD_TIMEOUT,
     RUN_READY,
     RUN_TIMEOUT,
+    TREE_FITTED,
     AppPage,
     VoilaServer,
     check_clean,
@@ -322,6 +323,7 @@ def test_constrained_panel_shows_its_banks_and_processors_their_pushed_down_favo
     # A greedy node: the processors pushed the model's favourites down; the chart marks them.
     app.page.set_viewport_size({"width": 1280, "height": 800})
     app.page.locator(".explorer-tree").scroll_into_view_if_needed()
+    app.wait("the trees redrawn to the window's width", TREE_FITTED, ECHO_TIMEOUT, [2])  # else the nodes move
     marked = None
     for depth in range(1, 12):
         target = app.page.evaluate(NODE_AT_DEPTH, [".explorer-tree", "#1 greedy", depth])

@@ -12,7 +12,7 @@ from typing import Any
 
 import plotly.io as pio
 import pytest
-from browser_harness import chromium, new_context
+from browser_harness import new_context
 
 import explorer
 from explorer.figures import search_trees
@@ -41,16 +41,17 @@ POSITIONS = """() => {
 }"""
 
 
-def _picks(tmp_path: Path, fig: Any, width: int, height: int, offsets: tuple[float, ...]) -> tuple[int, list[str]]:
-    """Click hypothesis and finished nodes (every third one) at each offset, in px right of the centre; the wrong
-    picks."""
+def _picks(browser: Any, tmp_path: Path, fig: Any, width: int, height: int,
+           offsets: tuple[float, ...]) -> tuple[int, list[str]]:
+    """Click hypothesis and finished nodes (every third one) at each offset, in px right of the centre, in the
+    session's browser (a second Playwright cannot start beside it); the wrong picks."""
     fig.update_layout(width=width - 40, height=height - 40)
     page_file = tmp_path / f"tree-{width}.html"
     # Clicks 120 ms apart would be double clicks (plotly.js: 300 ms), which reset the axes: make them single.
     pio.write_html(fig, page_file, include_plotlyjs=True, full_html=True, config={"doubleClickDelay": 40})
     wrong, clicks = [], 0
-    with chromium() as browser:
-        context = new_context(browser, width=width, height=height)
+    context = new_context(browser, width=width, height=height)
+    try:
         page = context.new_page()
         page.goto(page_file.as_uri())
         page.wait_for_selector(".js-plotly-plot .main-svg")
@@ -64,11 +65,12 @@ def _picks(tmp_path: Path, fig: Any, width: int, height: int, offsets: tuple[flo
                 clicks += 1
                 if picked != [key]:
                     wrong.append(f"{key} +{offset} px -> {picked}")
+    finally:
         context.close()
     return clicks, wrong
 
 
-def test_a_click_on_a_hypothesis_selects_it_not_a_leaf_beside_it(tmp_path: Path) -> None:
+def test_a_click_on_a_hypothesis_selects_it_not_a_leaf_beside_it(browser: Any, tmp_path: Path) -> None:
     """Twelve beams on a laptop screen: each hypothesis's slot is a few pixels high, its leaves a pixel or two from
     its centre (before the click targets, 82 of these 100 clicks picked a leaf)."""
     width, height = 1280, 800
@@ -77,6 +79,6 @@ def test_a_click_on_a_hypothesis_selects_it_not_a_leaf_beside_it(tmp_path: Path)
                                   **({"num_beam_groups": 3} if name == "diverse" else {}))
             for name in ("beam", "diverse")}
     fig = search_trees(runs, show_pruned=True)
-    clicks, wrong = _picks(tmp_path, fig, width, height // 2, (0.0, 2.0))  # on the centre, and beside it
+    clicks, wrong = _picks(browser, tmp_path, fig, width, height // 2, (0.0, 2.0))  # on the centre, and beside it
     assert clicks > 40
     assert not wrong, f"{len(wrong)} of {clicks} clicks on a node picked another: {wrong[:8]}"

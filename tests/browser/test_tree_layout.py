@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser_harness import ECHO_TIMEOUT, AppPage, check_clean
+from browser_harness import ECHO_TIMEOUT, TREE_FITTED, AppPage, check_clean
 
 import explorer
 
@@ -22,17 +22,6 @@ pytestmark = pytest.mark.browser
 
 SIZES = ((1280, 800), (1920, 1080))
 
-#: JS: the trees drawn with ``n`` panels, each with points, at the probe's (the box's) current width.
-FITTED = """([n]) => {
-  const root = document.querySelector('.explorer-tree');
-  const gd = root && (root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot'));
-  const probe = document.querySelector('.explorer-width-probe');
-  if (!gd || !gd._fullLayout || !probe) return false;
-  const plots = [...gd.querySelectorAll('.cartesianlayer > .subplot')];
-  const box = probe.getBoundingClientRect().width;
-  return plots.length === n && plots.every(s => s.querySelector('.scatterlayer .trace path.point'))
-    && gd._fullLayout.width <= box && gd._fullLayout.width >= box - 16;
-}"""
 
 #: JS: what the layout check needs, measured in the page: the box, the window, each panel's plot area, the colour
 #: bar, and every pair of text elements of the figure whose boxes overlap.
@@ -109,7 +98,7 @@ def _check(app: AppPage, count: int, size: tuple[int, int]) -> None:
     """At window ``size``: the trees redrawn to the box, everything in reach, no text over another, hovers inside."""
     app.page.set_viewport_size({"width": size[0], "height": size[1]})
     app.page.locator(".explorer-tree").scroll_into_view_if_needed()
-    app.wait(f"{count} trees drawn to the box's width at {size}", FITTED, ECHO_TIMEOUT, [count])
+    app.wait(f"{count} trees drawn to the box's width at {size}", TREE_FITTED, ECHO_TIMEOUT, [count])
     app.page.wait_for_timeout(300)  # plotly's text placement after the redraw
     m = app.page.evaluate(MEASURE)
     where = f"{count} panels at {size[0]}x{size[1]}"
