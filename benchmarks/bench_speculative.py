@@ -37,14 +37,18 @@ PROMPTS: list[tuple[str, bool]] = [
 ]
 #: Answers that repeat the prompt with an edit (chat prompts): where prompt lookup finds its drafts.
 COPY_PROMPTS: list[tuple[str, bool]] = [
-    ("Fix the spelling and write the sentence out again: The quick brown fox jumpd over the lazy dog that was "
-     "sleeping near the river bank on a sunny morning in early spring.", True),
-    ("Copy this Python function, renaming total to result:\n\ndef add_all(values):\n    total = 0\n    for value "
-     "in values:\n        total += value\n    return total\n", True),
+    ("Fix the spelling and write the paragraph out again: The quick brown fox jumpd over the lazy dog that was "
+     "sleeping near the river bank on a sunny morning in early spring. The dog did not wake up, and the fox ran on "
+     "into the forest, where it met an old owl who asked it where it was going in such a hury.", True),
+    ("Copy this Python function, renaming total to result:\n\ndef add_all(values, start=0):\n    total = start\n"
+     "    for value in values:\n        if value is None:\n            continue\n        total += value\n"
+     "    return total\n\n\ndef mean(values):\n    return add_all(values) / len(values)\n", True),
     ("Repeat this list exactly: apples, bananas, cherries, dates, elderberries, figs, grapes, honeydew, kiwis, "
-     "lemons, mangoes, nectarines, oranges, papayas.", True),
-    ('Rewrite this JSON with the name in capitals: {"name": "Ada Lovelace", "born": 1815, "field": "mathematics", '
-     '"country": "England", "known for": "the first published algorithm"}', True),
+     "lemons, mangoes, nectarines, oranges, papayas, quinces, raspberries, strawberries, tangerines, watermelons, "
+     "apricots, blueberries, cranberries, damsons.", True),
+    ('Rewrite this JSON with the name in capitals: {"name": "Ada Lovelace", "born": 1815, "died": 1852, "field": '
+     '"mathematics", "country": "England", "known for": "the first published algorithm", "worked with": "Charles '
+     'Babbage", "machine": "the Analytical Engine"}', True),
 ]
 #: name -> the draft parameters (explorer's names; the reference takes the same ones).
 CONFIGS: dict[str, dict[str, Any]] = {
