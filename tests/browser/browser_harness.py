@@ -677,8 +677,9 @@ RUN_READY = """() => {
   return !!b && !b.disabled && b.offsetParent !== null;
 }"""
 
-#: JS: the page position of the first clickable node (a hypothesis: customdata [panel key, "h<id>"]) of a panel.
-NODE_POSITION = """([sel, panelKey]) => {
+#: JS: the page position of the first clickable node (a hypothesis: customdata [panel key, "h<id>"]) of a panel, or
+#: of its first hypothesis after ``depth`` tokens when a third argument is given.
+NODE_POSITION = """([sel, panelKey, depth]) => {
   const root = document.querySelector(sel);
   const gd = root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot');
   const box = gd.getBoundingClientRect();
@@ -687,6 +688,7 @@ NODE_POSITION = """([sel, panelKey]) => {
     for (let i = 0; i < t.x.length; i++) {
       const cd = t.customdata[i];
       if (!cd || cd[0] !== panelKey || !String(cd[1]).startsWith('h') || t.x[i] === null) continue;
+      if (depth !== undefined && t.x[i] !== depth) continue;
       const xa = gd._fullLayout[(t.xaxis || 'x').replace('x', 'xaxis')];
       const ya = gd._fullLayout[(t.yaxis || 'y').replace('y', 'yaxis')];
       const px = xa._offset + xa.l2p(xa.d2l(t.x[i]));

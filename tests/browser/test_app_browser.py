@@ -20,6 +20,7 @@ from browser_harness import (
     DETAILS_FINGERPRINT,
     ECHO_TIMEOUT,
     LOAD_TIMEOUT,
+    NODE_POSITION,
     RUN_READY,
     RUN_TIMEOUT,
     TREE_FITTED,
@@ -207,7 +208,7 @@ def test_dola_and_contrastive_beside_greedy_show_their_figures(default_page: App
 
     # A click on the DoLa panel's node after three tokens selects step 3: its contrast, and the node's logit lens.
     app.page.locator(".explorer-tree").scroll_into_view_if_needed()
-    target = app.page.evaluate(NODE_AT_DEPTH, [".explorer-tree", "#2 dola", 3])
+    target = app.page.evaluate(NODE_POSITION, [".explorer-tree", "#2 dola", 3])
     assert target is not None, f"no node of #2 dola after 3 tokens. {app.explain()}"
     app.page.mouse.move(target["x"], target["y"])
     app.page.wait_for_timeout(200)  # plotly picks the hovered point first
@@ -234,26 +235,6 @@ def test_dola_and_contrastive_beside_greedy_show_their_figures(default_page: App
                 shots.mkdir(parents=True, exist_ok=True)
                 shutil.copy(path, shots / path.name)
     check_clean(app)
-
-
-#: JS: the page position of a panel's hypothesis node after ``depth`` tokens (customdata [panel key, "h<id>"]).
-NODE_AT_DEPTH = """([sel, panelKey, depth]) => {
-  const root = document.querySelector(sel);
-  const gd = root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot');
-  const box = gd.getBoundingClientRect();
-  for (const t of gd.data) {
-    if (!t.customdata || !t.x) continue;
-    for (let i = 0; i < t.x.length; i++) {
-      const cd = t.customdata[i];
-      if (!cd || cd[0] !== panelKey || !String(cd[1]).startsWith('h') || t.x[i] !== depth) continue;
-      const xa = gd._fullLayout[(t.xaxis || 'x').replace('x', 'xaxis')];
-      const ya = gd._fullLayout[(t.yaxis || 'y').replace('y', 'yaxis')];
-      return {x: box.left + xa._offset + xa.l2p(xa.d2l(t.x[i])), y: box.top + ya._offset + ya.l2p(ya.d2l(t.y[i])),
-              node: String(cd[1])};
-    }
-  }
-  return null;
-}"""
 
 
 #: JS: the constraint view's banks table (its step and rows) and its progress figure (title, vertical lines).
@@ -299,7 +280,7 @@ def test_constrained_panel_shows_its_banks_and_processors_their_pushed_down_favo
     check_clean(app)
     # A click on a node of the constrained panel after three tokens: that step's banks, the node's row marked.
     app.page.locator(".explorer-tree").scroll_into_view_if_needed()
-    target = app.page.evaluate(NODE_AT_DEPTH, [".explorer-tree", "#2 constrained", 3])
+    target = app.page.evaluate(NODE_POSITION, [".explorer-tree", "#2 constrained", 3])
     assert target is not None, f"no node of #2 constrained after 3 tokens. {app.explain()}"
     app.page.mouse.move(target["x"], target["y"])
     app.page.wait_for_timeout(200)
@@ -326,7 +307,7 @@ def test_constrained_panel_shows_its_banks_and_processors_their_pushed_down_favo
     app.wait("the trees redrawn to the window's width", TREE_FITTED, ECHO_TIMEOUT, [2])  # else the nodes move
     marked = None
     for depth in range(1, 12):
-        target = app.page.evaluate(NODE_AT_DEPTH, [".explorer-tree", "#1 greedy", depth])
+        target = app.page.evaluate(NODE_POSITION, [".explorer-tree", "#1 greedy", depth])
         assert target is not None, f"no node of #1 greedy after {depth} tokens. {app.explain()}"
         app.page.locator(".explorer-tree").scroll_into_view_if_needed()
         app.page.mouse.move(target["x"], target["y"])
