@@ -108,9 +108,16 @@ def run_and_click(students: list[Student], args: argparse.Namespace) -> None:
     clicked = [s for s in ready if not s.errors]
     for s in clicked:
         assert s.app is not None
-        s.app.page.evaluate(STATUS_WATCH)
-        s.clicked_at = time.perf_counter()
-        s.app.page.locator("button.explorer-run, .explorer-run button").first.click()
+        try:
+            s.app.page.evaluate(STATUS_WATCH)
+            s.clicked_at = time.perf_counter()
+            # No waiting for navigations: with 20 pages busy in one browser, Playwright's wait after a click can
+            # outlast its timeout although the click was delivered (the run's end is polled below anyway).
+            s.app.page.locator("button.explorer-run, .explorer-run button").first.click(
+                no_wait_after=True, timeout=args.timeout * 1000)
+        except Exception as exc:
+            s.errors.append(f"run click: {str(exc).splitlines()[0]}")
+    clicked = [s for s in clicked if not s.errors]
     poll(students, RUN_OVER, {s.index for s in clicked}, "run", args.timeout)  # type: ignore[arg-type]
     for s in [s for s in clicked if s.run_s is not None]:
         assert s.app is not None
@@ -216,6 +223,8 @@ def main() -> None:
                                             f"{hub.url}/user/{s.name}/voila/render/app.ipynb")  # fmt: skip
                 poll(students, RUN_READY, {s.index for s in students if s.spawn_s is not None}, "tti",  # type: ignore[arg-type]
                      args.timeout)  # fmt: skip
+                print(f"log in: {[s.spawn_s for s in students]}\ntime to interactive: {[s.tti_s for s in students]}",
+                      flush=True)
                 run_and_click(students, args)
                 totals = memory(hub, students)
                 for s in students:

@@ -363,14 +363,53 @@ def test_titles(traces: dict[str, Trace]) -> None:
     assert search_trees({"a": traces["beam"]}, title="both").layout.title.text == "both"
 
 
+def _rings(fig: go.Figure) -> list[tuple[str, str, float, float]]:
+    """The rings drawn: ``(name, axis, x, y)`` of each shape named ``selected ...``."""
+    return [(shape.name, shape.xref, shape.xanchor, shape.yanchor) for shape in fig.layout.shapes
+            if str(shape.name).startswith("selected ")]
+
+
 def test_selected_node_gets_a_ring(traces: dict[str, Trace]) -> None:
     trace = traces["beam"]
-    key = f"h{trace.steps[2].hypotheses[1].id}"
-    (ring,) = _named(search_tree(trace, selected=key), "selected")
-    assert ring.customdata[0].tolist() == [None, key]
-    assert ring.marker.symbol == "circle-open"
-    assert not _named(search_tree(trace, selected="h999999"), "selected")
-    assert not _named(search_tree(trace, selected=key, upto_step=0), "selected")  # not drawn yet
+    hyp = trace.steps[2].hypotheses[1]
+    key = f"h{hyp.id}"
+    fig = search_tree(trace, selected=key)
+    (ring,) = _rings(fig)
+    lay = tree_layout(trace)
+    row = int(np.flatnonzero(lay.key == key)[0])
+    assert ring == (f"selected {key}", "x", lay.x[row], lay.y[row])
+    (shape,) = fig.layout.shapes
+    assert shape.type == "circle"
+    assert shape.xsizemode == shape.ysizemode == "pixel"
+    # No ring for an unknown node, nor for one the scrubber has not reached yet.
+    assert not _rings(search_tree(trace, selected="h999999"))
+    assert not _rings(search_tree(trace, selected=key, upto_step=0))
+    assert not _rings(search_tree(trace))
+
+
+def test_a_big_tree_draws_each_nodes_best_pruned_leaves(traces: dict[str, Trace],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond ``LEAVES_UP_TO`` pruned leaves, each node keeps its best-scored few; the legend says how many."""
+    from explorer.figures import _tree
+
+    lay = tree_layout(traces["beam"])
+    pruned = lay.kind == "pruned"
+    parents = np.unique(lay.parent[pruned])
+    monkeypatch.setattr(_tree, "LEAVES_UP_TO", 2 * len(parents))
+    fig = search_tree(lay)
+    (leaves,) = [t for t in fig.data if t.name == "pruned" or str(t.name).startswith("pruned (")]
+    assert leaves.name == "pruned (best 2 per node)"
+    drawn = {str(row[1]) for row in leaves.customdata}
+    for parent in parents:
+        rows = np.flatnonzero(pruned & (lay.parent == parent))
+        best = rows[np.argsort(-lay.score[rows], kind="stable")][:2]
+        assert {str(k) for k in lay.key[rows]} & drawn == {str(k) for k in lay.key[best]}
+    others = [t for t in fig.data if t.name in ("hypothesis", "pushed down", "masked") and t.customdata is not None]
+    assert sum(len(t.x) for t in others) == int(np.isin(lay.kind, ("hypothesis", "pushed down", "masked")).sum())
+    monkeypatch.setattr(_tree, "LEAVES_UP_TO", int(pruned.sum()))
+    (everything,) = [t for t in search_tree(lay).data if t.name == "pruned"]
+    assert everything.name == "pruned"
+    assert len(everything.x) == int(pruned.sum())
 
 
 def test_search_trees_one_panel_per_trace(traces: dict[str, Trace]) -> None:
@@ -389,7 +428,7 @@ def test_search_trees_one_panel_per_trace(traces: dict[str, Trace]) -> None:
         keys = {row[1] for t in fig.data if t.xaxis == f"x{suffix}" and t.customdata is not None
                 for row in t.customdata if row[0] == name}
         assert keys == set(tree_frames(trace)[0]["node"])
-    assert node_at(list(_named(fig, "selected")[0].customdata[0])) == ("beam", "h0")
+    assert [(name, axis) for name, axis, _, _ in _rings(fig)] == [("selected h0", "x2")]  # the beam panel's
     assert sum(1 for t in fig.data if t.showlegend is not False and t.name == "hypothesis") == 1
     assert fig.layout.coloraxis.cmin <= min(tree_layout(t).score.min() for t in panels.values()
                                             if t.strategy != "constrained")

@@ -59,6 +59,10 @@ def event(method: Callable[Concatenate[C, P], None]) -> Callable[Concatenate[C, 
     return handler
 
 
+#: Seconds a clicked node's logit lens waits before it is computed (see :meth:`Controller._read_lens`).
+LENS_DELAY = 0.4
+
+
 class Controller:
     """Holds the app's state and model; every change goes through :meth:`set`, which calls ``set_state`` (the view
     redraws from the state it is given). Runs and forks decode in a background thread (``runner``).
@@ -69,6 +73,7 @@ class Controller:
 
     def __init__(self, model: str | CausalLM | None, dtype: str, set_state: Callable[[AppState], None]) -> None:
         self.lock = threading.RLock()
+        self._lens_lock = threading.Lock()  # one logit lens computed at a time
         self._drawing = False
         self._set_state = set_state
         self.model: CausalLM | None = None
@@ -284,12 +289,14 @@ class Controller:
         panel_id = next((p.id for p in self.state.panels if p.key == panel_key and p.trace is not None), None)
         if panel_id is None:
             raise ExplorerError(f"no panel {panel_key!r} in the trees")
-        self.select(panel_id, node)
+        self.select(panel_id, node, wait=False)
 
     # --- selection, models and traces ---------------------------------------------------------------------------
 
-    def select(self, panel_id: int | None, node: str | None = None) -> None:
-        """Select tree node ``node`` of panel ``panel_id`` (``None``: clear the selection)."""
+    def select(self, panel_id: int | None, node: str | None = None, *, wait: bool = True) -> threading.Thread | None:
+        """Select tree node ``node`` of panel ``panel_id`` (``None``: clear the selection). The node's details are
+        drawn at once; its logit lens (a forward of its text: seconds deep in a long run on a laptop) follows,
+        computed here (``wait``) or in a background thread, which is returned."""
         with self.lock:
             panel = panel_by_id(self.state, panel_id) if panel_id is not None else None
             if panel_id is not None and (panel is None or panel.trace is None or node is None):
@@ -297,15 +304,39 @@ class Controller:
             state = st.select(self.state, panel_id, node)
             if panel is None or panel.trace is None or node is None or state.selection is None:
                 self.set(st.set_lens(state, None))
-                return
+                return None
             try:
                 info = describe(panel.trace, node)
             except KeyError:
                 raise ExplorerError(f"node {node!r} is not in the tree of {panel.key}") from None
             # The node's details first; then its logit lens (one forward of its text), which the view adds.
-            self.set(st.set_lens(state, st.NodeLens(state.selection, None, "reading the logit lens…",
-                                                          pending=True)))
-            self.set(st.set_lens(self.state, node_lens(self.model, panel, state.selection, info)))
+            selection = state.selection
+            self.set(st.set_lens(state, st.NodeLens(selection, None, "reading the logit lens…", pending=True)))
+            model = self.model
+
+        def read() -> None:
+            self._read_lens(lambda: node_lens(model, panel, selection, info), selection, delay=0.0 if wait else
+                            LENS_DELAY)
+
+        if wait:
+            read()
+            return None
+        thread = threading.Thread(target=read, name="logit-lens", daemon=True)
+        thread.start()
+        return thread
+
+    def _read_lens(self, compute: Callable[[], st.NodeLens], selection: st.Selection, delay: float) -> None:
+        """Compute a node's logit lens and show it, unless another node was selected meanwhile (then nothing is
+        computed, or the result is dropped). After ``delay`` seconds: the page draws the click's details first
+        (a forward beside it would take the cores the browser draws with); one lens at a time."""
+        time.sleep(delay)
+        with self._lens_lock:
+            if self.state.selection != selection:
+                return
+            lens = compute()
+        with self.lock:
+            if self.state.selection == selection:
+                self._apply(st.set_lens(self.state, lens))
 
     def lens_along(self, panel_id: int | None = None) -> None:
         """Compute the logit lens along the best result of panel ``panel_id`` (default: the selected node's panel,

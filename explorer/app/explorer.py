@@ -97,9 +97,10 @@ class Explorer:
         """End the run after its current step; the partial traces are kept."""
         self.controller.stop()
 
-    def select(self, panel_id: int | None, node: str | None = None) -> None:
-        """Select tree node ``node`` of panel ``panel_id`` (``None``: clear the selection)."""
-        self.controller.select(panel_id, node)
+    def select(self, panel_id: int | None, node: str | None = None, *, wait: bool = True) -> threading.Thread | None:
+        """Select tree node ``node`` of panel ``panel_id`` (``None``: clear the selection); its logit lens is read
+        before this returns (``wait``), else in a background thread, which is returned."""
+        return self.controller.select(panel_id, node, wait=wait)
 
     def force(self, token_id: int | None = None, *, wait: bool = False) -> threading.Thread | None:
         """Re-decode the selected hypothesis with ``token_id`` (default: the one picked) forced, as a new branch

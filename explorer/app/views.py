@@ -6,14 +6,14 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import plotly.graph_objects as go
 
+from explorer.app._figure_update import show_figure
 from explorer.app._nodes import NodeInfo
 from explorer.app._params import summary_params
 from explorer.app.state import Panel
-from explorer.app.theme import THEME_CSS, on_page
+from explorer.app.theme import THEME_CSS
 from explorer.figures import Theme, message_figure
 from explorer.figures._paths import Index, index, result_path
 from explorer.scoring import length_penalty, path_scores, score_formula
@@ -159,27 +159,6 @@ def selection_html(panel: Panel | None, info: NodeInfo | None) -> str:
     return (f"<div><b>{html.escape(panel.key)}</b> · node {html.escape(info.key)} · {html.escape(info.kind)}{note}"
             f" · step {info.step} · {len(info.token_ids)} tokens · {scores}</div>"
             f'<div style="font-family: monospace; white-space: pre-wrap; overflow-wrap: anywhere">{text}</div>')
-
-
-def show_figure(target: Any, fig: go.Figure, on_click: Callable[[Any, Any, Any], None] | None = None) -> None:
-    """Put ``fig`` into the ``FigureWidget`` ``target`` in place, on the page's background (``on_page``): old layout
-    keys cleared (the new colour axis set with them), traces replaced, the new layout set, and ``on_click`` attached
-    to every trace with ``customdata``."""
-    on_page(fig)
-    stale: dict[str, Any] = {key: None for key in target.layout.to_plotly_json() if key != "template"}
-    axis = fig.layout.coloraxis.to_plotly_json()
-    if axis:  # before the traces: traces drawn on a default colour axis leave its vertical bar's ticks behind
-        stale["coloraxis"] = axis
-    if stale:
-        target.plotly_relayout(stale)
-    with target.batch_update():
-        target.data = ()
-    target.add_traces(list(fig.data))
-    target.layout = fig.layout
-    if on_click is not None:
-        for trace in target.data:
-            if getattr(trace, "customdata", None) is not None:
-                trace.on_click(on_click)
 
 
 def keyed_traces(panels: tuple[Panel, ...]) -> Mapping[str, Trace]:

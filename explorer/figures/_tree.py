@@ -25,6 +25,10 @@ Floats = npt.NDArray[np.float64]
 
 GL_ABOVE = 1500  # points in a panel above which it is drawn with WebGL
 LABEL_UP_TO = 60  # nodes of a kind up to which each gets a text label
+#: Pruned leaves a panel draws at most. A big search has tens of thousands (16 beams x 60 tokens: 37,000), which blur
+#: into one grey band and cost each redraw seconds without a GPU; beyond it each node keeps its best few pruned
+#: candidates (all of them in the details of a clicked node), and the legend says how many.
+LEAVES_UP_TO = 4000
 WORDS_UP_TO_DEPTH = 10  # deeper runs get no token text beside their nodes (it would overlap)
 _COLORBAR = {"score": "path score (summed)", "logprob": "token log-prob"}
 _LEAF_KINDS = ("pruned", "pushed down", "masked")
@@ -38,11 +42,15 @@ LEGEND_GREY = "#8C8C8C"
 
 @dataclass(frozen=True)
 class _Panel:
-    """One tree panel to draw: its layout, its name in ``customdata``, which nodes show, and how."""
+    """One tree panel to draw: its layout, its name in ``customdata``, which nodes show (``shown``; ``drawn``: at the
+    scrubber's end), and how."""
 
     lay: TreeLayout
     name: str | None
     shown: Mask
+    drawn: Mask
+    #: Pruned candidates drawn per node when a big tree is thinned (``None``: all).
+    thin: int | None
     color: ColorMode
     selected: str | None
     first: bool
@@ -94,7 +102,7 @@ def _paths(p: _Panel, gl: bool) -> list[dict[str, Any]]:
     """Each result's whole path, bold in its rank's colour, over the nodes (under them, a straight run would be
     hidden: a greedy path, or a beam that keeps its slot)."""
     lay, out = p.lay, []
-    for rank in sorted(set(lay.result_rank[p.shown].tolist()) - {-1}, reverse=True):
+    for rank in sorted(set(lay.result_rank[p.drawn].tolist()) - {-1}, reverse=True):
         xs, ys = _segments(lay, np.flatnonzero(p.shown & (lay.result_rank == rank)))
         out.append(_scatter(gl, x=xs, y=ys, mode="lines", name=f"result {rank}", legendgroup=f"result {rank}",
                             showlegend=p.first, hoverinfo="skip", legendrank=100 + rank, opacity=0.85,
@@ -125,12 +133,22 @@ _KINDS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _of_kind(lay: TreeLayout, kind: str) -> Mask:
+    """Rows of one kind of marker."""
+    mask: Mask = (lay.kind == "finished") & (lay.accepted == (kind == "accepted")) if kind in (
+        "accepted", "rejected") else lay.kind == kind
+    return mask
+
+
 def _rows(p: _Panel, kind: str) -> npt.NDArray[np.int64]:
     """Rows shown of one kind of marker."""
-    lay = p.lay
-    if kind in ("accepted", "rejected"):
-        return np.flatnonzero(p.shown & (lay.kind == "finished") & (lay.accepted == (kind == "accepted")))
-    return np.flatnonzero(p.shown & (lay.kind == kind))
+    return np.flatnonzero(p.shown & _of_kind(p.lay, kind))
+
+
+def _present(p: _Panel, kind: str) -> bool:
+    """Whether the panel draws a kind at the scrubber's end: its traces exist at every step (empty before the kind
+    appears), so that scrubbing changes the traces' points, never which traces there are."""
+    return bool((p.drawn & _of_kind(p.lay, kind)).any())
 
 
 def _marker(p: _Panel, kind: str, rows: npt.NDArray[np.int64]) -> dict[str, Any]:
@@ -211,11 +229,12 @@ def _nodes(p: _Panel, gl: bool) -> list[dict[str, Any]]:
     markers = {kind: _marker(p, kind, rows[kind]) for kind, _ in _KINDS}
     labels = _labels(p, rows, {k: float(m["size"]) / 2 for k, m in markers.items()})
     for kind, name in _KINDS:
-        if not len(rows[kind]) and kind != "hypothesis":
+        if kind != "hypothesis" and not _present(p, kind):
             continue
         text, where = labels.get(kind, (None, None))
+        shown_as = f"{name} (best {p.thin} per node)" if kind == "pruned" and p.thin is not None else name
         out.append(_scatter(gl, x=lay.x[rows[kind]], y=lay.y[rows[kind]], marker=markers[kind], text=text,
-                            mode="markers+text" if text is not None else "markers", name=name, legendgroup=name,
+                            mode="markers+text" if text is not None else "markers", name=shown_as, legendgroup=name,
                             textposition=where, legendrank=500, showlegend=p.first and kind in _LEAF_KINDS,
                             hovertext=lay.hover[rows[kind]], hoverinfo="text",
                             customdata=_customdata(lay, p.name, rows[kind]),
@@ -235,9 +254,9 @@ def _targets(p: _Panel) -> list[dict[str, Any]]:
     larger marker at 0.45 at best, so a click on a hypothesis picked a leaf drawn beside it. A target of radius 3
     is at distance 0 too, and plotly.js gives a tie to the later trace: a hypothesis now wins where it is drawn.
     """
-    rows = np.flatnonzero(p.shown & np.isin(p.lay.kind, ("hypothesis", "finished")))
-    if not len(rows):
+    if not (p.drawn & np.isin(p.lay.kind, ("hypothesis", "finished"))).any():
         return []
+    rows = np.flatnonzero(p.shown & np.isin(p.lay.kind, ("hypothesis", "finished")))
     return [_scatter(False, x=p.lay.x[rows], y=p.lay.y[rows], mode="markers", name="click targets",
                      showlegend=False, hovertext=p.lay.hover[rows], hoverinfo="text",
                      marker={"size": TARGET_SIZE, "color": "rgba(0,0,0,0)"},
@@ -254,7 +273,7 @@ def _kind_legend(p: _Panel, gl: bool) -> list[dict[str, Any]]:
     if not p.first:
         return []
     none = np.zeros(0, dtype=np.int64)
-    kinds = [(k, name) for k, name in _KINDS if k not in _LEAF_KINDS and (k == "hypothesis" or len(_rows(p, k)))]
+    kinds = [(k, name) for k, name in _KINDS if k not in _LEAF_KINDS and (k == "hypothesis" or _present(p, k))]
     shape = ("size", "symbol", "line")
     return [_scatter(gl, x=[None], y=[None], mode="markers", name=name, legendgroup=name, legendrank=500,
                      hoverinfo="skip", marker={**{k: v for k, v in _marker(p, kind, none).items() if k in shape},
@@ -262,36 +281,56 @@ def _kind_legend(p: _Panel, gl: bool) -> list[dict[str, Any]]:
             for kind, name in kinds]
 
 
-def _ring(p: _Panel) -> list[dict[str, Any]]:
-    """A ring around the selected node."""
-    if p.selected is None:
-        return []
-    rows = np.flatnonzero(p.shown & (p.lay.key == p.selected))
-    if not len(rows):
-        return []
-    return [_scatter(False, x=p.lay.x[rows], y=p.lay.y[rows], mode="markers", name="selected", showlegend=False,
-                       marker={"size": 24, "symbol": "circle-open", "color": p.look.ink, "line": {"width": 3}},
-                       hovertext=p.lay.hover[rows], hoverinfo="text", customdata=_customdata(p.lay, p.name, rows))]
+#: The ring's radius around the selected node, in pixels.
+RING_RADIUS = 12
+
+
+def _ring(p: _Panel, suffix: str) -> list[dict[str, Any]]:
+    """A ring around the selected node when it is shown, named ``selected <node>``: a layout shape, not a trace,
+    so that a click changes the layout's shapes alone (one small message; plotly.js would redraw a shape alone, but
+    plotly's widget flags each update so that the whole figure is drawn again)."""
+    rows: list[int] = np.flatnonzero(p.shown & (p.lay.key == p.selected)).tolist() if p.selected is not None else []
+    return [{"type": "circle", "name": f"selected {p.selected}", "xref": f"x{suffix}", "yref": f"y{suffix}",
+             "xsizemode": "pixel", "ysizemode": "pixel", "xanchor": float(p.lay.x[r]), "yanchor": float(p.lay.y[r]),
+             "x0": -RING_RADIUS, "x1": RING_RADIUS, "y0": -RING_RADIUS, "y1": RING_RADIUS, "layer": "above",
+             "line": {"color": p.look.ink, "width": 3}} for r in rows[:1]]
 
 
 def _group_legend(p: _Panel) -> list[dict[str, Any]]:
-    """Legend entries for the group colours."""
-    if p.color != "group" or not p.first:
+    """Legend entries for the group colours, shown in the group colouring only (there in every colouring, so that
+    changing it changes the traces' properties, never which traces there are)."""
+    if not p.first:
         return []
-    return [_scatter(False, x=[np.nan], y=[np.nan], mode="markers", name=f"group {g}", marker={"color": panel_color(g)})
-            for g in range(p.lay.groups)]
+    return [_scatter(False, x=[np.nan], y=[np.nan], mode="markers", name=f"group {g}", visible=p.color == "group",
+                     marker={"color": panel_color(g)}) for g in range(p.lay.groups)]
 
 
 def _panel(p: _Panel) -> list[dict[str, Any]]:
     """Every trace of one panel, back to front."""
-    gl = int(p.shown.sum()) > GL_ABOVE
-    return [*_edges(p, gl), *_nodes(p, gl), *_paths(p, gl), *_targets(p), *_kind_legend(p, gl), *_ring(p),
-            *_group_legend(p)]
+    gl = int(p.drawn.sum()) > GL_ABOVE  # by the whole run: scrubbing never switches scatter and WebGL
+    return [*_edges(p, gl), *_nodes(p, gl), *_paths(p, gl), *_targets(p), *_kind_legend(p, gl), *_group_legend(p)]
 
 
-def _shown(lay: TreeLayout, show_pruned: bool, upto_step: int | None) -> Mask:
-    """Which nodes a panel shows."""
-    shown = np.ones(len(lay), dtype=bool) if show_pruned else ~np.isin(lay.kind, _LEAF_KINDS)
+def _thinned(lay: TreeLayout) -> tuple[Mask, int | None]:
+    """The rows kept when a panel has more than ``LEAVES_UP_TO`` pruned leaves: each node's best-scored few (as many
+    as fit the budget, at least one), and every other row (leaves a processor pushed down or masked included);
+    with the number kept per node (``None``: nothing thinned)."""
+    keep = np.ones(len(lay), dtype=bool)
+    pruned = np.flatnonzero(lay.kind == "pruned")
+    if len(pruned) <= LEAVES_UP_TO:
+        return keep, None
+    per_node = max(1, LEAVES_UP_TO // len(np.unique(lay.parent[pruned])))
+    order = pruned[np.lexsort((-np.nan_to_num(lay.score[pruned], nan=-np.inf), lay.parent[pruned]))]
+    parents = lay.parent[order]
+    starts = np.flatnonzero(np.r_[True, parents[1:] != parents[:-1]])
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    keep[order[rank >= per_node]] = False
+    return keep, per_node
+
+
+def _shown(lay: TreeLayout, show_pruned: bool, upto_step: int | None, kept: Mask) -> Mask:
+    """Which nodes a panel shows (``kept``: the rows :func:`_thinned` keeps)."""
+    shown = kept.copy() if show_pruned else ~np.isin(lay.kind, _LEAF_KINDS)
     if upto_step is not None:
         shown &= lay.decided <= upto_step
     return shown
@@ -376,12 +415,15 @@ def _draw(lays: Mapping[str | None, TreeLayout], *, color: ColorMode, show_prune
     grid = tree_grid([lay.slots for lay in lays.values()], width)
     layout = _frame(lays, grid, color, theme, width)
     data: list[dict[str, Any]] = []
-    annotations = []
+    annotations, shapes = [], []
     for i, ((name, lay), cell) in enumerate(zip(lays.items(), grid.cells, strict=True)):
         chosen = selected[1] if selected is not None and selected[0] == name else None
-        panel = _Panel(lay, name, _shown(lay, show_pruned, upto_step), color, chosen, i == 0, palette(theme), cell)
+        kept, thin = _thinned(lay)
+        panel = _Panel(lay, name, _shown(lay, show_pruned, upto_step, kept), _shown(lay, show_pruned, None, kept),
+                       thin if show_pruned else None, color, chosen, i == 0, palette(theme), cell)
         suffix = "" if i == 0 else str(i + 1)
         data += [{**trace, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"} for trace in _panel(panel)]
+        shapes += _ring(panel, suffix)
         xaxis, yaxis = _axes(lay, cell)
         below = i + grid.columns < len(lays)  # the x axis's title only under the lowest panel of a column
         layout[f"xaxis{suffix}"] = {**xaxis, "domain": list(cell.x), "anchor": f"y{suffix}",
@@ -392,6 +434,7 @@ def _draw(lays: Mapping[str | None, TreeLayout], *, color: ColorMode, show_prune
             annotations.append(_title(name, cell))
     heading = title if title is not None else lays[None].title if single else None
     layout["annotations"] = [*annotations, *_bar_title(color)]
+    layout["shapes"] = shapes
     layout["title"] = ({"text": heading, "x": 0.01, "xanchor": "left", "yref": "container", "y": 1.0,
                         "yanchor": "top", "pad": {"t": 10}, "font": {"size": 16}} if heading else None)
     return go.Figure(data=data, layout=layout)
@@ -406,8 +449,9 @@ def search_tree(trace: Trace | TreeLayout, *, color: ColorMode = "score", show_p
     token's raw log-prob, ``"group"``: one hue per diverse-search group), finished entries diamonds (open: not
     accepted into the pool) labelled with their score (as the pool ranks them: length-penalised in the beam family),
     pruned and masked candidates small faded leaves fanned out in their parent's band (``show_pruned=False`` drops
-    them). Each result's path is drawn bold in its rank's colour, over the nodes. ``upto_step`` shows only what
-    steps ``0..upto_step`` decided; ``selected`` rings a node key. Labels go where they overlap no other label and
+    them; beyond ``LEAVES_UP_TO`` pruned ones in a panel, each node's best few). Each result's path is drawn bold in
+    its rank's colour, over the nodes. ``upto_step`` shows only what steps ``0..upto_step`` decided; ``selected``
+    rings a node key (a layout shape named ``selected <node>``). Labels go where they overlap no other label and
     stay inside the panel, else are left out (hovers have them). ``width`` is the figure's width in pixels
     (``None``: its container's, labels placed for 900 px). ``theme`` is ``"light"`` or ``"dark"`` (``None``: the
     theme of Plotly's default template, see :func:`explorer.figures.resolve_theme`).
@@ -420,8 +464,8 @@ def search_tree(trace: Trace | TreeLayout, *, color: ColorMode = "score", show_p
     >>> import explorer
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="beam", num_beams=2, max_new_tokens=3)
     >>> fig = search_tree(t, upto_step=1, selected="h0")
-    >>> "hypothesis" in {tr.name for tr in fig.data}, fig.data[-1].name, fig.data[-1].customdata[0].tolist()
-    (True, 'selected', [None, 'h0'])
+    >>> "hypothesis" in {tr.name for tr in fig.data}, [shape.name for shape in fig.layout.shapes]
+    (True, ['selected h0'])
     """
     return _draw({None: _as_layout(trace)}, color=color, show_pruned=show_pruned, upto_step=upto_step,
                  selected=(None, selected) if selected is not None else None, title=title, theme=resolve_theme(theme),

@@ -176,6 +176,32 @@ def test_a_clicked_node_gets_its_logit_lens(inside: Explorer, tiny: CausalLM) ->
     assert _shown(app)[-1] != "lens"
 
 
+def test_a_click_draws_the_details_before_the_lens_and_the_last_click_wins(inside: Explorer) -> None:
+    """A click (``wait=False``, as the tree's click handler selects) returns with the node's details drawn and its
+    lens pending; the lens follows from a thread. Of two quick clicks only the second node's lens is shown."""
+    app = inside
+    panel = app.state.panels[0]
+    first, second = _node_at_step(app, 0, 1), _node_at_step(app, 0, 3)
+    thread = app.select(panel.id, first, wait=False)
+    assert thread is not None
+    lens = app.state.lens
+    assert lens is not None
+    assert lens.pending
+    assert lens.lens is None
+    assert f"node {first}" in app.outputs.selection.value
+    later = app.select(panel.id, second, wait=False)
+    assert later is not None
+    thread.join(30)
+    later.join(30)
+    lens = app.state.lens
+    assert lens is not None
+    assert lens.lens is not None
+    assert lens.selection.node == second
+    trace = panel.trace
+    assert trace is not None
+    assert lens.lens.token_ids == (*trace.prompt_token_ids, *describe(trace, second).token_ids)
+
+
 def test_the_lens_along_a_result_on_request(inside: Explorer) -> None:
     app = inside
     button = app.outputs.inside.grid_button

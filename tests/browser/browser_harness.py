@@ -626,6 +626,9 @@ KNOWN_CONSOLE_WARNINGS: list[tuple[str, str]] = [
     (r"^Unsatisfied version \S+ from \S+ of shared singleton module @(jupyterlab|lumino)/", "extension build versions"),
     (r"^No satisfying version \(\S+\) of shared module @(jupyterlab|lumino)/\S+ found in shared scope default",
      "extension build versions"),
+    # plotly.js throttles hover events: a hover caught over a figure's subplot is handled up to 50 ms later, and when
+    # a redraw (a new window width, a new run) removed that subplot in between, plotly warns and drops the hover.
+    (r"^WARN: Unrecognized subplot: x\d*y\d*", "a hover over a figure redrawn under the pointer"),
 ]
 
 #: Page errors that are not ours, each with why it is tolerated.

@@ -25,7 +25,7 @@ POSITIONS = """() => {
   const box = gd.getBoundingClientRect();
   const out = {};
   for (const t of gd._fullData) {  // decoded arrays (gd.data may hold numpy's base64 form)
-    if (!t.customdata || !t.x || t.name === 'selected') continue;
+    if (!t.customdata || !t.x) continue;
     for (let i = 0; i < t.x.length; i++) {
       const cd = t.customdata[i];
       if (!/^[hf]/.test(String(cd[1]))) continue;
