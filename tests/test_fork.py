@@ -16,6 +16,7 @@ import pytest
 import explorer
 from explorer.errors import TraceFormatError
 from explorer.figures._paths import result_path
+from explorer.figures._uncertainty import token_uncertainty
 from explorer.fork import ForkPoint, decode_branch, graft, prefix_of, ranked_score
 from explorer.invariants import check_trace
 from explorer.models.base import CausalLM
@@ -185,3 +186,17 @@ def test_a_masked_forced_token_makes_an_impossible_branch(tiny: CausalLM) -> Non
     assert branch.results[0].score == -math.inf
     assert math.isfinite(_logprob(branch, branch.results[0]) or math.nan)
     assert explorer.Trace.from_json(branch.to_json()) == branch
+
+
+def test_a_branch_exports_to_html_and_reads_back(tiny: CausalLM) -> None:
+    source, _, branch = _branch_of(tiny, "beam")
+    page = explorer.export_html({"source": source, "branch": branch})
+    assert explorer.read_export(page) == {"source": source, "branch": branch}
+    logprob = _logprob(branch, branch.results[0])
+    assert logprob is not None
+    assert f"<td class=num>{logprob:.3f}</td><td class=num>{branch.results[0].score:.3f}</td>" in page
+    prefix = prefix_of(branch)
+    assert prefix is not None
+    tokens = token_uncertainty(branch, branch.results[0])
+    assert [t.entropy for t in tokens[:3]] == list(prefix.entropies)
+    assert None not in [t.entropy for t in tokens]

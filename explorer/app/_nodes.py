@@ -6,9 +6,9 @@ from dataclasses import dataclass, replace
 
 from explorer.fork import prefix_of
 from explorer.scoring import path_scores
-from explorer.trace import Candidate, Hypothesis, Trace
+from explorer.trace import Candidate, Hypothesis, Step, Trace
 
-__all__ = ["NodeInfo", "describe"]
+__all__ = ["NodeInfo", "describe", "step_at"]
 
 
 @dataclass(frozen=True)
@@ -144,3 +144,16 @@ def _finished(trace: Trace, key: str, fin_id: int, hyps: dict[int, tuple[int, Hy
         f" ({fin.note})" if fin.note else "")
     return NodeInfo(key, "finished", fin.step, fin.token_ids, _text(trace, fin.token_ids), fin.score,
                     fin.normalized_score, hyp, preselect, note, length=fin.length)
+
+
+def step_at(trace: Trace, index: int) -> Step:
+    """The step of ``trace`` numbered ``index``, else the nearest one (a branch's steps start at its fork's step +
+    1; a selection elsewhere may be before or past them). The trace must have a step.
+
+    >>> import explorer
+    >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=3)
+    >>> step_at(t, 1).index, step_at(t, 9).index
+    (1, 2)
+    """
+    first = trace.steps[0].index
+    return trace.steps[max(0, min(index - first, len(trace.steps) - 1))]
