@@ -110,10 +110,13 @@ def _check_numbering(trace: Trace, prefix: Prefix | None) -> list[str]:
         return []
     problems = []
     fixed, n = prefix.token_ids, len(prefix.token_ids)
-    paths = [(f"hypothesis {h.id}", h.token_ids) for s in trace.steps for h in s.hypotheses] + [
-        (f"finished entry {f.id}", f.token_ids) for s in trace.steps for f in s.finished] + [
-        (f"result {r.rank}", r.token_ids) for r in trace.results]
-    problems += [f"branch: {what} does not start with its fixed tokens" for what, ids in paths if ids[:n] != fixed]
+    paths = [("hypothesis", h.id, h.token_ids) for s in trace.steps for h in s.hypotheses] + [
+        ("finished entry", f.id, f.token_ids) for s in trace.steps for f in s.finished] + [
+        ("result", r.rank, r.token_ids) for r in trace.results]
+    astray = [(what, ident) for what, ident, ids in paths if ids[:n] != fixed]
+    if astray:
+        problems.append(f"branch: {len(astray)} paths do not start with its fixed tokens, e.g. {astray[0][0]} "
+                        f"{astray[0][1]}")
     roots = [h for s in trace.steps for h in s.hypotheses if h.parent is None]
     problems += [f"branch: first hypothesis {h.id} scores {h.score}, its fixed tokens {prefix.score}" for h in roots
                  if h.score > PLACEHOLDER and not _close(h.score, prefix.score)]

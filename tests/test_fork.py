@@ -144,7 +144,7 @@ def test_the_invariants_catch_a_broken_graft(tiny: CausalLM) -> None:
     assert any("scores" in p for p in check_trace(replace(branch, meta={**branch.meta, "branch": record})))
     first = branch.steps[0]
     cut = replace(first, hypotheses=tuple(replace(h, token_ids=h.token_ids[1:]) for h in first.hypotheses))
-    assert any("does not start with its fixed tokens" in p
+    assert any("paths do not start with its fixed tokens" in p
                for p in check_trace(replace(branch, steps=(cut, *branch.steps[1:]))))
 
 
