@@ -200,3 +200,21 @@ def test_a_branch_exports_to_html_and_reads_back(tiny: CausalLM) -> None:
     tokens = token_uncertainty(branch, branch.results[0])
     assert [t.entropy for t in tokens[:3]] == list(prefix.entropies)
     assert None not in [t.entropy for t in tokens]
+
+
+def test_a_branchs_tree_starts_at_its_forced_token(tiny: CausalLM) -> None:
+    """Its root is drawn after the fixed tokens (x = tokens generated, as its source's), named by the forced token,
+    with the fixed tokens' log-prob and score; its other nodes' path log-probs include them."""
+    _, at, branch = _branch_of(tiny, "beam")
+    prefix = prefix_of(branch)
+    assert prefix is not None
+    assert prefix.logprob is not None
+    nodes, _ = branch.tree_frames()
+    root = nodes[nodes["node"] == f"h{branch.steps[0].hypotheses[0].id}"].iloc[0]
+    assert (root["depth"], root["step"], root["token_id"]) == (3, 3, at.token_id)
+    assert root["path_logprob"] == pytest.approx(prefix.logprob)
+    assert nodes["depth"].min() == 3
+    fig = explorer.figures.search_tree(branch)
+    hover = next(t for t in fig.data if t.name == "hypothesis").hovertext[0]
+    assert hover.startswith(f"<b>{at.candidate.text.replace(' ', '␣')}</b>  h")
+    assert f"path: log-prob {prefix.logprob:.3f} · score {prefix.score:.3f}" in hover

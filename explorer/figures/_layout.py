@@ -200,8 +200,9 @@ def _hover(trace: Trace, idx: Index, nodes: pd.DataFrame, many_groups: bool) -> 
         place = f"step {step}" + (f" · slot {slot}" if slot is not pd.NA else "") + \
             (f" · group {group}" if many_groups else "")
         path = f"path: log-prob {fmt(path_lp)} · score {fmt(score)}"
-        if key[0] == "h" and parent_id is pd.NA:
-            lines = [f"<b>prompt</b>  {key} · root · {place}", path]
+        if key[0] == "h" and parent_id is pd.NA:  # the prompt, or a grafted branch's forced token (explorer.fork)
+            first = "prompt" if text is pd.NA else tokens.get(text) or tokens.setdefault(text, safe_hover(text))
+            lines = [f"<b>{first}</b>  {key} · root · {place}", path]
         else:
             token = tokens.get(text) or tokens.setdefault(text, safe_hover(text))
             lines = [f"<b>{token}</b>  {key} · {kind} · {place}"]
@@ -278,7 +279,7 @@ def tree_layout(trace: Trace) -> TreeLayout:
         decided[(kind == "hypothesis") & (parent < 0)] = -1
     group = _array(nodes["group"], np.int64, 0)
     logprob = _array(nodes["logprob"], np.float64, np.nan)
-    logprob[(kind == "hypothesis") & (parent < 0)] = 0.0  # the prompt is given: probability one
+    logprob[(kind == "hypothesis") & (parent < 0) & np.isnan(logprob)] = 0.0  # the prompt is given: probability one
     groups = int(group.max()) + 1 if len(group) else 1
     slots = _array(nodes["slot"], np.float64, np.nan)
     x = _array(nodes["depth"], np.float64, 0.0)
