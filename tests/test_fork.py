@@ -218,3 +218,5 @@ def test_a_branchs_tree_starts_at_its_forced_token(tiny: CausalLM) -> None:
     hover = next(t for t in fig.data if t.name == "hypothesis").hovertext[0]
     assert hover.startswith(f"<b>{at.candidate.text.replace(' ', '␣')}</b>  h")
     assert f"path: log-prob {prefix.logprob:.3f} · score {prefix.score:.3f}" in hover
+    lay = explorer.figures.tree_layout(branch)
+    assert int(lay.decided[list(lay.key).index(root["node"])]) == 2  # replayed, it appears at its fork's step

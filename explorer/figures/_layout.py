@@ -43,9 +43,10 @@ class TreeLayout:
     Rows follow :func:`explorer.frames.tree_frames`. ``x`` is the node's depth (tokens generated); ``y`` the slot
     of a hypothesis, and for any other node (finished entry, pruned or masked leaf, hypothesis never expanded) a
     place in its parent's band ``slot ± BAND``, in the order of the parent's candidates. ``decided`` is the step
-    whose decision made the node (``-1`` for a root), so that ``decided <= upto_step`` is the tree after that
-    step. ``parent`` is the parent's row (``-1``: none), ``result_rank`` the best result through the node (``-1``).
-    Build one with :func:`tree_layout` and pass it to :func:`search_tree` instead of the trace to redraw cheaply.
+    whose decision made the node (``-1`` for a root; a grafted branch's root: its fork's step), so that
+    ``decided <= upto_step`` is the tree after that step. ``parent`` is the parent's row (``-1``: none),
+    ``result_rank`` the best result through the node (``-1``). Build one with :func:`tree_layout` and pass it to
+    :func:`search_tree` instead of the trace to redraw cheaply.
     """
 
     strategy: str
@@ -274,9 +275,9 @@ def tree_layout(trace: Trace) -> TreeLayout:
     parent = nodes["parent"].map(row).to_numpy(dtype="float64", na_value=np.nan)
     parent = np.where(np.isnan(parent), -1, parent).astype(np.int64)
     step = _array(nodes["step"], np.int64, 0)
+    # A hypothesis is decided when its parent's step picks it: the root before step 0 (the prompt is given), a
+    # grafted branch's root (its forced token, explorer.fork) at its fork's step.
     decided = np.where(kind == "hypothesis", step - 1, step)
-    if len(nodes):  # a hypothesis is decided when its parent's step picks it; roots have no parent
-        decided[(kind == "hypothesis") & (parent < 0)] = -1
     group = _array(nodes["group"], np.int64, 0)
     logprob = _array(nodes["logprob"], np.float64, np.nan)
     logprob[(kind == "hypothesis") & (parent < 0) & np.isnan(logprob)] = 0.0  # the prompt is given: probability one
