@@ -32,6 +32,9 @@ RUNS: dict[str, dict[str, Any]] = {
     "beam-sample": {"seed": 11, "num_beams": 4, "num_return_sequences": 2, "top_k": 50},
     "diverse": {"num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 0.7, "num_return_sequences": 2},
     "constrained": {"num_beams": 4, "constraints": [[400, 401]]},
+    "assisted": {"prompt_lookup_num_tokens": 2},
+    "dola": {"dola_layers": (0, 1)},
+    "contrastive": {"penalty_alpha": 0.6, "top_k": 4},
 }
 
 
@@ -92,12 +95,12 @@ def test_a_fork_of_a_fork_at_its_own_tokens_gives_back_the_source(smollm2: Causa
 
 def _branch_of(tiny: CausalLM, strategy: str, step: int = 2, pick: int = 1) -> tuple[Trace, ForkPoint, Trace]:
     """A run of ``strategy`` on tiny-random, a fork at the best hypothesis of ``step`` forcing its ``pick``-th
-    recorded candidate, and the branch."""
+    recorded candidate (its only one in DoLa), and the branch."""
     params = dict(RUNS[strategy])
     constraints = params.pop("constraints", ())
     source = explorer.decode(tiny, PROMPT, strategy, max_new_tokens=8, constraints=constraints, **params)
     hyp = source.steps[step].hypotheses[0]
-    at = ForkPoint(source, hyp, hyp.candidates[pick].token_id)
+    at = ForkPoint(source, hyp, hyp.candidates[min(pick, len(hyp.candidates) - 1)].token_id)  # DoLa records one
     return source, at, decode_branch(tiny, at)
 
 
