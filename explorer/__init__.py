@@ -8,6 +8,7 @@ from explorer.api import compare, decode, parse_constraints, plan, tokenize_prom
 from explorer.constraints import AnyOf, Phrase
 from explorer.errors import ExplorerError, ModelNotFoundError, ParameterError, TraceFormatError
 from explorer.export import export_html, read_export
+from explorer.fork import ForkPoint, decode_branch
 from explorer.models.base import CausalLM, ModelInfo
 from explorer.params import DecodeParams
 from explorer.strategies import names as _strategy_names
@@ -24,6 +25,7 @@ __all__ = [
     "DecodeParams",
     "ExplorerError",
     "Finished",
+    "ForkPoint",
     "Hypothesis",
     "ModelInfo",
     "ModelNotFoundError",
@@ -36,6 +38,7 @@ __all__ = [
     "available_models",
     "compare",
     "decode",
+    "decode_branch",
     "export_html",
     "load_model",
     "parse_constraints",

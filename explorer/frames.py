@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from explorer._util import gc_paused
+from explorer.fork import prefix_of
 from explorer.trace import Candidate, Finished, Hypothesis, Result, Trace
 
 __all__ = ["CANDIDATE_COLUMNS", "EDGE_COLUMNS", "NODE_COLUMNS", "candidates_frame", "tree_frames"]
@@ -130,6 +131,10 @@ class _Tree:
     up: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, tuple[int, ...]] = field(default_factory=dict)
     creator: dict[int, Candidate] = field(default_factory=dict)
+    #: A root's path log-prob and the token that made it: 0 and none, but a grafted branch's fixed tokens' log-prob
+    #: (NaN when unknown) and its forced token.
+    root_logprob: float = 0.0
+    root_token: Candidate | None = None
 
 
 _COL = {name: i for i, (name, _) in enumerate(NODE_COLUMNS)}
@@ -146,7 +151,9 @@ def _set_token(row: list[Any], cand: Candidate | None, tree: _Tree, parent: str 
     """Fill the columns a node takes from the candidate that created it, and its path's log-prob (the parent's
     plus the token's; 0 at a root)."""
     if parent is None:
-        row[_COL["path_logprob"]] = 0.0 if row[_COL["kind"]] == "hypothesis" else _NAN
+        root = row[_COL["kind"]] == "hypothesis"
+        row[_COL["path_logprob"]] = tree.root_logprob if root else _NAN
+        cand = tree.root_token if root and cand is None else cand
     elif cand is not None and parent in tree.nodes:
         row[_COL["path_logprob"]] = tree.nodes[parent][_COL["path_logprob"]] + cand.logprob
     if cand is not None:
@@ -212,6 +219,10 @@ def _child_key(tree: _Tree, step: int, hyp: Hypothesis, cand: Candidate, leaves:
 def _build(trace: Trace, leaves: bool) -> _Tree:
     """Every node and edge: the recorded hypotheses and finished entries first, then what the candidates add."""
     tree = _Tree()
+    prefix = prefix_of(trace)
+    if prefix is not None:
+        tree.root_logprob = _NAN if prefix.logprob is None else prefix.logprob
+        tree.root_token = None if prefix.forced is None else replace(prefix.forced, fate="kept", reason="forced")
     tree.creator = {c.child: c for s in trace.steps for h in s.hypotheses for c in h.candidates
                     if c.child is not None and c.fate in ("kept", "finished")}
     slots = {h.id: h.slot for s in trace.steps for h in s.hypotheses}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from itertools import pairwise
 
+from explorer.errors import TraceFormatError
+from explorer.fork import Prefix, prefix_of, ranked_score
 from explorer.strategies import REGISTRY, StrategySpec
 from explorer.trace import PLACEHOLDER, Finished, Hypothesis, Step, Trace
 
@@ -55,7 +57,12 @@ def check_trace(trace: Trace) -> list[str]:
       score has a better rank, and no rank is better than the number of recorded candidates scoring higher; its
       ``raw_rank`` the same by its raw ``logprob``;
     - beams within a step (and group) are sorted by score, except in constrained search (sorted by bank);
-    - results are sorted best first, hold generated tokens only, end with eos exactly when they say so;
+    - steps are numbered 0, 1, 2, ...; a grafted branch's (:mod:`explorer.fork`) from its fork's step + 1, and
+      every hypothesis, finished entry and result of it starts with its fixed tokens, its first hypotheses score
+      what the fixed tokens scored (the forced candidate's total in the source), and its recorded log-prob is the
+      sum of its path's;
+    - results are sorted best first (a branch's by the score its search ranked them by, on the continuation), hold
+      generated tokens only, end with eos exactly when they say so;
     - a result from a recorded finished entry holds its tokens and its ``normalized_score``;
     - a result marked as satisfying its constraints contains each of them;
     - a DoLa step contrasted its most divergent candidate layer, and its token is the best plausible contrast
@@ -69,14 +76,19 @@ def check_trace(trace: Trace) -> list[str]:
     >>> check_trace(explorer.decode(explorer.load_model("tiny-random"), [5, 6], "beam", max_new_tokens=4))
     []
     """
-    problems: list[str] = []
+    try:
+        prefix = prefix_of(trace)
+    except TraceFormatError as error:
+        return [str(error)]
+    problems = _check_numbering(trace, prefix)
     by_id: dict[int, Hypothesis] = {}
     for step in trace.steps:
         for hyp in step.hypotheses:
             by_id[hyp.id] = hyp
+    first = trace.steps[0].index if trace.steps else 0
     for step in trace.steps:
         for hyp in step.hypotheses:
-            problems += _check_parent(hyp, by_id, step.index)
+            problems += _check_parent(hyp, by_id, step.index, first)
             problems += _check_candidates(hyp, step.index)
             problems += _check_ranks(hyp, step.index)
         for fin in step.finished:
@@ -85,6 +97,35 @@ def check_trace(trace: Trace) -> list[str]:
         problems += _check_inside(trace, step)
     problems += _check_links(trace)
     problems += _check_results(trace)
+    return problems
+
+
+def _check_numbering(trace: Trace, prefix: Prefix | None) -> list[str]:
+    """Steps are numbered in order from 0, a grafted branch's from its fork's step + 1; a branch's paths start
+    with its fixed tokens, and its recorded prefix adds up."""
+    first = 0 if prefix is None else prefix.first_step
+    if [s.index for s in trace.steps] != list(range(first, first + len(trace.steps))):
+        return [f"steps are not numbered from {first} in order: {[s.index for s in trace.steps][:8]}"]
+    if prefix is None:
+        return []
+    problems = []
+    fixed, n = prefix.token_ids, len(prefix.token_ids)
+    paths = [("hypothesis", h.id, h.token_ids) for s in trace.steps for h in s.hypotheses] + [
+        ("finished entry", f.id, f.token_ids) for s in trace.steps for f in s.finished] + [
+        ("result", r.rank, r.token_ids) for r in trace.results]
+    astray = [(what, ident) for what, ident, ids in paths if ids[:n] != fixed]
+    if astray:
+        problems.append(f"branch: {len(astray)} paths do not start with its fixed tokens, e.g. {astray[0][0]} "
+                        f"{astray[0][1]}")
+    roots = [h for s in trace.steps for h in s.hypotheses if h.parent is None]
+    problems += [f"branch: first hypothesis {h.id} scores {h.score}, its fixed tokens {prefix.score}" for h in roots
+                 if h.score > PLACEHOLDER and not _close(h.score, prefix.score)]
+    forced = prefix.forced
+    if forced is not None and not _close(forced.total, prefix.score):
+        problems.append(f"branch: fixed tokens score {prefix.score}, the forced candidate's total {forced.total}")
+    if prefix.logprob is not None and (any(c is None for c in prefix.path) or not _close(
+            prefix.logprob, math.fsum(c.logprob for c in prefix.path if c is not None))):
+        problems.append(f"branch: fixed tokens' log-prob {prefix.logprob} is not the sum of their candidates'")
     return problems
 
 
@@ -141,10 +182,11 @@ def _check_links(trace: Trace) -> list[str]:
     return problems
 
 
-def _check_parent(hyp: Hypothesis, by_id: dict[int, Hypothesis], index: int) -> list[str]:
-    """The hypothesis extends a recorded candidate of its parent, and its score adds up."""
+def _check_parent(hyp: Hypothesis, by_id: dict[int, Hypothesis], index: int, first: int) -> list[str]:
+    """The hypothesis extends a recorded candidate of its parent, and its score adds up (a parent is needed after
+    the ``first`` step)."""
     if hyp.parent is None:
-        return [] if index == 0 else [f"step {index}: hypothesis {hyp.id} has no parent"]
+        return [] if index == first else [f"step {index}: hypothesis {hyp.id} has no parent"]
     parent = by_id.get(hyp.parent)
     if parent is None:
         return [f"step {index}: hypothesis {hyp.id} names a missing parent {hyp.parent}"]
@@ -262,9 +304,9 @@ def _check_order(trace: Trace, hyps: tuple[Hypothesis, ...], index: int) -> list
 def _check_results(trace: Trace) -> list[str]:
     """Results: sorted, as their finished entries, generated tokens only, eos and constraints where claimed."""
     problems = []
-    scores = [r.score for r in trace.results]
+    scores = [ranked_score(trace, r) for r in trace.results]
     if any(a < b for a, b in pairwise(scores)):
-        problems.append(f"results are not sorted best first: {scores}")
+        problems.append(f"results are not sorted best first (as their search ranked them): {scores}")
     finished = {f.id: f for step in trace.steps for f in step.finished}
     eos = set(trace.eos_token_ids)
     for r in trace.results:

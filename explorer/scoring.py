@@ -78,7 +78,8 @@ def length_penalty(trace: Trace) -> float | None:
 
 
 def score_formula(trace: Trace) -> str:
-    """How ``trace``'s results are scored, in one line (plain text).
+    """How ``trace``'s results are scored, in one line (plain text); for a grafted branch (:mod:`explorer.fork`),
+    that its search ranked the continuation alone.
 
     >>> import explorer
     >>> m = explorer.load_model("tiny-random")
@@ -87,15 +88,18 @@ def score_formula(trace: Trace) -> str:
     >>> score_formula(explorer.decode(m, [5], strategy="greedy", max_new_tokens=1))
     'score = summed token scores (no length penalty)'
     """
+    from explorer.fork import prefix_of
+
     lp = length_penalty(trace)
-    if lp is None:
-        return "score = summed token scores (no length penalty)"
-    return f"score = summed token scores / length^{lp:g}"
+    text = "score = summed token scores" + (" (no length penalty)" if lp is None else f" / length^{lp:g}")
+    if prefix_of(trace) is not None:
+        text += "; a branch's sum and length include its fixed tokens, but its search ranked the continuation alone"
+    return text
 
 
 def score_means(traces: Iterable[Trace]) -> str:
     """What "score" means for these traces, once for all of them (plain text): the formula of each strategy, and
-    the diversity penalty's part where a diverse search ran.
+    the diversity penalty's part where a diverse search ran, and how a grafted branch (:mod:`explorer.fork`) ranked.
 
     >>> import explorer
     >>> m = explorer.load_model("tiny-random")
@@ -103,15 +107,20 @@ def score_means(traces: Iterable[Trace]) -> str:
     >>> text.split("; ")[1:]
     ['greedy: no length penalty', 'beam: / length^1']
     """
+    from explorer.fork import RANKED_ON, prefix_of
+
     parts: dict[str, str] = {}
-    diverse = False
+    diverse = branch = False
     for trace in traces:
         lp = length_penalty(trace)
         parts.setdefault(trace.strategy, "no length penalty" if lp is None else f"/ length^{lp:g}")
         diverse = diverse or float(trace.params.get("diversity_penalty") or 0.0) != 0.0
+        branch = branch or prefix_of(trace) is not None
     text = ("score: what the strategy ranks by, the summed token scores (log-probs after the processors); "
             + "; ".join(f"{name}: {how}" for name, how in parts.items()))
     if diverse:
         text += "; diversity: the diversity penalty's part of the summed token scores (already in the score)"
+    if branch:
+        text += f"; {RANKED_ON}"
     return text
 

@@ -23,7 +23,7 @@ from explorer.trace import (
 )
 from explorer.trace_validate import validate_document
 
-__all__ = ["JSONDoc", "trace_from_dict", "trace_to_dict"]
+__all__ = ["JSONDoc", "candidate_from_dict", "candidate_to_dict", "trace_from_dict", "trace_to_dict"]
 
 JSONDoc = dict[str, Any]
 
@@ -150,6 +150,22 @@ def _result_out(r: Result) -> JSONDoc:
         "finished_step": r.finished_step, "ended_with_eos": r.ended_with_eos, "group": r.group,
         "source": r.source, "constraints_satisfied": r.constraints_satisfied,
     }
+
+
+def candidate_to_dict(candidate: Candidate) -> JSONDoc:
+    """One candidate as the document holds it (the inverse of :func:`candidate_from_dict`).
+
+    >>> from explorer.trace import Candidate
+    >>> c = Candidate(7, "a", -0.5, float("-inf"), float("-inf"), 3, (("top_k", float("-inf")),), "masked", "cut")
+    >>> candidate_to_dict(c)["score"], candidate_from_dict(candidate_to_dict(c)) == c
+    ('-inf', True)
+    """
+    return _candidate_out(candidate)
+
+
+def candidate_from_dict(doc: JSONDoc) -> Candidate:
+    """One candidate from its dict (as :func:`candidate_to_dict` wrote it)."""
+    return _candidate_in(doc)
 
 
 def trace_to_dict(trace: Trace) -> JSONDoc:

@@ -14,6 +14,7 @@ from typing import Any
 
 from explorer._util import gc_paused
 from explorer.errors import TraceFormatError
+from explorer.fork import prefix_of
 from explorer.trace import Trace
 from explorer.trace_codec import trace_from_dict, trace_to_dict
 from explorer.trace_validate import short, trace_schema, validate_document
@@ -135,7 +136,9 @@ def _trace_of(text: str) -> Trace:
     """Parse, check version and schema, and build the trace."""
     doc = _parse(text)
     validate_document(doc)
-    return trace_from_dict(doc, validate=False)
+    trace = trace_from_dict(doc, validate=False)
+    prefix_of(trace)  # a branch's record must add up (the schema checks its shape only)
+    return trace
 
 
 def _check_size(size: int, what: str) -> None:

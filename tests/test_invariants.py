@@ -13,6 +13,7 @@ import pytest
 
 import explorer
 from explorer import invariants
+from explorer.fork import ForkPoint, decode_branch
 from explorer.invariants import check_trace
 from explorer.models.base import CausalLM
 from explorer.models.table import TableModel
@@ -31,6 +32,7 @@ RUNS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 TINY = tuple(RUNS)
 UNCONSTRAINED = tuple(run for run in TINY if run != "constrained")  # a changed result token unmakes no constraint
+BRANCH = ("branch",)
 MISSING = 10**6  # an id no record has
 
 
@@ -42,6 +44,8 @@ def traces(tiny: CausalLM, toy: TableModel) -> dict[str, Trace]:
     out["toy-beam"] = explorer.decode(toy, "The", "beam", num_beams=2, max_new_tokens=5)
     out["dola"] = explorer.decode(tiny, PROMPT, "dola", dola_layers=(0, 1), max_new_tokens=8)
     out["contrastive"] = explorer.decode(tiny, PROMPT, "contrastive", penalty_alpha=0.6, top_k=4, max_new_tokens=8)
+    hyp = out["beam"].steps[2].hypotheses[0]  # a branch forced there, grafted onto its source (first step: 3)
+    out["branch"] = decode_branch(tiny, ForkPoint(out["beam"], hyp, hyp.candidates[1].token_id))
     return out
 
 
@@ -413,6 +417,29 @@ def _contrastive_winner_not_taken(trace: Trace) -> Trace:
                                                                           for x in c.candidates)))
 
 
+def _with_record(trace: Trace, **changes: Any) -> Trace:
+    """A branch with its ``meta["branch"]`` record changed."""
+    return replace(trace, meta={**trace.meta, "branch": {**trace.meta["branch"], **changes}})
+
+
+def _with_forced(trace: Trace, **changes: Any) -> Trace:
+    """A branch whose record says the forced token's candidate (and, for ``token_id``, the forced token) differs."""
+    path = list(trace.meta["branch"]["path"])
+    path[-1] = {**path[-1], **changes}
+    return _with_record(trace, path=path, **({"token_id": changes["token_id"]} if "token_id" in changes else {}))
+
+
+def _renumbered(trace: Trace) -> Trace:
+    """A branch whose steps are numbered from one too early."""
+    return replace(trace, steps=tuple(replace(s, index=s.index - 1) for s in trace.steps))
+
+
+def _fixed_score_off(trace: Trace) -> Trace:
+    """A branch whose record says its fixed tokens (and the forced candidate) scored more than its paths say."""
+    record = trace.meta["branch"]
+    return _with_forced(_with_record(trace, score=record["score"] + 1), total=record["path"][-1]["total"] + 1)
+
+
 @dataclass(frozen=True)
 class Break:
     """One way to break a trace, the message ``check_trace`` must give for it, and the runs it applies to."""
@@ -473,8 +500,9 @@ BREAKS = [
     Break("result-not-from-an-entry", _result_from_nowhere,
           rf"^result 0 comes from {MISSING}, not a recorded finished entry$"),
     # _check_results
-    Break("results-not-sorted", _unsorted_results, r"^results are not sorted best first: ",
-          ("sample", "beam", "beam-sample", "diverse")),
+    Break("results-not-sorted", _unsorted_results,
+          r"^results are not sorted best first \(as their search ranked them\): ",
+          ("sample", "beam", "beam-sample", "diverse", "branch")),
     Break("result-tokens-not-its-entry's", _result_tokens_differ,
           r"^result 0: tokens \[.+\] differ from its finished entry \d+'s \[.+\]$", UNCONSTRAINED),
     Break("result-score-not-its-entry's", _result_score_differs,
@@ -503,10 +531,25 @@ BREAKS = [
     Break("contrastive-winner-not-taken", _contrastive_winner_not_taken,
           r"^step 0: contrastive search's winner is not the token the step took$", ("contrastive",)),
 ]
+BREAKS += [  # a grafted branch (explorer.fork): its numbering and its fixed tokens
+    Break("steps-not-numbered-from-the-fork", _renumbered, r"^steps are not numbered from 3 in order: \[2, 3, 4",
+          BRANCH),
+    Break("paths-without-the-fixed-tokens", lambda t: _with_forced(t, token_id=MISSING),
+          r"^branch: \d+ paths do not start with its fixed tokens, e\.g\. hypothesis \d+$", BRANCH),
+    Break("first-hypothesis-not-the-fixed-score", _fixed_score_off,
+          r"^branch: first hypothesis \d+ scores \S+, its fixed tokens \S+$", BRANCH),
+    Break("fixed-score-not-the-forced-total",
+          lambda t: _with_forced(t, total=t.meta["branch"]["path"][-1]["total"] + 1),
+          r"^branch: fixed tokens score \S+, the forced candidate's total \S+$", BRANCH),
+    Break("fixed-logprob-not-the-sum", lambda t: _with_record(t, logprob=t.meta["branch"]["logprob"] + 1),
+          r"^branch: fixed tokens' log-prob \S+ is not the sum of their candidates'$", BRANCH),
+    Break("record-does-not-match-its-path", lambda t: _with_record(t, token_id=MISSING),
+          r"^invalid trace at meta/branch: its path does not match its prefix and forced token$", BRANCH),
+]
 CASES = [pytest.param(b, run, id=f"{run}-{b.name}") for b in BREAKS for run in b.runs]
 
 
-@pytest.mark.parametrize("run", [*TINY, "toy-beam", "dola", "contrastive"])
+@pytest.mark.parametrize("run", [*TINY, "toy-beam", "dola", "contrastive", "branch"])
 def test_a_real_trace_is_accepted(traces: dict[str, Trace], run: str) -> None:
     assert check_trace(traces[run]) == []
 

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 from explorer import figures
 from explorer.app._constraints import piece
-from explorer.app._nodes import NodeInfo
+from explorer.app._nodes import NodeInfo, step_at
 from explorer.app.controls import sync
 from explorer.app.state import AppState, Panel, panel_by_id
 from explorer.app.theme import on_page
@@ -128,13 +128,13 @@ class ConstraintViews:
             sync(self.box.layout, "none", "display")
             return
         trace = panel.trace
-        index = min(info.step, len(trace.steps) - 1) if info is not None else len(trace.steps) - 1
+        index = step_at(trace, info.step if info is not None else trace.steps[-1].index).index
         mine = state.selection is not None and state.selection.panel == panel.id
         selected = info.hypothesis.id if mine and info is not None and info.hypothesis is not None else None
         deps = (panel.key, Same(trace), index, selected, theme)
         if deps != self._deps:
             self._deps = deps
-            sync(self.banks, banks_html(trace, trace.steps[index], selected))
+            sync(self.banks, banks_html(trace, step_at(trace, index), selected))
             fig = _marked(figures.constraint_progress(trace, theme=theme), index, panel.key)
             if self.figure is None:
                 self.figure = figure_widget(on_page(placeholder("", theme=theme)))

@@ -15,7 +15,7 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from explorer import figures
-from explorer.app._nodes import NodeInfo
+from explorer.app._nodes import NodeInfo, step_at
 from explorer.app.controls import sync
 from explorer.app.state import AppState, NodeLens, Panel, ResultLens, lens_panel, panel_by_id
 from explorer.app.theme import on_page
@@ -143,7 +143,7 @@ class InsideViews:
         dola = chosen.get("dola")
         if dola is not None and dola.trace is not None:
             trace, key = dola.trace, dola.key
-            at = trace.steps[min(step, len(trace.steps) - 1)]
+            at = step_at(trace, step)
             width = min(1280, max(SIDE_WIDTH, 220 + 44 * len(trace.steps)))
             self._show("dola_layers", (key, Same(trace), theme), lambda: _prefixed(
                 figures.dola_layers(trace, theme=theme).update_layout(width=width), key))
@@ -154,7 +154,7 @@ class InsideViews:
         contrastive = chosen.get("contrastive")
         if contrastive is not None and contrastive.trace is not None:
             trace, key = contrastive.trace, contrastive.key
-            at = trace.steps[min(step, len(trace.steps) - 1)]
+            at = step_at(trace, step)
             self._show("contrastive", (key, Same(trace), at.index, theme), lambda: _prefixed(
                 figures.contrastive_scores(at, theme=theme, token_text=speller(trace)).update_layout(
                     width=SIDE_WIDTH), key))

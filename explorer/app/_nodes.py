@@ -1,14 +1,14 @@
-"""Tree nodes read back from a trace: what a clicked node is, its path, and how to fork a branch from it."""
+"""Tree nodes read back from a trace: what a clicked node is, and its path."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
+from explorer.fork import prefix_of
 from explorer.scoring import path_scores
-from explorer.trace import Candidate, Hypothesis, Trace
+from explorer.trace import Candidate, Hypothesis, Step, Trace
 
-__all__ = ["NodeInfo", "branch_request", "describe"]
+__all__ = ["NodeInfo", "describe", "step_at"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,10 @@ def _hypotheses(trace: Trace) -> dict[int, tuple[int, Hypothesis]]:
 
 
 def _texts(trace: Trace) -> dict[int, str]:
-    """Display text of every token the trace recorded a candidate for."""
-    return {c.token_id: c.text for s in trace.steps for h in s.hypotheses for c in h.candidates}
+    """Display text of every token the trace recorded a candidate for (a branch's fixed tokens included)."""
+    prefix = prefix_of(trace)
+    fixed = {c.token_id: c.text for c in (prefix.path if prefix is not None else ()) if c is not None}
+    return {**fixed, **{c.token_id: c.text for s in trace.steps for h in s.hypotheses for c in h.candidates}}
 
 
 def _text(trace: Trace, token_ids: tuple[int, ...]) -> str:
@@ -69,8 +71,8 @@ def _unexpanded(trace: Trace, key: str, hyp_id: int) -> NodeInfo:
 
 
 def _path_logprob(trace: Trace, info: NodeInfo) -> float | None:
-    """The model's summed log-prob of a node's tokens: its own token, then the hypotheses back to the root
-    (``None`` when a candidate on the way was not recorded)."""
+    """The model's summed log-prob of a node's tokens: its own token, then the hypotheses back to the root, then a
+    grafted branch's fixed tokens (``None`` when a candidate on the way was not recorded)."""
     if not info.token_ids:
         return 0.0
     hyp = info.hypothesis
@@ -90,6 +92,8 @@ def _path_logprob(trace: Trace, info: NodeInfo) -> float | None:
         if parent is None:
             return None
         hyp = parent
+    prefix = prefix_of(trace)
+    tokens += reversed(prefix.path) if prefix is not None else ()
     return path_scores(tokens).logprob if len(tokens) == len(info.token_ids) else None
 
 
@@ -142,23 +146,14 @@ def _finished(trace: Trace, key: str, fin_id: int, hyps: dict[int, tuple[int, Hy
                     fin.normalized_score, hyp, preselect, note, length=fin.length)
 
 
-def branch_request(trace: Trace, hyp: Hypothesis, token_id: int) -> tuple[tuple[int, ...], dict[str, Any], list[Any]]:
-    """Prompt ids, parameters and constraints that re-decode ``trace`` from ``hyp`` with ``token_id`` forced.
+def step_at(trace: Trace, index: int) -> Step:
+    """The step of ``trace`` numbered ``index``, else the nearest one (a branch's steps start at its fork's step +
+    1; a selection elsewhere may be before or past them). The trace must have a step.
 
-    The prompt is the original prompt ids, the hypothesis's tokens and the forced token; the parameters are the
-    trace's, with ``max_new_tokens`` (and ``min_new_tokens``) reduced by the tokens now fixed. Raises
-    ``ValueError`` when nothing is left to decode.
+    >>> import explorer
+    >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=3)
+    >>> step_at(t, 1).index, step_at(t, 9).index
+    (1, 2)
     """
-    fixed = len(hyp.token_ids) + 1
-    params = {k: v for k, v in trace.params.items() if k not in ("strategy", "chat")}
-    left = int(params.get("max_new_tokens", 0)) - fixed
-    if token_id in trace.eos_token_ids:
-        raise ValueError("the forced token is end-of-sequence: there is nothing to continue")
-    if left < 1:
-        raise ValueError(f"max_new_tokens={params.get('max_new_tokens')} leaves no token after the {fixed} fixed")
-    params["max_new_tokens"] = left
-    params["min_new_tokens"] = max(0, int(params.get("min_new_tokens", 0)) - fixed)
-    constraints: list[Any] = [
-        c["token_ids"] if c.get("kind") == "phrase" else c["options"] for c in trace.constraints
-    ]
-    return (*trace.prompt_token_ids, *hyp.token_ids, token_id), params, constraints
+    first = trace.steps[0].index
+    return trace.steps[max(0, min(index - first, len(trace.steps) - 1))]

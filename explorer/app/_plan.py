@@ -7,11 +7,12 @@ from dataclasses import replace
 from explorer.api import parse_constraints, tokenize_prompt
 from explorer.app import state as st
 from explorer.app._constraints import constraint_specs
-from explorer.app._nodes import NodeInfo, branch_request, describe
+from explorer.app._nodes import NodeInfo, describe
 from explorer.app._params import GLOBAL_CONTROLS, check_params, model_errors, takes_constraints
 from explorer.app._run import Job
 from explorer.app.state import AppState, Branch, Panel, panel_by_id
 from explorer.errors import ExplorerError, ParameterError
+from explorer.fork import ForkPoint, branch_request
 from explorer.models.base import CausalLM
 
 __all__ = ["plan_branch", "plan_run"]
@@ -118,17 +119,19 @@ def plan_branch(state: AppState, model: CausalLM | None, token_id: int | None) -
     cand = next((c for c in info.hypothesis.candidates if c.token_id == token_id), None)
     if cand is None:
         raise ExplorerError(f"token {token_id} is not a recorded candidate of node {node}")
+    fork = ForkPoint(panel.trace, info.hypothesis, token_id, panel.key, node)
     try:
-        prompt, params, constraints = branch_request(panel.trace, info.hypothesis, token_id)
+        prompt, params, constraints = branch_request(fork)
     except ValueError as error:
         raise ExplorerError(str(error)) from None
     branch = Branch(panel.id, node, info.step, token_id, cand.text, len(info.hypothesis.token_ids) + 1)
-    new = st.add_branch(st.select(state, panel.id, node), panel, branch, params)
+    # The panel lists the knobs of the whole path (its trace is grafted onto the source's prompt): the source's budget.
+    whole = {**params, **{k: panel.trace.params[k] for k in ("max_new_tokens", "min_new_tokens")
+                          if k in panel.trace.params}}
+    new = st.add_branch(st.select(state, panel.id, node), panel, branch, whole)
     if len(new.panels) == len(state.panels):
         raise ExplorerError(new.errors.get("force", "no room for another panel"))
-    meta = {"branch": {"source": panel.key, "node": node, "step": branch.step, "token_id": token_id,
-                       "token_text": cand.text, "fixed_tokens": branch.fixed}}
-    job = Job(new.next_id - 1, prompt, panel.strategy, params, constraints=constraints, meta=meta)
+    job = Job(new.next_id - 1, prompt, panel.strategy, params, constraints=constraints, fork=fork)
     added = panel_by_id(new, job.panel_id)
     status = f"running {added.label if added is not None else 'the branch'}…"
     return st.start_run(new, (job.panel_id,), job.max_steps, status), job

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from explorer.api import Plan, decode, plan, run_plans
+from explorer.fork import ForkPoint, graft
 from explorer.models.base import CausalLM
 from explorer.trace import Trace
 
@@ -18,7 +19,8 @@ __all__ = ["Hooks", "Job", "RunEnd", "Runner", "one_line"]
 
 @dataclass(frozen=True)
 class Job:
-    """One panel to decode: everything ``explorer.decode`` takes, plus what to add to the trace's ``meta``."""
+    """One panel to decode: everything ``explorer.decode`` takes, plus what to add to the trace's ``meta``; a
+    branch's ``fork`` is where it leaves its source (its trace is grafted there, :func:`explorer.fork.graft`)."""
 
     panel_id: int
     prompt: str | tuple[int, ...]
@@ -28,6 +30,7 @@ class Job:
     constraints: Sequence[Any] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
+    fork: ForkPoint | None = None
 
     @property
     def name(self) -> str:
@@ -149,9 +152,13 @@ class Runner:
         return on_step
 
     def _finished(self, job: Job, trace: Trace, counts: list[int]) -> None:
-        """Hand a job's trace over (with the job's ``meta`` added)."""
+        """Hand a job's trace over (with the job's ``meta`` added; a branch grafted onto its source)."""
         counts[1] += 1
-        self._hooks.on_trace(job, replace(trace, meta={**trace.meta, **job.meta}) if job.meta else trace)
+        if job.meta:
+            trace = replace(trace, meta={**trace.meta, **job.meta})
+        if job.fork is not None:
+            trace = graft(trace, job.fork, self._model().tokenizer.decode)
+        self._hooks.on_trace(job, trace)
 
     def _run_in_turn(self, jobs: tuple[Job, ...], counts: list[int], first: int, total: int) -> str:
         """Decode ``jobs`` one after another (job ``first`` of ``total`` onwards); the first error, if any."""

@@ -139,8 +139,10 @@ class Controls:
             self.force_token.value = chosen
 
     def render_scrubber(self, state: AppState) -> None:
-        """The scrubber spans the longest trace; at its end it shows every step."""
-        last = max((len(p.trace.steps) for p in state.panels if p.trace is not None), default=1) - 1
+        """The scrubber spans every trace's steps (a branch's are numbered from its fork on); at its end it shows
+        every step."""
+        last = max((p.trace.steps[-1].index for p in state.panels if p.trace is not None and p.trace.steps),
+                   default=0)
         sync(self.scrubber, max(last, 0), "max")
         sync(self.scrubber, last if state.upto_step is None else min(state.upto_step, last))
         sync(self.scrubber, last <= 0, "disabled")

@@ -43,9 +43,10 @@ class TreeLayout:
     Rows follow :func:`explorer.frames.tree_frames`. ``x`` is the node's depth (tokens generated); ``y`` the slot
     of a hypothesis, and for any other node (finished entry, pruned or masked leaf, hypothesis never expanded) a
     place in its parent's band ``slot ± BAND``, in the order of the parent's candidates. ``decided`` is the step
-    whose decision made the node (``-1`` for a root), so that ``decided <= upto_step`` is the tree after that
-    step. ``parent`` is the parent's row (``-1``: none), ``result_rank`` the best result through the node (``-1``).
-    Build one with :func:`tree_layout` and pass it to :func:`search_tree` instead of the trace to redraw cheaply.
+    whose decision made the node (``-1`` for a root; a grafted branch's root: its fork's step), so that
+    ``decided <= upto_step`` is the tree after that step. ``parent`` is the parent's row (``-1``: none),
+    ``result_rank`` the best result through the node (``-1``). Build one with :func:`tree_layout` and pass it to
+    :func:`search_tree` instead of the trace to redraw cheaply.
     """
 
     strategy: str
@@ -200,8 +201,9 @@ def _hover(trace: Trace, idx: Index, nodes: pd.DataFrame, many_groups: bool) -> 
         place = f"step {step}" + (f" · slot {slot}" if slot is not pd.NA else "") + \
             (f" · group {group}" if many_groups else "")
         path = f"path: log-prob {fmt(path_lp)} · score {fmt(score)}"
-        if key[0] == "h" and parent_id is pd.NA:
-            lines = [f"<b>prompt</b>  {key} · root · {place}", path]
+        if key[0] == "h" and parent_id is pd.NA:  # the prompt, or a grafted branch's forced token (explorer.fork)
+            first = "prompt" if text is pd.NA else tokens.get(text) or tokens.setdefault(text, safe_hover(text))
+            lines = [f"<b>{first}</b>  {key} · root · {place}", path]
         else:
             token = tokens.get(text) or tokens.setdefault(text, safe_hover(text))
             lines = [f"<b>{token}</b>  {key} · {kind} · {place}"]
@@ -273,12 +275,12 @@ def tree_layout(trace: Trace) -> TreeLayout:
     parent = nodes["parent"].map(row).to_numpy(dtype="float64", na_value=np.nan)
     parent = np.where(np.isnan(parent), -1, parent).astype(np.int64)
     step = _array(nodes["step"], np.int64, 0)
+    # A hypothesis is decided when its parent's step picks it: the root before step 0 (the prompt is given), a
+    # grafted branch's root (its forced token, explorer.fork) at its fork's step.
     decided = np.where(kind == "hypothesis", step - 1, step)
-    if len(nodes):  # a hypothesis is decided when its parent's step picks it; roots have no parent
-        decided[(kind == "hypothesis") & (parent < 0)] = -1
     group = _array(nodes["group"], np.int64, 0)
     logprob = _array(nodes["logprob"], np.float64, np.nan)
-    logprob[(kind == "hypothesis") & (parent < 0)] = 0.0  # the prompt is given: probability one
+    logprob[(kind == "hypothesis") & (parent < 0) & np.isnan(logprob)] = 0.0  # the prompt is given: probability one
     groups = int(group.max()) + 1 if len(group) else 1
     slots = _array(nodes["slot"], np.float64, np.nan)
     x = _array(nodes["depth"], np.float64, 0.0)

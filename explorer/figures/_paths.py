@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from explorer.fork import Prefix, prefix_of
 from explorer.trace import Candidate, Finished, Hypothesis, Result, Trace
 
 __all__ = ["Index", "ResultPath", "index", "result_path"]
@@ -14,7 +15,8 @@ class Index:
     """A trace's records by id: hypotheses (with their step), finished entries, and candidates by what they made.
 
     ``made[("h", id)]`` is the kept candidate that created hypothesis ``id``, ``made[("f", id)]`` the candidate that
-    created finished entry ``id``; ``leaf[(step, hyp, token)]`` any recorded candidate; ``text`` a token's text.
+    created finished entry ``id``; ``leaf[(step, hyp, token)]`` any recorded candidate; ``text`` a token's text;
+    ``prefix`` a grafted branch's fixed tokens (:func:`explorer.fork.prefix_of`), ``None`` for any other trace.
     """
 
     hyps: dict[int, Hypothesis]
@@ -23,6 +25,7 @@ class Index:
     made: dict[tuple[str, int], Candidate]
     leaf: dict[tuple[int, int, int], Candidate]
     text: dict[int, str]
+    prefix: Prefix | None = None
 
 
 def index(trace: Trace) -> Index:
@@ -43,7 +46,11 @@ def index(trace: Trace) -> Index:
                 text.setdefault(c.token_id, c.text)
                 if c.child is not None and c.fate in ("kept", "finished"):
                     made["h" if c.fate == "kept" else "f", c.child] = c
-    return Index(hyps, step_of, fins, made, leaf, text)
+    prefix = prefix_of(trace)
+    for fixed in prefix.path if prefix is not None else ():
+        if fixed is not None:
+            text.setdefault(fixed.token_id, fixed.text)
+    return Index(hyps, step_of, fins, made, leaf, text, prefix)
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,8 @@ def _end(idx: Index, result: Result) -> tuple[Hypothesis | None, Finished | None
 
 
 def result_path(trace: Trace, result: Result, idx: Index | None = None) -> ResultPath:
-    """Walk ``result`` back to the root: its hypotheses, and the candidate behind each token (``None``: unrecorded).
+    """Walk ``result`` back to the root: its hypotheses, and the candidate behind each token (``None``: unrecorded);
+    a grafted branch's fixed tokens come from the source's candidates its record keeps.
 
     >>> import explorer
     >>> t = explorer.decode(explorer.load_model("tiny-random"), [5, 6], strategy="greedy", max_new_tokens=3)
@@ -98,6 +106,7 @@ def result_path(trace: Trace, result: Result, idx: Index | None = None) -> Resul
         end = idx.hyps.get(end.parent) if end.parent is not None else None
     chain.reverse()
     by_depth: dict[int, Candidate | None] = {len(h.token_ids): idx.made.get(("h", h.id)) for h in chain}
+    by_depth.update((i + 1, c) for i, c in enumerate(idx.prefix.path if idx.prefix is not None else ()))
     if last is not None:
         by_depth[len(chain[-1].token_ids) + 1 if chain else 1] = last
     picked = (by_depth.get(i + 1) for i in range(len(result.token_ids)))

@@ -97,10 +97,12 @@ def token_uncertainty(trace: Trace, result: Result) -> tuple[TokenUncertainty, .
     idx = index(trace)
     path = result_path(trace, result, idx)
     chooser: dict[int, Hypothesis] = {len(h.token_ids): h for h in path.hyps}
+    fixed = idx.prefix.entropies if idx.prefix is not None else ()  # a branch's fixed tokens: the source's records
     out = []
     for i, (token_id, cand) in enumerate(zip(result.token_ids, path.tokens, strict=True)):
         hyp = chooser.get(i)
-        entropy = hyp.entropy if hyp is not None and hyp.token_ids == result.token_ids[:i] else None
+        entropy = fixed[i] if i < len(fixed) else \
+            hyp.entropy if hyp is not None and hyp.token_ids == result.token_ids[:i] else None
         out.append(TokenUncertainty(_text(cand, token_id, idx.text), token_id, entropy,
                                     math.exp(cand.logprob) if cand is not None else None))
     return tuple(out)

@@ -11,6 +11,7 @@ from plotly.callbacks import Points
 from explorer.app import Explorer
 from explorer.app._banks import banks_html
 from explorer.app._nodes import describe
+from explorer.invariants import check_trace
 
 
 @pytest.fixture
@@ -109,3 +110,28 @@ def test_recorded_candidates_keep_the_models_favourites(app: Explorer) -> None:
     app.select(app.state.panels[0].id, f"h{hyp.id}")
     processed = app.outputs.details.data[1]
     assert "↓" in list(processed.text)
+
+
+def test_a_constrained_branch_shows_its_banks_at_its_own_steps(constrained: Explorer) -> None:
+    """A branch of a constrained search numbers its steps from its fork: a node of it shows the banks of its step,
+    the progress figure is marked there, and the scrubber spans its steps once its source is gone."""
+    app = constrained
+    source = app.state.panels[1]
+    assert source.trace is not None
+    hyp = source.trace.steps[2].hypotheses[0]
+    app.select(source.id, f"h{hyp.id}")
+    thread = app.force(hyp.candidates[1].token_id)
+    assert thread is not None
+    thread.join()
+    branch = app.state.panels[2]
+    assert branch.trace is not None
+    assert branch.trace.steps[0].index == 3
+    assert check_trace(branch.trace) == []
+    node = branch.trace.steps[1].hypotheses[0]
+    app.select(branch.id, f"h{node.id}")
+    assert _banks_step(app) == 4
+    assert {s.x0 for s in app.outputs.constraints.figure.layout.shapes} == {4}
+    for panel in (0, 0):  # greedy, then the constrained source: the branch is left alone
+        app.panel(panel).remove.click()
+    assert [p.kind for p in app.state.panels] == ["branch"]
+    assert app.controls.scrubber.max == branch.trace.steps[-1].index == 5

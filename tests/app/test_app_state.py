@@ -7,10 +7,11 @@ import pytest
 import explorer
 from explorer.app import state as st
 from explorer.app._constraints import constraint_specs, preview_html
-from explorer.app._nodes import branch_request, describe
+from explorer.app._nodes import describe
 from explorer.app._params import carry_params, check_params, control_for, default_params, knobs_for, parse_text
 from explorer.app._plan import plan_run
 from explorer.errors import ParameterError
+from explorer.fork import ForkPoint, branch_request
 from explorer.models.base import CausalLM
 
 
@@ -117,13 +118,16 @@ def test_nodes_and_branch_requests(tiny: CausalLM) -> None:
     leaf = describe(trace, f"c2.{hyp.id}.{cand.token_id}")
     assert leaf.hypothesis == hyp
     assert leaf.preselect == cand.token_id
-    prompt, params, constraints = branch_request(trace, hyp, cand.token_id)
+    prompt, params, constraints = branch_request(ForkPoint(trace, hyp, cand.token_id))
     assert prompt == (5, 6, 7, *hyp.token_ids, cand.token_id)
     assert params["max_new_tokens"] == 4 - 3
     assert params["num_beams"] == 4
     assert constraints == []
+    last = trace.steps[3].hypotheses[0]
     with pytest.raises(ValueError, match="leaves no token"):
-        branch_request(trace, trace.steps[3].hypotheses[0], cand.token_id)
+        branch_request(ForkPoint(trace, last, last.candidates[0].token_id))
+    with pytest.raises(ValueError, match="not a recorded candidate"):
+        branch_request(ForkPoint(trace, hyp, 10**6))
     with pytest.raises(KeyError):
         describe(trace, "h9999")
 

@@ -15,7 +15,10 @@ from plotly.callbacks import Points
 from widget_text import visible_error
 
 from explorer.app import Explorer
+from explorer.app._nodes import describe
 from explorer.app.explorer import DEFAULT_MODEL_ENV
+from explorer.figures._paths import result_path
+from explorer.invariants import check_trace
 from explorer.models.base import CausalLM
 from explorer.trace_io import dump_trace, load_trace
 
@@ -199,30 +202,93 @@ def test_a_bad_click_is_reported_not_raised(app: Explorer) -> None:
     assert app.state.selection is None
 
 
-def test_force_and_continue_makes_a_branch_panel(app: Explorer) -> None:
+def _force(app: Explorer, panel: int, node: str, token_id: int) -> None:
+    """Select ``node`` of panel ``panel``, force ``token_id`` there and wait for the branch."""
+    app.select(panel, node)
+    app.controls.force_token.value = token_id
+    thread = app.force()
+    assert thread is not None
+    thread.join()
+    assert app.state.status.startswith("done: 1 panel")
+
+
+def _depths(app: Explorer, key: str) -> list[float]:
+    """The x (tokens generated) of every tree marker of panel ``key``."""
+    return [float(x) for t in app.outputs.tree.data if t.customdata is not None
+            for x, row in zip(t.x, t.customdata, strict=True) if x is not None and row[0] == key]
+
+
+def test_force_and_continue_makes_a_branch_grafted_onto_its_source(app: Explorer) -> None:
+    """A branch reads as its source does: the source's prompt, its paths starting with the fixed tokens, its steps
+    and its tree from the fork on, and its log-prob and score over the whole path."""
     app.run(wait=True)
     beam = app.state.panels[1]
     assert beam.trace is not None
     hyp = beam.trace.steps[2].hypotheses[0]
-    app.select(beam.id, f"h{hyp.id}")
     forced = hyp.candidates[3]
-    app.controls.force_token.value = forced.token_id
-    thread = app.force()
-    assert thread is not None
-    thread.join()
+    _force(app, beam.id, f"h{hyp.id}", forced.token_id)
     branch = app.state.panels[2]
-    assert app.state.status.startswith("done: 1 panel")
     assert branch.kind == "branch"
     assert branch.branch is not None
     assert branch.trace is not None
     relation = (branch.branch.source, branch.branch.node, branch.branch.token_id)
     assert relation == (beam.id, f"h{hyp.id}", forced.token_id)
     assert branch.label == f'beam ↳ step 2 "{forced.text.replace(" ", "␣")}"'
-    assert branch.trace.prompt_token_ids == (*beam.trace.prompt_token_ids, *hyp.token_ids, forced.token_id)
-    assert branch.trace.params["max_new_tokens"] == 6 - 3
-    assert branch.trace.meta["branch"]["token_id"] == forced.token_id
-    assert branch.key in {row[0] for t in app.outputs.tree.data if t.customdata is not None for row in t.customdata}
+    trace = branch.trace
+    fixed = (*hyp.token_ids, forced.token_id)
+    assert trace.prompt_token_ids == beam.trace.prompt_token_ids
+    assert trace.params["max_new_tokens"] == 6
+    assert trace.meta["branch"]["decoded_with"]["max_new_tokens"] == 6 - 3
+    assert trace.meta["branch"]["token_id"] == forced.token_id
+    assert trace.steps[0].index == 3
+    assert all(r.token_ids[:3] == fixed for r in trace.results)
+    assert check_trace(trace) == []
+    assert min(_depths(app, branch.key)) == 3  # the branch's tree starts at its fork, beside its source's
+    assert min(_depths(app, beam.key)) == 0
+    path = result_path(trace, trace.results[0]).tokens
+    assert None not in path
+    source_logprob = describe(beam.trace, f"h{hyp.id}").logprob
+    assert source_logprob is not None
+    fixed_logprob = sum(c.logprob for c in path[:3] if c is not None)
+    assert fixed_logprob == pytest.approx(source_logprob + forced.logprob)
+    assert trace.meta["branch"]["logprob"] == pytest.approx(fixed_logprob)
+    assert trace.meta["branch"]["score"] == pytest.approx(forced.total)
+    logprob = sum(c.logprob for c in path if c is not None)
+    results = app.panel(2).results.value
+    assert f"<td class=\"explorer-logprob\">{logprob:.3f}</td>" in results
+    assert f"<td class=\"explorer-score\">{trace.results[0].score:.3f}</td>" in results
+    assert "ranked the continuation alone" in results
     assert "branch of #2 beam" in app.panel(2).summary.value
+    root = trace.steps[0].hypotheses[0]
+    app.select(branch.id, f"h{root.id}")
+    line = app.outputs.selection.value
+    assert f"step 3 · 3 tokens · log-prob {fixed_logprob:.3f} · score {forced.total:.3f}" in line
+    link = re.search(r'href="data:application/json;base64,([^"]+)"', app.panel(2).save.value)
+    assert link is not None
+    assert load_trace(base64.b64decode(link.group(1)).decode("utf-8")) == trace
+
+
+def test_a_fork_of_a_fork_starts_where_it_forked(app: Explorer) -> None:
+    app.run(wait=True)
+    greedy = app.state.panels[0]
+    assert greedy.trace is not None
+    hyp = greedy.trace.steps[1].hypotheses[0]
+    _force(app, greedy.id, f"h{hyp.id}", hyp.candidates[1].token_id)
+    first = app.state.panels[1]
+    assert first.trace is not None
+    assert first.branch is not None
+    deeper = first.trace.steps[1].hypotheses[0]
+    assert first.trace.steps[1].index == 3
+    _force(app, first.id, f"h{deeper.id}", deeper.candidates[2].token_id)
+    second = next(p for p in app.state.panels if p.branch is not None and p.branch.source == first.id)
+    assert second.trace is not None
+    assert second.trace.steps[0].index == 4
+    assert second.trace.results[0].token_ids[:4] == (*deeper.token_ids, deeper.candidates[2].token_id)
+    assert second.trace.results[0].token_ids[:2] == first.trace.results[0].token_ids[:2]
+    assert len(second.trace.results[0].token_ids) == 6
+    assert check_trace(second.trace) == []
+    assert min(_depths(app, second.key)) == 4
+    assert "-</td>" not in app.panel(app.state.panels.index(second)).results.value  # every log-prob is known
 
 
 def test_force_without_a_selection_says_so(app: Explorer) -> None:

@@ -37,6 +37,18 @@ HEBREW = "\u05e9\u05dc\u05d5\u05dd"
 FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"
 #: Pixels of slack for sub-pixel rounding.
 SLACK = 2
+#: JS: the smallest x (tokens generated) of any tree node, by panel key.
+FIRST_DEPTHS = """(sel) => {
+  const root = document.querySelector(sel);
+  const gd = root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot');
+  const out = {};
+  for (const t of gd.data) {
+    if (!t.customdata || !t.x) continue;
+    t.x.forEach((x, i) => { const cd = t.customdata[i];
+                            if (cd && x !== null) out[cd[0]] = Math.min(out[cd[0]] ?? Infinity, x); });
+  }
+  return out;
+}"""
 
 #: JS: what could have run or been created from token text.
 INJECTED = """() => {
@@ -307,6 +319,13 @@ def test_hostile_tokens_keep_the_layout_and_stay_text(app_page: AppPage) -> None
     branch = app.page.locator(".explorer-panel").filter(has_text="\u21b3").first
     header = branch.locator("b").first.inner_text()
     assert "Pneumono" in header, f"the branch panel is not named after its token: {header!r}. {app.explain()}"
+    # The branch is grafted onto its source: its tree starts after the forced token (1 token generated), and its
+    # result's text starts with that token.
+    depths = app.page.evaluate(FIRST_DEPTHS, ".explorer-tree")
+    forked = {k: v for k, v in depths.items() if "\u21b3" in k}
+    assert list(forked.values()) == [1], f"the branch's tree does not start at its fork: {depths}. {app.explain()}"
+    first = branch.locator(".explorer-unc .explorer-token").first.get_attribute("title") or ""
+    assert first.startswith("#0 Pneumono"), f"the branch's text does not start with the forced token: {first!r}"
     _no_injection(app, "after forcing the long token")
     _no_overflow(app, "after forcing the long token")
     check_clean(app)
