@@ -28,7 +28,7 @@ LABEL_UP_TO = 60  # nodes of a kind up to which each gets a text label
 #: Pruned leaves a panel draws at most. A big search has tens of thousands (16 beams x 60 tokens: 37,000), which blur
 #: into one grey band and cost each redraw seconds without a GPU; beyond it each node keeps its best few pruned
 #: candidates (all of them in the details of a clicked node), and the legend says how many.
-LEAVES_UP_TO = 4000
+LEAVES_UP_TO = 2000
 WORDS_UP_TO_DEPTH = 10  # deeper runs get no token text beside their nodes (it would overlap)
 _COLORBAR = {"score": "path score (summed)", "logprob": "token log-prob"}
 _LEAF_KINDS = ("pruned", "pushed down", "masked")

@@ -145,3 +145,18 @@ def test_changes_name_removed_keys_and_compare_arrays() -> None:
     assert figure_changes({"uid": "a"}, {"uid": "b"}) == {}
     theme = {"data": {"a": 2}, "layout": {}}
     assert figure_changes({"template": {"data": {"a": 1}, "layout": {}}}, {"template": theme}) == {"template": theme}
+
+
+def test_the_pages_echo_of_a_ring_changes_nothing(runs: dict[str, Trace]) -> None:
+    """A layout-only update reaches plotly.js without the widget's flag (``explorer.serve.assets``), so the page
+    echoes it back, as plotly.js reports it (the shapes as plain values): the widget takes it, and sends nothing."""
+    widget = go.FigureWidget(on_page(_trees(runs)))
+    node = f"h{runs['#1 beam'].steps[3].hypotheses[1].id}"
+    show_figure(widget, _trees(runs, selected=("#1 beam", node)))
+    before = widget.to_plotly_json()
+    messages = Messages(widget)
+    shapes = [dict(shape.to_plotly_json()) for shape in widget.layout.shapes]
+    widget._handler_js2py_update({"new": {"style_data": {}, "style_traces": None, "layout_data": {"shapes": shapes},
+                                          "source_view_id": "page"}})
+    assert messages.sent == []
+    assert _plain(widget.to_plotly_json()) == _plain(before)
