@@ -333,7 +333,10 @@ class Controller:
         with self._lens_lock:
             if self.state.selection != selection:
                 return
-            lens = compute()
+            try:
+                lens = compute()
+            except Exception as error:  # a thread's failure must reach the page as a note, not stay "reading"
+                lens = st.NodeLens(selection, None, f"no logit lens: {one_line(error)}")
         with self.lock:
             if self.state.selection == selection:
                 self._apply(st.set_lens(self.state, lens))

@@ -202,6 +202,24 @@ def test_a_click_draws_the_details_before_the_lens_and_the_last_click_wins(insid
     assert lens.lens.token_ids == (*trace.prompt_token_ids, *describe(trace, second).token_ids)
 
 
+def test_a_lens_that_fails_says_so(inside: Explorer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure while reading a node's lens (in its thread) ends as a one-line note, never "reading" for ever."""
+    from explorer.app import controller
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("the forward failed")
+
+    monkeypatch.setattr(controller, "node_lens", broken)
+    app = inside
+    thread = app.select(app.state.panels[0].id, _node_at_step(app, 0, 1), wait=False)
+    assert thread is not None
+    thread.join(30)
+    lens = app.state.lens
+    assert lens is not None
+    assert not lens.pending
+    assert lens.note == "no logit lens: the forward failed"
+
+
 def test_the_lens_along_a_result_on_request(inside: Explorer) -> None:
     app = inside
     button = app.outputs.inside.grid_button
