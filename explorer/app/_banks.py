@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from explorer import figures
 from explorer.app._constraints import piece
 from explorer.app._nodes import NodeInfo, step_at
-from explorer.app.controls import sync
+from explorer.app.controls import html_widget, sync
 from explorer.app.state import AppState, Panel, panel_by_id
 from explorer.app.theme import on_page
 from explorer.app.views import Same, placeholder, show_figure
@@ -109,8 +109,8 @@ class ConstraintViews:
 
     def __init__(self, on_click: Callable[[Any, Any, Any], None] | None = None) -> None:
         self._on_click = on_click
-        self.header = widgets.HTML("<h3 style='margin: 8px 0 2px'>Constraints</h3>")
-        self.banks = widgets.HTML()
+        self.header = html_widget("<h3 style='margin: 8px 0 2px'>Constraints</h3>")
+        self.banks = html_widget()
         self.banks.add_class("explorer-banks-box")
         self.figure: Any = None
         self.holder = widgets.Box()

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 
 import ipywidgets as widgets
 
+from explorer.app.controls import html_widget
 from explorer.errors import ExplorerError
 from explorer.export import export_html
 from explorer.figures import Uncertainty, uncertainty_legend
@@ -53,13 +54,13 @@ class ExportControls:
                                       description="text colour", layout=widgets.Layout(width="220px"))
         self.color.add_class("explorer-text-color")
         self.color.observe(lambda change: on_color(str(change["new"])), names="value")
-        self.legend = widgets.HTML()
+        self.legend = html_widget()
         self.legend.add_class("explorer-text-legend")
         self.button = widgets.Button(description="export HTML", tooltip="the whole comparison as one HTML page: "
                                      "trees, results, candidates, coloured texts and the traces; opens offline",
                                      layout=widgets.Layout(width="120px"))
         self.button.add_class("explorer-export")
-        self.link = widgets.HTML()
+        self.link = html_widget()
         self.link.add_class("explorer-export-link-box")
         self.box = widgets.VBox([widgets.HBox([self.color, self.button, self.link],
                                               layout=widgets.Layout(align_items="center")), self.legend])

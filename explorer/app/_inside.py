@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 from explorer import figures
 from explorer.app._nodes import NodeInfo, step_at
-from explorer.app.controls import sync
+from explorer.app.controls import html_widget, sync
 from explorer.app.state import AppState, NodeLens, Panel, ResultLens, lens_panel, panel_by_id
 from explorer.app.theme import on_page
 from explorer.app.views import Same, placeholder, show_figure
@@ -64,19 +64,19 @@ class InsideViews:
     """Figures of DoLa and contrastive search panels at the selected step, and the logit lens."""
 
     def __init__(self, on_grid: Callable[[], None]) -> None:
-        self.header = widgets.HTML("<h3 style='margin: 8px 0 2px'>Inside the model</h3>")
+        self.header = html_widget("<h3 style='margin: 8px 0 2px'>Inside the model</h3>")
         #: Each role's ``FigureWidget``, and the box that holds it (hidden while the role has nothing to show).
         self.figures: dict[str, Any] = {}
         self.holders: dict[str, Any] = {}
         self.side = widgets.Box(layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))
         self.side.add_class("explorer-inside")
-        self.lens_note = widgets.HTML()
+        self.lens_note = html_widget()
         self.lens_note.add_class("explorer-lens-note")
         self.grid_button = widgets.Button(description="logit lens along the result", icon="",
                                           layout=widgets.Layout(width="auto"))
         self.grid_button.add_class("explorer-lens-grid")
         self.grid_button.on_click(lambda _: on_grid())
-        self.grid_note = widgets.HTML()
+        self.grid_note = html_widget()
         self.grid_note.add_class("explorer-grid-note")
         self.grid_box = widgets.VBox()
         self.box = widgets.VBox([self.header, self.side, self.lens_note,

@@ -6,17 +6,37 @@ import html
 from typing import Any
 
 import ipywidgets as widgets
-from ipywidgets.widgets.widget_description import DescriptionWidget
+from ipywidgets.widgets.widget_description import DescriptionStyle, DescriptionWidget
+from ipywidgets.widgets.widget_string import HTMLStyle, TextStyle
 
 from explorer.app.state import AppState
 from explorer.models.precision import DTYPES, precision_note
 
-__all__ = ["Controls", "error_box", "fill_tooltips", "set_error", "sync"]
+__all__ = ["Controls", "error_box", "fill_tooltips", "html_widget", "set_error", "shared_style", "sync"]
+
+_SHARED: dict[tuple[str, str], Any] = {}
+
+
+def shared_style(kind: str, description_width: str = "") -> Any:
+    """One style widget of ``kind`` ("html", "description", "text") for every widget of the app that uses it
+    unchanged: the page builds every widget model it is sent, and a style is one more per widget (a page of
+    the app held 59 identical ``HTMLStyle`` models). A closed one (``Widget.close_all``) is made again."""
+    key = (kind, description_width)
+    style = _SHARED.get(key)
+    if style is None or getattr(style, "comm", None) is None:
+        make = {"html": HTMLStyle, "description": DescriptionStyle, "text": TextStyle}[kind]
+        style = _SHARED[key] = make(**({"description_width": description_width} if description_width else {}))
+    return style
+
+
+def html_widget(value: str = "", **kwargs: Any) -> Any:
+    """An ``HTML`` widget with the app's shared style (it never sets one of its own)."""
+    return widgets.HTML(value, style=shared_style("html"), **kwargs)
 
 
 def error_box() -> Any:
     """An inline error (class ``explorer-error``), hidden while empty."""
-    box = widgets.HTML(value="", layout=widgets.Layout(display="none"))
+    box = html_widget(value="", layout=widgets.Layout(display="none"))
     box.add_class("explorer-error")
     return box
 
@@ -70,10 +90,10 @@ class Controls:
         self.model = _classed(widgets.Combobox(options=models, description="model", ensure_option=False,
                                                continuous_update=False, layout=_wide("420px"),
                                                placeholder="a built-in name or a local model folder"), "explorer-model")
-        self.model_info = widgets.HTML()
+        self.model_info = html_widget()
         self.precision = _classed(widgets.Dropdown(options=DTYPES, description="precision", layout=_wide("220px")),
                                   "explorer-precision")
-        self.precision_info = _classed(widgets.HTML(), "explorer-precision-note")
+        self.precision_info = _classed(html_widget(), "explorer-precision-note")
         self.prompt = _classed(widgets.Textarea(description="prompt", continuous_update=True,
                                                 layout=widgets.Layout(width="640px", height="64px")),
                                "explorer-prompt")
@@ -89,7 +109,7 @@ class Controls:
                              "explorer-stop")
         self.progress = _classed(widgets.IntProgress(value=0, min=0, max=1, layout=_wide("260px")),
                                  "explorer-progress")
-        self.status = _classed(widgets.HTML(value="ready"), "explorer-status")
+        self.status = _classed(html_widget(value="ready"), "explorer-status")
         self.upload = _classed(widgets.FileUpload(accept=".json,.html", multiple=False, description="load trace",
                                                   icon="", layout=_wide("140px"),
                                                   tooltip="open a trace saved from this app (.json) or an exported "

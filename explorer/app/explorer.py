@@ -16,7 +16,7 @@ from explorer.app._nodes import NodeInfo, describe
 from explorer.app._params import takes_constraints
 from explorer.app._width import WidthProbe
 from explorer.app.controller import DEFAULT_MODEL_ENV, Controller, model_registry
-from explorer.app.controls import Controls, fill_tooltips
+from explorer.app.controls import Controls, fill_tooltips, html_widget
 from explorer.app.outputs import Outputs
 from explorer.app.panels import PanelControls
 from explorer.app.state import AppState, panel_by_id
@@ -131,11 +131,11 @@ class Explorer:
     def _layout(self) -> Any:
         """The page: settings, panels, Run, summary, trees, then details of the selection."""
         c, o = self.controls, self.outputs
-        title = widgets.HTML(STYLE)
+        title = html_widget(STYLE)
         root = widgets.VBox([
             title, c.top(), self._panel_row, c.run_row(), o.summary, self.export.box,
-            widgets.HTML("<h3 style='margin: 8px 0 2px'>Search trees</h3>"), c.tree_row(), self.width_probe, o.tree,
-            widgets.HTML("<h3 style='margin: 8px 0 2px'>Selected node</h3>"), o.selection, c.force_row(), o.details_box,
+            html_widget("<h3 style='margin: 8px 0 2px'>Search trees</h3>"), c.tree_row(), self.width_probe, o.tree,
+            html_widget("<h3 style='margin: 8px 0 2px'>Selected node</h3>"), o.selection, c.force_row(), o.details_box,
             o.constraints.box, o.inside.box, self.theme_probe,
         ])
         root.add_class("explorer-app")

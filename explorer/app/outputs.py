@@ -18,7 +18,7 @@ from explorer.app._banks import ConstraintViews
 from explorer.app._inside import InsideViews, Speller
 from explorer.app._nodes import NodeInfo
 from explorer.app._width import figure_width
-from explorer.app.controls import sync
+from explorer.app.controls import html_widget, sync
 from explorer.app.state import AppState, Panel, panel_by_id
 from explorer.app.theme import on_page
 from explorer.app.views import Same, keyed_traces, placeholder, selection_html, show_figure
@@ -41,12 +41,12 @@ class Outputs:
         # module in the page, and anywidget gives up on a widget whose module takes over 2 s (then drops its
         # updates), which two loading side by side with the page can take on a slow machine.
         self.details: Any = None
-        self.details_box = widgets.VBox([widgets.HTML(
+        self.details_box = widgets.VBox([html_widget(
             "<div class='explorer-muted'>score timelines, and the candidates of a clicked node, show here after a "
             "run</div>")])
-        self.selection = widgets.HTML()
+        self.selection = html_widget()
         self.selection.add_class("explorer-selection")
-        self.summary = widgets.HTML()
+        self.summary = html_widget()
         self.summary.add_class("explorer-summary-view")
         #: DoLa's and contrastive search's figures at the selected step, and the logit lens.
         self.inside = InsideViews(on_grid)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import ipywidgets as widgets
 
 from explorer.app._params import KNOBS, knob_label, knob_section, knobs_for, parse_text
-from explorer.app.controls import error_box, fill_tooltips, set_error, sync
+from explorer.app.controls import error_box, fill_tooltips, html_widget, set_error, shared_style, sync
 from explorer.app.state import Panel
 from explorer.param_types import Choice
 from explorer.params import Param
@@ -38,10 +39,12 @@ class PanelEvents(Protocol):
 
 def _knob(p: Param) -> Any:
     """The widget of one knob, by the kind of value the parameter holds."""
-    style = {"description_width": "130px"}
     layout = widgets.Layout(width="290px")
-    common = {"description": p.label, "style": style, "layout": layout, "tooltip": p.help}
+    common = {"description": p.label, "style": shared_style("description", "130px"), "layout": layout,
+              "tooltip": p.help}
     widget = p.check.widget
+    if widget in ("text", "lines"):
+        common["style"] = shared_style("text", "130px")
     if widget == "int":
         return widgets.IntText(continuous_update=True, **common)
     if widget == "float":
@@ -61,76 +64,104 @@ def _textual(p: Param) -> bool:
     return p.check.widget in ("text", "lines")
 
 
+_PARAMS = {p.name: p for p in KNOBS}
+
+
+class _Lazy(dict[Any, Any]):
+    """A dict whose missing entries are made on first use (a panel's knobs, error boxes and section titles)."""
+
+    def __init__(self, make: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: Any) -> Any:
+        value = self[key] = self._make(key)
+        return value
+
+
+def _tipped(widget: Any) -> Any:
+    """``widget`` with its tooltips filled (no ``title="null"`` in the page)."""
+    fill_tooltips(widget)
+    return widget
+
+
 class PanelControls:
     """One panel: strategy, knobs (only those of its strategy), constraints with their tokenization, results,
     a save link, and a remove button. Branch and loaded panels show a summary instead of controls."""
 
     def __init__(self, panel_id: int, events: PanelEvents) -> None:
         self.panel_id = panel_id
-        self.title = widgets.HTML()
+        self.title = html_widget()
         self.remove = widgets.Button(description="remove", layout=widgets.Layout(width="80px"))
         self.remove.add_class("explorer-remove")
         self.remove.on_click(lambda _: events.on_remove(panel_id))
         self.strategy = widgets.Dropdown(options=names(), description="strategy", tooltip="the decoding strategy",
-                                         layout=widgets.Layout(width="290px"), style={"description_width": "130px"})
+                                         layout=widgets.Layout(width="290px"),
+                                         style=shared_style("description", "130px"))
         self.strategy.add_class("explorer-strategy")
         self.strategy.observe(lambda ch: events.on_strategy(panel_id, str(ch["new"])), names="value")
-        self.errors: dict[str, Any] = {"strategy": error_box(), "constraints": error_box(), "panel": error_box()}
-        self.knobs: dict[str, Any] = {}
+        self.errors = _Lazy(lambda _name: _tipped(error_box()))
+        self.errors.update(strategy=error_box(), constraints=error_box(), panel=error_box())
+        self._events = events
+        self.knobs = _Lazy(self._add_knob)
         self.rows: dict[str, Any] = {}
-        for p in KNOBS:
-            self._add_knob(p, events)
-        self.titles = {(basic, s): widgets.HTML(f"<b>{t}</b>") for s, t in _SECTION_TITLES.items()
-                       for basic in (True, False)}
+        self.titles = _Lazy(lambda key: _tipped(html_widget(f"<b>{_SECTION_TITLES[key[1]]}</b>")))
         self.basic_box = widgets.VBox()
         self.more_box = widgets.VBox()
         self.more = widgets.Accordion(children=(self.more_box,), titles=("more settings",), selected_index=None,
                                       layout=widgets.Layout(width="300px"))
         self.more.add_class("explorer-more")
+        self._more_rows: tuple[Any, ...] = ()
+        self._panel: Panel | None = None
+        self.more.observe(lambda _: self._fill_more(), names="selected_index")
         self.knob_box = widgets.VBox([self.basic_box, self.more])
         self.constraints = widgets.Textarea(placeholder="one phrase per line;  a|b|c  for any of them",
                                             description="constraints", continuous_update=True,
                                             tooltip="phrases every result must contain",
                                             layout=widgets.Layout(width="290px", height="70px"),
-                                            style={"description_width": "130px"})
+                                            style=shared_style("text", "130px"))
         self.constraints.add_class("explorer-constraints")
         self.constraints.observe(lambda ch: events.on_constraints(panel_id, str(ch["new"])), names="value")
-        self.preview = widgets.HTML()
+        self.preview = html_widget()
         self.preview.add_class("explorer-constraint-preview")
         self.constraint_box = widgets.VBox([self.constraints, self.preview, self.errors["constraints"]])
-        self.summary = widgets.HTML()
+        self.summary = html_widget()
         self.summary.add_class("explorer-panel-summary")
-        self.results = widgets.HTML()
+        self.results = html_widget()
         self.results.add_class("explorer-results")
-        self.save = widgets.HTML()
+        self.save = html_widget()
         self.save.add_class("explorer-save")
         self.header = widgets.HBox([self.title, self.remove], layout=widgets.Layout(justify_content="space-between"))
         self.box = widgets.VBox(layout=widgets.Layout(width="320px", padding="6px", margin="0 8px 8px 0"))
         self.box.add_class("explorer-panel")
         fill_tooltips(*vars(self).values())
 
-    def _add_knob(self, p: Param, events: PanelEvents) -> None:
-        """Create one knob's widget, its error box and its row."""
+    def _add_knob(self, name: str) -> Any:
+        """Create one knob's widget and its row (with its error box), the first time the panel shows it."""
+        p = _PARAMS[name]
         knob = _knob(p)
         knob.add_class(f"explorer-param-{p.name.replace('_', '-')}")
-        name, pid, textual = p.name, self.panel_id, _textual(p)
+        pid, textual, events = self.panel_id, _textual(p), self._events
 
         def changed(change: dict[str, Any]) -> None:
             value = change["new"]
             events.on_param(pid, name, parse_text(name, str(value)) if textual else value)
 
+        panel = self._panel
+        if panel is not None:
+            self._set_knob(p, knob, panel.params.get(name))
         knob.observe(changed, names="value")
-        self.knobs[name] = knob
-        self.errors[name] = error_box()
         self.rows[name] = widgets.VBox([knob, self.errors[name]])
+        fill_tooltips(self.rows[name])
+        return knob
 
     def render(self, panel: Panel, preview: str) -> None:
         """Set every widget from ``panel`` (and the constraints ``preview`` HTML)."""
         sync(self.title, f"<b>{html.escape(panel.key)}</b>")
         sync(self.strategy, panel.strategy)
         sync(self.box, (f"explorer-panel-{panel.kind}", "explorer-panel"), "_dom_classes")
-        for name, message in ((n, panel.errors.get(n)) for n in self.errors):
-            set_error(self.errors[name], message)
+        for name in {*self.errors, *panel.errors}:
+            set_error(self.errors[name], panel.errors.get(name))
         if panel.editable:
             self._render_knobs(panel)
             sync(self.constraints, panel.constraints)
@@ -148,22 +179,42 @@ class PanelControls:
     def _render_knobs(self, panel: Panel) -> None:
         """Show the knobs of the panel's strategy section by section, the basic ones at once and the others under
         "more settings", with the state's values."""
+        self._panel = panel
         rows: dict[bool, list[Any]] = {True: [], False: []}
         knobs = knobs_for(panel.strategy)
+        wanted = {p.name for p in knobs if p.basic or self.more.selected_index is not None or p.name in self.knobs
+                  or panel.errors.get(p.name)}
         for section in _SECTION_TITLES:
             for basic in (True, False):
                 shown = [p for p in knobs if knob_section(p, panel.strategy) == section and p.basic == basic]
                 if shown:
-                    rows[basic] += [self.titles[(basic, section)], *(self.rows[p.name] for p in shown)]
+                    rows[basic] += [self.titles[(basic, section)], *(p.name for p in shown)]
         for p in knobs:
-            sync(self.knobs[p.name], knob_label(p, panel.strategy), "description")
-            self._set_knob(p, panel.params.get(p.name))
-        sync(self.basic_box, tuple(rows[True]), "children")
-        sync(self.more_box, tuple(rows[False]), "children")
+            if p.name in wanted:
+                sync(self.knobs[p.name], knob_label(p, panel.strategy), "description")
+                self._set_knob(p, self.knobs[p.name], panel.params.get(p.name))
+        sync(self.basic_box, tuple(self._widget(row) for row in rows[True]), "children")
+        self._more_rows = tuple(rows[False])
+        more = wanted.issuperset(row for row in self._more_rows if isinstance(row, str))
+        sync(self.more_box, tuple(self._widget(row) for row in self._more_rows) if more else (), "children")
 
-    def _set_knob(self, p: Param, value: Any) -> None:
+    def _widget(self, row: Any) -> Any:
+        """A section title, or a knob's row by the knob's name."""
+        if isinstance(row, str):
+            self.knobs[row]  # created on first use
+            return self.rows[row]
+        return row
+
+    def _fill_more(self) -> None:
+        """The first time "more settings" opens, create the knobs it holds (a page starts with only the basic
+        ones: fewer widgets for the browser to build)."""
+        panel = self._panel
+        if panel is not None and self.more.selected_index is not None:
+            self._render_knobs(panel)
+
+    @staticmethod
+    def _set_knob(p: Param, knob: Any, value: Any) -> None:
         """Put a value into a knob's widget (text knobs hold the value's text: empty for ``None``)."""
-        knob = self.knobs[p.name]
         if _textual(p):
             if parse_text(p.name, str(knob.value)) != value:
                 knob.value = value if isinstance(value, str) else p.check.show(value)
