@@ -111,7 +111,6 @@ class PanelControls:
         self.more = widgets.Accordion(children=(self.more_box,), titles=("more settings",), selected_index=None,
                                       layout=widgets.Layout(width="300px"))
         self.more.add_class("explorer-more")
-        self._more_rows: tuple[Any, ...] = ()
         self._panel: Panel | None = None
         self.more.observe(lambda _: self._fill_more(), names="selected_index")
         self.knob_box = widgets.VBox([self.basic_box, self.more])
@@ -194,9 +193,8 @@ class PanelControls:
                 sync(self.knobs[p.name], knob_label(p, panel.strategy), "description")
                 self._set_knob(p, self.knobs[p.name], panel.params.get(p.name))
         sync(self.basic_box, tuple(self._widget(row) for row in rows[True]), "children")
-        self._more_rows = tuple(rows[False])
-        more = wanted.issuperset(row for row in self._more_rows if isinstance(row, str))
-        sync(self.more_box, tuple(self._widget(row) for row in self._more_rows) if more else (), "children")
+        more = wanted.issuperset(row for row in rows[False] if isinstance(row, str))
+        sync(self.more_box, tuple(self._widget(row) for row in rows[False]) if more else (), "children")
 
     def _widget(self, row: Any) -> Any:
         """A section title, or a knob's row by the knob's name."""
@@ -206,8 +204,8 @@ class PanelControls:
         return row
 
     def _fill_more(self) -> None:
-        """The first time "more settings" opens, create the knobs it holds (a page starts with only the basic
-        ones: fewer widgets for the browser to build)."""
+        """When "more settings" opens, show the knobs it holds, made the first time (a page starts with only the
+        basic ones: fewer widgets for the browser to build)."""
         panel = self._panel
         if panel is not None and self.more.selected_index is not None:
             self._render_knobs(panel)
