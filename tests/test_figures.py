@@ -16,6 +16,8 @@ import pytest
 
 import explorer
 from explorer.figures import (
+    COLOR_TITLES,
+    color_scale_html,
     constraint_progress,
     node_at,
     results_table_html,
@@ -28,6 +30,7 @@ from explorer.figures import (
     visible,
 )
 from explorer.figures._paths import result_path
+from explorer.figures._scale import nice_ticks
 from explorer.frames import tree_frames
 from explorer.models.base import CausalLM
 from explorer.models.table import TableModel
@@ -247,6 +250,39 @@ def test_color_modes(traces: dict[str, Trace], color: str) -> None:
         lay = tree_layout(traces["diverse"])
         values = lay.score if color == "score" else lay.logprob
         assert np.allclose(np.asarray(hyps.marker.color), values[lay.kind == "hypothesis"])
+
+
+@pytest.mark.parametrize("color", ["score", "logprob"])
+def test_the_colour_bar_as_html_matches_the_figures_scale(traces: dict[str, Trace], color: str) -> None:
+    fig = search_trees({"beam": traces["beam"], "diverse": traces["diverse"]}, color=color,  # type: ignore[arg-type]
+                       color_bar=False)
+    axis = fig.layout.coloraxis
+    assert axis.showscale is False
+    assert not [a for a in fig.layout.annotations if a.name == "colour bar"]
+    bar = color_scale_html(fig, COLOR_TITLES[color])
+    assert bar.count(COLOR_TITLES[color]) == 1
+    ticks = [float(t.replace("\N{MINUS SIGN}", "-")) for t in re.findall(r'explorer-scale-tick"[^>]*>([^<]+)<', bar)]
+    places = [float(x) for x in re.findall(r"left: ([0-9.]+)%", bar)]
+    assert len(ticks) >= 3
+    assert ticks[0] >= axis.cmin - 1e-9
+    assert ticks[-1] <= axis.cmax + 1e-9
+    steps = np.diff(ticks)
+    assert np.allclose(steps, steps[0])
+    assert np.allclose(places, [100 * (t - axis.cmin) / (axis.cmax - axis.cmin) for t in ticks], atol=0.01)
+    drawn = search_trees({"beam": traces["beam"], "diverse": traces["diverse"]}, color=color)  # type: ignore[arg-type]
+    assert drawn.layout.coloraxis.showscale is not False
+    # without the bar the top margin is 40 px lower, and the panels keep their size in pixels
+    assert drawn.layout.margin.t - fig.layout.margin.t == drawn.layout.height - fig.layout.height == 40
+    assert drawn.layout.yaxis.domain == fig.layout.yaxis.domain
+
+
+def test_nice_ticks() -> None:
+    assert nice_ticks(-14.08, -0.21) == [-12.5, -10.0, -7.5, -5.0, -2.5]
+    assert nice_ticks(-14.08, -0.21, 7) == [-14.0, -12.0, -10.0, -8.0, -6.0, -4.0, -2.0]
+    assert nice_ticks(-0.93, -0.02) == [-0.8, -0.6, -0.4, -0.2]
+    assert nice_ticks(-3.3, -0.7, 5)[0] == -3.0
+    assert nice_ticks(2.0, 2.0) == [2.0]
+    assert nice_ticks(-1e-7, 0.0) == [-1e-7, -8e-8, -6e-8, -4e-8, -2e-8, 0.0]
 
 
 def test_placeholder_rows_do_not_stretch_the_colour_scale() -> None:

@@ -134,13 +134,23 @@ class Explorer:
         title = html_widget(STYLE)
         root = widgets.VBox([
             title, c.top(), self._panel_row, c.run_row(), o.summary, self.export.box,
-            html_widget("<h3 style='margin: 8px 0 2px'>Search trees</h3>"), c.tree_row(), self.width_probe, o.tree,
+            html_widget("<h3 style='margin: 8px 0 2px'>Search trees</h3>"), self._tree_section(),
             html_widget("<h3 style='margin: 8px 0 2px'>Selected node</h3>"), o.selection, c.force_row(), o.details_box,
             o.constraints.box, o.inside.box, self.theme_probe,
         ])
         root.add_class("explorer-app")
         root.add_class(theme_class(self.outputs.theme))
         return root
+
+    def _tree_section(self) -> Any:
+        """The trees' options and step scrubber, then the trees under their colour bar, which stays at the top of
+        the window (at the right, a line high) while a figure taller than the window (panels in rows) scrolls under
+        it: the colours can be read whichever row is in view."""
+        section = widgets.VBox([self.outputs.scale, self.width_probe, self.outputs.tree])
+        section.add_class("explorer-tree-section")
+        trees = widgets.VBox([self.controls.tree_row(), section])
+        trees.add_class("explorer-trees")
+        return trees
 
     def _connect(self) -> None:
         """Wire every control to the controller's event."""

@@ -37,6 +37,9 @@ class Outputs:
     def __init__(self, on_click: ClickHandler, on_grid: Callable[[], None] = lambda: None) -> None:
         self.tree = figure_widget(on_page(placeholder("press Run to see the search trees")))
         self.tree.add_class("explorer-tree")
+        #: The trees' colour bar, in the tree header that stays in view while the figure scrolls (empty by group).
+        self.scale = html_widget()
+        self.scale.add_class("explorer-scale")
         # The details figure is made with the first trace, not with the page: each plotly widget loads a 5 MB
         # module in the page, and anywidget gives up on a widget whose module takes over 2 s (then drops its
         # updates), which two loading side by side with the page can take on a slow machine.
@@ -98,6 +101,7 @@ class Outputs:
         step, the selected node ringed."""
         if not traced:
             show_figure(self.tree, placeholder("press Run to see the search trees", theme=self.theme))
+            sync(self.scale, "")
             return
         selected = None
         panel = panel_by_id(state, state.selection.panel) if state.selection is not None else None
@@ -105,8 +109,9 @@ class Outputs:
             selected = (panel.key, state.selection.node)
         fig = figures.search_trees({p.key: self._layout(p) for p in traced}, color=state.tree_color,
                                    show_pruned=state.show_pruned, upto_step=state.upto_step, selected=selected,
-                                   theme=self.theme, width=figure_width(self.width))
+                                   theme=self.theme, width=figure_width(self.width), color_bar=False)
         show_figure(self.tree, fig, self._on_click)
+        sync(self.scale, figures.color_scale_html(fig, figures.COLOR_TITLES.get(state.tree_color, "")))
 
     def _draw_details(self, state: AppState, traced: list[Panel], info: NodeInfo | None) -> None:
         """The selected hypothesis's candidates; when nothing is selected, the first assisted panel's speculation

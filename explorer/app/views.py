@@ -16,6 +16,7 @@ from explorer.app.state import Panel
 from explorer.app.theme import THEME_CSS
 from explorer.figures import Theme, message_figure
 from explorer.figures._paths import Index, index, result_path
+from explorer.figures._scale import SCALE_CSS
 from explorer.scoring import length_penalty, path_scores, score_formula
 from explorer.text import visible
 from explorer.trace import Result, Trace
@@ -61,7 +62,20 @@ STYLE = "<style>\n" + THEME_CSS + """
 .explorer-app .explorer-panel .explorer-remove { flex-shrink: 0; }
 /* The trees are drawn to the box's width (explorer.app._width); a window narrower than one panel scrolls the box. */
 .explorer-app .explorer-tree { max-width: 100%; overflow-x: auto; overflow-y: hidden; }
-</style>"""
+/* The trees' colour bar sticks to the top of the window while the trees scroll under it (panels in rows): the boxes
+   between it and the page's scroller must not clip (ipywidgets' boxes do, by default). */
+.explorer-app, .explorer-app .explorer-trees, .explorer-app .explorer-tree-section,
+.jp-OutputArea:has(.explorer-app), .jp-OutputArea-child:has(.explorer-app),
+.jp-OutputArea-output:has(.explorer-app) { overflow: visible; }
+.explorer-app .explorer-scale { position: sticky; top: 0; z-index: 5; align-self: flex-end; width: auto;
+  height: auto; padding: 0 8px; border-radius: 0 0 4px 4px;
+  background: var(--explorer-page, var(--jp-layout-color0, #fff)); }
+.explorer-app .explorer-scale > .widget-html-content { height: auto; line-height: normal; }
+/* Voila's scroller has a padding of 10 px, inside which a sticky box stops: the bar covers it; Voila's page is on
+   --jp-layout-color1 (JupyterLab's notebooks on --jp-layout-color0). */
+body[data-voila] .explorer-app .explorer-scale { top: -10px; padding-top: 10px; }
+body[data-voila] .explorer-app { --explorer-page: var(--jp-layout-color1); }
+""" + SCALE_CSS + """</style>"""
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

@@ -8,10 +8,11 @@ from explorer.figures._html import results_table_html, tokens_html
 from explorer.figures._inside import dola_contrast, dola_layers, dola_lens
 from explorer.figures._layout import TreeLayout, tree_layout
 from explorer.figures._lens import lens_heatmap, lens_top
+from explorer.figures._scale import color_scale_html
 from explorer.figures._speculation import VERDICT_COLORS, speculation_rounds
 from explorer.figures._style import PALETTE, RESULT_COLORS, clip, visible
 from explorer.figures._theme import THEMES, Palette, Theme, palette, resolve_theme, template
-from explorer.figures._tree import ColorMode, node_at, search_tree, search_trees
+from explorer.figures._tree import COLOR_TITLES, ColorMode, node_at, search_tree, search_trees
 from explorer.figures._uncertainty import (
     UNCERTAINTY_CSS,
     Uncertainty,
@@ -22,6 +23,7 @@ from explorer.figures._uncertainty import (
 )
 
 __all__ = [
+    "COLOR_TITLES",
     "PALETTE",
     "RESULT_COLORS",
     "THEMES",
@@ -33,6 +35,7 @@ __all__ = [
     "TreeLayout",
     "Uncertainty",
     "clip",
+    "color_scale_html",
     "constraint_progress",
     "contrastive_scores",
     "dola_contrast",

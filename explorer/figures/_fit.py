@@ -73,9 +73,10 @@ def columns_for(count: int, width: int) -> int:
     return max(1, math.ceil(max(count, 1) / rows))
 
 
-def tree_grid(slots: Sequence[int], width: int | None = None) -> Grid:
-    """The grid of panels with ``slots`` slots each in a figure ``width`` px wide (``None``: ``DEFAULT_WIDTH``);
-    the figure is never narrower than one ``MIN_PANEL`` panel and its margins (the box scrolls then).
+def tree_grid(slots: Sequence[int], width: int | None = None, top: int = MARGIN["t"]) -> Grid:
+    """The grid of panels with ``slots`` slots each in a figure ``width`` px wide (``None``: ``DEFAULT_WIDTH``)
+    under a top margin of ``top`` px; the figure is never narrower than one ``MIN_PANEL`` panel and its margins
+    (the box scrolls then).
 
     >>> g = tree_grid([1, 4, 4, 4], 1230)
     >>> g.columns, g.rows, g.width, g.height, g.cells[3].column, g.cells[3].row
@@ -93,10 +94,10 @@ def tree_grid(slots: Sequence[int], width: int | None = None) -> Grid:
     for i in range(len(slots)):
         row, column = divmod(i, columns)
         left = column * (panel_w + GAP_X)
-        top = sum(heights[:row]) + GAP_Y * row
+        above = sum(heights[:row]) + GAP_Y * row
         cells.append(Cell(column, row, (left / plot_w, (left + panel_w) / plot_w),
-                          (1 - (top + heights[row]) / plot_h, 1 - top / plot_h), panel_w, float(heights[row])))
-    return Grid(width, int(plot_h + MARGIN["t"] + MARGIN["b"]), columns, rows, tuple(cells))
+                          (1 - (above + heights[row]) / plot_h, 1 - above / plot_h), panel_w, float(heights[row])))
+    return Grid(width, int(plot_h + top + MARGIN["b"]), columns, rows, tuple(cells))
 
 
 def text_width(text: str, size: float = LABEL_FONT) -> float:

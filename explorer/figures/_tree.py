@@ -30,7 +30,8 @@ LABEL_UP_TO = 60  # nodes of a kind up to which each gets a text label
 #: candidates (all of them in the details of a clicked node), and the legend says how many.
 LEAVES_UP_TO = 2000
 WORDS_UP_TO_DEPTH = 10  # deeper runs get no token text beside their nodes (it would overlap)
-_COLORBAR = {"score": "path score (summed)", "logprob": "token log-prob"}
+#: What a tree's colours mean, by colour mode (the colour bar's title).
+COLOR_TITLES = {"score": "path score (summed)", "logprob": "token log-prob"}
 _LEAF_KINDS = ("pruned", "pushed down", "masked")
 #: Leaves' symbols: a dot for the pruned, a down triangle for one of the model's favourites a processor pushed out of
 #: the top-k, a cross for a masked one.
@@ -355,15 +356,16 @@ def _color_axis(lays: Sequence[TreeLayout], color: ColorMode, height: int) -> di
                           "colorbar": bar}}
 
 
-#: Pixels from the figure's top to the middle of the colour bar, and the colour bar's length.
-_BAR_MIDDLE, _BAR_LENGTH = 35, 220
+#: Pixels from the figure's top to the middle of the colour bar, and the colour bar's length; the room it takes in
+#: the top margin (left out with the bar).
+_BAR_MIDDLE, _BAR_LENGTH, _BAR_ROOM = 35, 220, 40
 
 
 def _bar_title(color: ColorMode) -> list[dict[str, Any]]:
     """The colour bar's title, left of the bar (none in group mode: no bar)."""
     if color == "group":
         return []
-    return [{"text": _COLORBAR[color], "name": "colour bar", "xref": "paper", "x": 1.0, "xanchor": "right",
+    return [{"text": COLOR_TITLES[color], "name": "colour bar", "xref": "paper", "x": 1.0, "xanchor": "right",
              "xshift": -_BAR_LENGTH - 8, "yref": "paper", "y": 1.0, "yanchor": "middle",
              "yshift": MARGIN["t"] - _BAR_MIDDLE, "showarrow": False, "font": {"size": 12}}]
 
@@ -383,11 +385,12 @@ def _as_layout(item: Trace | TreeLayout) -> TreeLayout:
 
 
 def _frame(lays: Mapping[str | None, TreeLayout], grid: Grid, color: ColorMode, theme: Theme,
-           width: int | None) -> dict[str, Any]:
+           width: int | None, top: int) -> dict[str, Any]:
     """The figure's layout before its axes: its size (the width only when given: else the container's), the
-    margins, the colour bar at the top right and the legend at the bottom left, clear of every panel."""
+    margins (``top`` px above), the colour bar at the top right and the legend at the bottom left, clear of every
+    panel."""
     bar = _color_axis(list(lays.values()), color, grid.height)
-    layout = base_layout(theme, height=grid.height, margin=dict(MARGIN), **bar)
+    layout = base_layout(theme, height=grid.height, margin={**MARGIN, "t": top}, **bar)
     if width is not None:
         layout["width"] = grid.width
     layout["legend"] = {**layout["legend"], "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0.0,
@@ -403,7 +406,8 @@ def _title(name: str | None, cell: Cell) -> dict[str, Any]:
 
 
 def _draw(lays: Mapping[str | None, TreeLayout], *, color: ColorMode, show_pruned: bool, upto_step: int | None,
-          selected: tuple[str | None, str] | None, title: str | None, theme: Theme, width: int | None) -> go.Figure:
+          selected: tuple[str | None, str] | None, title: str | None, theme: Theme, width: int | None,
+          color_bar: bool = True) -> go.Figure:
     """One panel per layout, titled by its name (untitled for a single unnamed one), sharing colours and legend,
     in as many columns as fit ``width`` (``explorer.figures._fit.tree_grid``), row after row.
 
@@ -412,8 +416,9 @@ def _draw(lays: Mapping[str | None, TreeLayout], *, color: ColorMode, show_prune
     if color not in _COLOR_MODES:
         raise ParameterError("color", color, " or ".join(repr(mode) for mode in _COLOR_MODES))
     single = list(lays) == [None]
-    grid = tree_grid([lay.slots for lay in lays.values()], width)
-    layout = _frame(lays, grid, color, theme, width)
+    top = MARGIN["t"] if color_bar else MARGIN["t"] - _BAR_ROOM
+    grid = tree_grid([lay.slots for lay in lays.values()], width, top)
+    layout = _frame(lays, grid, color, theme, width, top)
     data: list[dict[str, Any]] = []
     annotations, shapes = [], []
     for i, ((name, lay), cell) in enumerate(zip(lays.items(), grid.cells, strict=True)):
@@ -433,7 +438,9 @@ def _draw(lays: Mapping[str | None, TreeLayout], *, color: ColorMode, show_prune
         if not single:
             annotations.append(_title(name, cell))
     heading = title if title is not None else lays[None].title if single else None
-    layout["annotations"] = [*annotations, *_bar_title(color)]
+    if not color_bar and "coloraxis" in layout:  # the page shows it (``color_scale_html``)
+        layout["coloraxis"] = {**layout["coloraxis"], "showscale": False}
+    layout["annotations"] = [*annotations, *(_bar_title(color) if color_bar else [])]
     layout["shapes"] = shapes
     layout["title"] = ({"text": heading, "x": 0.01, "xanchor": "left", "yref": "container", "y": 1.0,
                         "yanchor": "top", "pad": {"t": 10}, "font": {"size": 16}} if heading else None)
@@ -474,12 +481,15 @@ def search_tree(trace: Trace | TreeLayout, *, color: ColorMode = "score", show_p
 
 def search_trees(traces: Mapping[str, Trace | TreeLayout], *, color: ColorMode = "score", show_pruned: bool = True,
                  upto_step: int | None = None, selected: tuple[str, str] | None = None,
-                 title: str | None = None, theme: Theme | None = None, width: int | None = None) -> go.Figure:
+                 title: str | None = None, theme: Theme | None = None, width: int | None = None,
+                 color_bar: bool = True) -> go.Figure:
     """Several search trees in one figure, one panel per entry, titled by its key: side by side, in as many
     columns as fit ``width`` pixels at 320 px or more each (``None``: 900), then in further rows.
 
     Options are those of :func:`search_tree`; ``selected`` is ``(panel key, node key)``; scores share one colour
-    bar (at the top right). ``customdata`` of every marker is ``[panel key, node key]``.
+    bar (at the top right; ``color_bar=False`` leaves it out, for a page that shows
+    :func:`explorer.figures.color_scale_html` where it stays in view). ``customdata`` of every marker is
+    ``[panel key, node key]``.
 
     >>> import explorer
     >>> m = explorer.load_model("tiny-random")
@@ -490,7 +500,7 @@ def search_trees(traces: Mapping[str, Trace | TreeLayout], *, color: ColorMode =
     """
     lays: dict[str | None, TreeLayout] = {name: _as_layout(item) for name, item in traces.items()}
     return _draw(lays, color=color, show_pruned=show_pruned, upto_step=upto_step, selected=selected, title=title,
-                 theme=resolve_theme(theme), width=width)
+                 theme=resolve_theme(theme), width=width, color_bar=color_bar)
 
 
 def node_at(customdata: Sequence[Any] | str) -> tuple[str | None, str]:

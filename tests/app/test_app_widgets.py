@@ -214,6 +214,28 @@ def test_panels_can_be_added_up_to_four_and_removed(app: Explorer) -> None:
     assert app.state.status.startswith("done: 3 panels")
 
 
+def test_the_colour_bar_sits_above_the_trees_and_follows_the_colouring(app: Explorer) -> None:
+    """The trees' colour bar is a widget of its own above the trees (the page keeps it in view), not in the figure,
+    over the figure's own colour range; colouring by group has none."""
+    assert app.outputs.scale.value == ""
+    (section,) = [w for box in app.widget.children for w in getattr(box, "children", ())
+                  if "explorer-tree-section" in w._dom_classes]
+    assert section.children[0] is app.outputs.scale
+    assert section.children[-1] is app.outputs.tree
+    app.run(wait=True)
+    axis = app.outputs.tree.layout.coloraxis
+    assert axis.showscale is False
+    assert not [a for a in app.outputs.tree.layout.annotations if a.name == "colour bar"]
+    bar = app.outputs.scale.value
+    assert "path score (summed)" in bar
+    assert f"from {axis.cmin:.3f} (darkest) to {axis.cmax:.3f} (brightest)" in bar
+    app.controls.color.value = "logprob"
+    assert "token log-prob" in app.outputs.scale.value
+    assert f"from {app.outputs.tree.layout.coloraxis.cmin:.3f}" in app.outputs.scale.value
+    app.controls.color.value = "group"
+    assert app.outputs.scale.value == ""
+
+
 def test_the_step_scrubber_cuts_the_trees(app: Explorer) -> None:
     app.run(wait=True)
     shown = sum(len(t.x) for t in app.outputs.tree.data if t.x is not None)

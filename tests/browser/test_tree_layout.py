@@ -1,14 +1,16 @@
 """The trees fit the app's box on a laptop (1280x800) and a desktop (1920x1080) with 1, 2, 4 and 8 panels.
 
 One page: Run with one, two, then four panels, then load four saved traces (eight panels); at each count and both
-window sizes the test measures the drawn page: every panel and the colour bar inside the box and the window (nothing
-out of reach), no two text elements of the figure's SVG overlapping (labels, titles, ticks, legend, colour bar),
-and the hover label of the right-most node of the last panel inside the window. Screenshots of the trees go to
-``tests/out/`` (and to ``$EXPLORER_LAYOUT_SHOTS`` when set).
+window sizes the test measures the drawn page: every panel inside the box and the window (nothing out of reach), no
+two text elements of the figure's SVG overlapping (labels, titles, ticks, legend), the colour bar (the tree
+header's, outside the figure) inside the window, its ticks apart and clear of its title, and still in the window and
+on top when the page is scrolled to the last row of panels; and the hover label of the right-most node of the last
+panel inside the window. Screenshots of the trees go to ``tests/out/`` (and to ``$EXPLORER_LAYOUT_SHOTS`` when set).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -56,9 +58,34 @@ MEASURE = """() => {
       if (w > 1 && h > 1) overlaps.push([texts[i].text, texts[j].text, Math.round(w), Math.round(h)]);
     }
   }
+  const ramp = document.querySelector('.explorer-scale .explorer-scale-ramp');
+  const named = document.querySelector('.explorer-scale .explorer-scale-title');
+  const ticks = [...document.querySelectorAll('.explorer-scale .explorer-scale-tick')]
+    .map(e => ({text: e.textContent, box: r(e.getBoundingClientRect())}));
   return {box: r(root.getBoundingClientRect()), scroll: root.scrollWidth - root.clientWidth,
           window: document.documentElement.clientWidth, figure: r(fig), panels,
-          bar: bar ? r(bar.getBoundingClientRect()) : null, titleOnBar, texts: texts.length, overlaps};
+          plotlyBar: !!bar, titleOnBar, texts: texts.length, overlaps,
+          ramp: ramp ? r(ramp.getBoundingClientRect()) : null,
+          rampTitle: named ? r(named.getBoundingClientRect()) : null, ticks};
+}"""
+
+#: JS: scroll the page's scroller until the bottom of the figure (its last row of panels) is at the window's bottom;
+#: then where the colour bar's ramp is, and whether it is what the window shows at its centre (not covered).
+BAR_AT_BOTTOM = """() => {
+  const tree = document.querySelector('.explorer-tree');
+  let scroller = tree.parentElement;
+  while (scroller && !(scroller.scrollHeight > scroller.clientHeight + 1
+                       && /auto|scroll/.test(getComputedStyle(scroller).overflowY))) scroller = scroller.parentElement;
+  const target = scroller || document.scrollingElement;
+  const below = tree.getBoundingClientRect().bottom - window.innerHeight;
+  target.scrollTop += below;
+  const ramp = document.querySelector('.explorer-scale .explorer-scale-ramp').getBoundingClientRect();
+  const hit = document.elementFromPoint((ramp.left + ramp.right) / 2, (ramp.top + ramp.bottom) / 2);
+  const box = document.querySelector('.explorer-scale').getBoundingClientRect();
+  const scrollTop = (scroller || document.documentElement).getBoundingClientRect().top;
+  return {top: ramp.top, bottom: ramp.bottom, height: window.innerHeight, scrolled: below,
+          treeTop: tree.getBoundingClientRect().top, onTop: !!hit && !!hit.closest('.explorer-scale'),
+          gap: tree.getBoundingClientRect().top < box.bottom - 1 ? box.top - Math.max(0, scrollTop) : 0};
 }"""
 
 #: JS: the page position of the right-most clickable node of the last panel.
@@ -108,11 +135,17 @@ def _check(app: AppPage, count: int, size: tuple[int, int]) -> None:
     for panel in m["panels"]:
         assert _inside(panel, m["box"]), f"{where}: {panel} outside the box {m['box']}"
         assert _inside(panel, window), f"{where}: {panel} outside the window {window}"
-    assert m["bar"] is not None, f"{where}: no colour bar. {app.explain()}"
-    assert _inside(m["bar"], m["box"]), f"{where}: colour bar {m['bar']} outside the box {m['box']}"
-    assert _inside(m["bar"], window), f"{where}: colour bar {m['bar']} outside the window {window}"
-    assert m["bar"]["top"] >= m["figure"]["top"] - 1, f"{where}: colour bar above the figure {m['bar']}"
-    assert not m["titleOnBar"], f"{where}: the colour bar's title is missing or over the bar. {app.explain()}"
+    assert not m["plotlyBar"], f"{where}: a second colour bar in the figure. {app.explain()}"
+    assert m["ramp"] is not None, f"{where}: no colour bar. {app.explain()}"
+    assert m["rampTitle"] is not None, f"{where}: no colour bar title. {app.explain()}"
+    assert _inside(m["ramp"], window), f"{where}: colour bar {m['ramp']} outside the window {window}"
+    assert m["rampTitle"]["right"] <= m["ramp"]["left"], f"{where}: the colour bar's title over the bar {m}"
+    ticks = [t["box"] for t in m["ticks"]]
+    assert len(ticks) >= 2, f"{where}: colour bar ticks {m['ticks']}"
+    assert all(a["right"] <= b["left"] for a, b in itertools.pairwise(ticks)), \
+        f"{where}: colour bar ticks overlap {m['ticks']}"
+    assert all(_inside(t, window) and t["left"] >= m["rampTitle"]["right"] for t in ticks), \
+        f"{where}: colour bar ticks {m['ticks']} outside the window or over the title"
     assert m["texts"] > 4 * count, f"{where}: only {m['texts']} text elements. {app.explain()}"
     assert not m["overlaps"], f"{where}: overlapping text {m['overlaps'][:8]}. {app.explain()}"
     out = app.shot(f"{count}-panels-{size[0]}x{size[1]}", window=True)  # the window, as a user sees it
@@ -126,6 +159,14 @@ def _check(app: AppPage, count: int, size: tuple[int, int]) -> None:
         shots.mkdir(parents=True, exist_ok=True)
         for path in (out, trees):
             shutil.copy(path, shots / path.name)
+    bar = app.page.evaluate(BAR_AT_BOTTOM)  # the colour bar while the last row of panels is read
+    assert bar["top"] >= 0, f"{where}: the colour bar is above the window with the last row in view: {bar}"
+    assert bar["bottom"] <= bar["height"], f"{where}: the colour bar is below the window: {bar}"
+    assert bar["onTop"], f"{where}: the colour bar is covered with the last row in view: {bar}. {app.explain()}"
+    assert abs(bar["gap"]) <= 1, f"{where}: the trees show above the stuck colour bar: {bar}"
+    if count >= 4:
+        app.shot(f"{count}-panels-{size[0]}x{size[1]}-last-row", window=True)
+    app.page.locator(".explorer-tree").scroll_into_view_if_needed()
     node = app.page.evaluate(LAST_NODE)
     assert node is not None, f"{where}: no node in the last panel. {app.explain()}"
     app.page.mouse.move(node["px"], node["py"])

@@ -108,3 +108,19 @@ def test_the_command_writes_it_and_a_bad_folder_is_one_line_exit_2(tmp_path: Pat
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1, bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_the_extension_leaves_torch_and_transformers_out_of_a_server() -> None:
+    """Every student's Jupyter server on ``make hub`` loads the extension: it imports neither torch nor
+    transformers (they would cost each server about 230 MB), and ``import explorer`` alone imports no strategy,
+    while its public names still work on first use."""
+    code = ("import sys, explorer.serve.assets, explorer\n"
+            "heavy = [m for m in ('torch', 'transformers', 'explorer.api', 'explorer.engine') if m in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "assert explorer.STRATEGY_NAMES[0] == 'greedy' and callable(explorer.decode)\n"
+            "assert explorer.Trace.__name__ == 'Trace' and 'torch' in sys.modules\n"
+            "assert {'decode', 'load_model', 'STRATEGY_NAMES'} <= set(dir(explorer))\n"
+            "try:\n    explorer.nothing\nexcept AttributeError as e:\n    print(e)\n")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "module 'explorer' has no attribute 'nothing'"
