@@ -69,7 +69,7 @@ STYLE = "<style>\n" + THEME_CSS + """
 .jp-OutputArea-output:has(.explorer-app) { overflow: visible; }
 .explorer-app .explorer-scale { position: sticky; top: 0; z-index: 5; align-self: flex-end; width: auto;
   height: auto; padding: 0 8px; border-radius: 0 0 4px 4px;
-  background: var(--explorer-page, var(--jp-layout-color0, #fff)); }
+  background: var(--explorer-page, var(--jp-layout-color0)); }
 .explorer-app .explorer-scale > .widget-html-content { height: auto; line-height: normal; }
 /* Voila's scroller has a padding of 10 px, inside which a sticky box stops: the bar covers it; Voila's page is on
    --jp-layout-color1 (JupyterLab's notebooks on --jp-layout-color0). */

@@ -19,7 +19,7 @@ SCALE_CSS = f"""
 .explorer-scale-bar {{ display: flex; align-items: flex-start; gap: 10px; font-size: 12px; padding: 4px 0 2px; }}
 .explorer-scale-title {{ line-height: 12px; white-space: nowrap; }}
 .explorer-scale-ramp {{ position: relative; width: {RAMP_PX}px; height: 10px; flex: none;
-  margin: 1px 12px 16px; outline: 1px solid var(--explorer-border, #D0D7DE); }}
+  margin: 1px 12px 16px; outline: 1px solid var(--explorer-border); }}
 .explorer-scale-tick {{ position: absolute; top: 10px; transform: translateX(-50%); font-size: 11px;
   white-space: nowrap; padding-top: 2px; border-left: 0; }}
 .explorer-scale-tick::before {{ content: ""; position: absolute; left: 50%; top: 0; height: 3px;
