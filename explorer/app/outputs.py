@@ -37,7 +37,7 @@ class Outputs:
     def __init__(self, on_click: ClickHandler, on_grid: Callable[[], None] = lambda: None) -> None:
         self.tree = figure_widget(on_page(placeholder("press Run to see the search trees")))
         self.tree.add_class("explorer-tree")
-        #: The trees' colour bar, in the tree header that stays in view while the figure scrolls (empty by group).
+        #: The trees' colour bar, above them, pinned to the window's top while the figure scrolls (empty by group).
         self.scale = html_widget()
         self.scale.add_class("explorer-scale")
         # The details figure is made with the first trace, not with the page: each plotly widget loads a 5 MB

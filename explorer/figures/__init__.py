@@ -8,7 +8,7 @@ from explorer.figures._html import results_table_html, tokens_html
 from explorer.figures._inside import dola_contrast, dola_layers, dola_lens
 from explorer.figures._layout import TreeLayout, tree_layout
 from explorer.figures._lens import lens_heatmap, lens_top
-from explorer.figures._scale import color_scale_html
+from explorer.figures._scale import SCALE_CSS, color_scale_html
 from explorer.figures._speculation import VERDICT_COLORS, speculation_rounds
 from explorer.figures._style import PALETTE, RESULT_COLORS, clip, visible
 from explorer.figures._theme import THEMES, Palette, Theme, palette, resolve_theme, template
@@ -26,6 +26,7 @@ __all__ = [
     "COLOR_TITLES",
     "PALETTE",
     "RESULT_COLORS",
+    "SCALE_CSS",
     "THEMES",
     "UNCERTAINTY_CSS",
     "VERDICT_COLORS",

@@ -1,5 +1,5 @@
-"""A tree figure's colour bar as HTML, for a page that keeps it in view while the figure scrolls (the app's sticky
-tree header): its title, the colour ramp, and round tick values placed as plotly would place them."""
+"""A tree figure's colour bar as HTML, for a page that keeps it in view while the figure scrolls (the app pins it to
+the top of the window): its title, the colour ramp, and round tick values placed on it."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import math
 
 import plotly.graph_objects as go
 
+from explorer.figures._tree import _BAR_LENGTH
+
 __all__ = ["SCALE_CSS", "color_scale_html", "nice_ticks"]
 
 MINUS = "\N{MINUS SIGN}"
 #: The ramp's width in pixels (as long as the figure's own bar).
-RAMP_PX = 220
+RAMP_PX = _BAR_LENGTH
 
 #: The bar's look: the title left of a ramp with ticks under it; colours from the page's theme variables.
 SCALE_CSS = f"""
@@ -21,7 +23,7 @@ SCALE_CSS = f"""
 .explorer-scale-ramp {{ position: relative; width: {RAMP_PX}px; height: 10px; flex: none;
   margin: 1px 12px 16px; outline: 1px solid var(--explorer-border); }}
 .explorer-scale-tick {{ position: absolute; top: 10px; transform: translateX(-50%); font-size: 11px;
-  white-space: nowrap; padding-top: 2px; border-left: 0; }}
+  white-space: nowrap; padding-top: 2px; }}
 .explorer-scale-tick::before {{ content: ""; position: absolute; left: 50%; top: 0; height: 3px;
   border-left: 1px solid currentColor; }}
 """
