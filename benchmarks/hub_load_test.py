@@ -49,20 +49,58 @@ sys.path.insert(0, str(ROOT / "tests" / "browser"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_memory import rollup  # noqa: E402
-from browser_harness import NODE_POSITION, STATUS_WATCH, AppPage, chromium, new_context, watch  # noqa: E402
+from browser_harness import (  # noqa: E402
+    NODE_POSITION,
+    STATUS_WATCH,
+    TREE_SUMMARY,
+    AppPage,
+    chromium,
+    new_context,
+    peek,
+    watch,
+)
 from hub_harness import Hub  # noqa: E402
 from load_test import PAGE_CONTENT, PROMPTS, RUN_OVER, Session, poll, set_up_beam_panel  # noqa: E402
 
 APP = "/user/{name}/voila/render/app.ipynb"
 
+#: Seconds a student waits for JupyterHub's login page and its form.
+LOGIN_TIMEOUT_S = 180.0
+#: Seconds on JupyterHub's "server starting" page before the student reloads it.
+PENDING_RELOAD_S = 30.0
+#: Seconds the app's page may take to become usable before the student reloads it (the slowest usable page of 20
+#: in one browser took 205 s; one of them never connected to its kernel).
+APP_RELOAD_S = 300.0
+
 #: JS, run in every document a student's browser opens: in the app's page, the moment (ms from asking for the page)
 #: its Run button is first usable, the moment of a click on it, and the moment the status first says a run is over.
+#: On JupyterHub's "server starting" page, which waits for the server through an event stream that a busy hub may
+#: leave unanswered (seen: 3 of 20 students' pages still waiting minutes after their servers had started), the
+#: student reloads after ``PENDING_RELOAD_S``, counted in the tab's session storage. The page does it itself: a
+#: reload from here came minutes late (one pass over 20 busy pages) and, run inside ``peek``, which waits through
+#: navigations, went on reloading every page it led to, the app's too: five Voila kernels filled a student's 2 GB.
+#: An app page not usable after ``APP_RELOAD_S`` is reloaded too (counted apart); log in and time to interactive are
+#: then counted from the first app page the student asked for.
 TIMING = """(() => {
+  const reload = (counter) => {
+    sessionStorage.setItem(counter, String(Number(sessionStorage.getItem(counter) || 0) + 1));
+    location.reload();
+  };
+  if (location.pathname.startsWith('/hub/spawn-pending/')) {
+    setTimeout(() => reload('reloads'), PENDING_RELOAD_MS);
+    return;
+  }
+  const isApp = location.pathname.endsWith('/voila/render/app.ipynb');
+  if (isApp && !sessionStorage.getItem('appFirstAt')) {
+    sessionStorage.setItem('appFirstAt', String(performance.timeOrigin));
+  }
+  const stuck = isApp ? setTimeout(() => reload('appReloads'), APP_RELOAD_MS) : undefined;
   const run = () => document.querySelector('button.explorer-run, .explorer-run button');
   const ready = setInterval(() => {
     const b = run();
     if (!b || b.disabled || b.offsetParent === null) return;
     clearInterval(ready);
+    clearTimeout(stuck);
     window.__loadReadyAt = performance.now();
     b.addEventListener('click', () => { window.__runClickAt = performance.now(); window.__runOverAt = undefined; },
                        {capture: true});
@@ -74,12 +112,16 @@ TIMING = """(() => {
   }, 50);
 })();"""
 
-#: Seconds on JupyterHub's "server starting" page before the student reloads it.
-PENDING_RELOAD_S = 30.0
+#: Seconds a student waits for their tree's first node to be drawn after the run, before giving up on the click.
+NODE_TIMEOUT_S = 60.0
+
 
 #: JS: where the page is, when its document was asked for (ms since the epoch), and the moments above.
 MOMENTS = """() => ({path: location.pathname, origin: performance.timeOrigin, ready: window.__loadReadyAt ?? null,
-  click: window.__runClickAt ?? null, over: window.__runOverAt ?? null})"""
+  click: window.__runClickAt ?? null, over: window.__runOverAt ?? null,
+  reloads: Number(sessionStorage.getItem('reloads') || 0),
+  appReloads: Number(sessionStorage.getItem('appReloads') || 0),
+  first: Number(sessionStorage.getItem('appFirstAt') || performance.timeOrigin)})"""
 SELECTED = """([before]) => { const s = document.querySelector('.explorer-selection');
   return !!s && s.textContent.trim() !== '' && s.textContent !== before; }"""
 
@@ -94,7 +136,8 @@ class Student(Session):
     #: Times the student's browser reloaded JupyterHub's "your server is starting" page, which waits for the
     #: server through an event stream that a busy hub may never answer (a student would reload too).
     reloads: int = 0
-    pending_since: float | None = None
+    #: Times the student reloaded the app's page because it was not usable after ``APP_RELOAD_S``.
+    app_reloads: int = 0
 
 
 class GuardStoppedError(RuntimeError):
@@ -181,7 +224,12 @@ def log_everyone_in(hub: Hub, browser: Any, students: list[Student], guard: Memo
     """Each student logs in straight to the app; log in and time to interactive are read in each app page."""
     for s in students:
         context = new_context(browser)
-        context.add_init_script(TIMING)
+        context.add_init_script(TIMING.replace("PENDING_RELOAD_MS", str(int(PENDING_RELOAD_S * 1000)))
+                                .replace("APP_RELOAD_MS", str(int(APP_RELOAD_S * 1000))))
+        # JupyterHub's login page, asked for while the servers of those before start, took over Playwright's 30 s
+        # to be read: a student waits longer than that.
+        context.set_default_timeout(LOGIN_TIMEOUT_S * 1000)
+        context.set_default_navigation_timeout(LOGIN_TIMEOUT_S * 1000)
         page = context.new_page()
         s.app = AppPage(page, watch(page), hub, f"hub-load-{s.index}")  # type: ignore[arg-type]
         app = APP.format(name=s.name)
@@ -198,20 +246,14 @@ def log_everyone_in(hub: Hub, browser: Any, students: list[Student], guard: Memo
         for s in [students[i] for i in sorted(pending)]:
             assert s.app is not None
             try:
-                seen = s.app.page.evaluate(MOMENTS)
+                seen = peek(s.app.page, MOMENTS)
             except Exception:  # the page is navigating
                 continue
             if seen["path"] == APP.format(name=s.name) and seen["ready"] is not None:
-                s.spawn_s = seen["origin"] / 1000 - s.login_epoch
-                s.tti_s = seen["ready"] / 1000
+                s.spawn_s = seen["first"] / 1000 - s.login_epoch
+                s.tti_s = (seen["origin"] + seen["ready"] - seen["first"]) / 1000
+                s.reloads, s.app_reloads = int(seen["reloads"]), int(seen["appReloads"])
                 pending.discard(s.index)
-            elif seen["path"].startswith("/hub/spawn-pending/"):
-                s.pending_since = s.pending_since or time.perf_counter()
-                if time.perf_counter() - s.pending_since > PENDING_RELOAD_S:
-                    s.reloads += 1
-                    s.pending_since = None
-                    with contextlib.suppress(Exception):
-                        s.app.page.evaluate("() => { window.location.reload(); }")
         students[0].app.page.wait_for_timeout(300)  # type: ignore[union-attr]
     for i in pending:
         students[i].errors.append(f"no usable Run button after {timeout:.0f} s")
@@ -226,7 +268,7 @@ def run_and_click(students: list[Student], guard: MemoryGuard, args: argparse.Na
     for s in clicked:
         assert s.app is not None
         try:
-            s.app.page.evaluate(STATUS_WATCH)
+            peek(s.app.page, STATUS_WATCH)
             s.clicked_at = time.perf_counter()
             # No waiting for navigations: with 20 pages busy in one browser, Playwright's wait after a click can
             # outlast its timeout although the click was delivered (the run's end is polled below anyway).
@@ -240,16 +282,19 @@ def run_and_click(students: list[Student], guard: MemoryGuard, args: argparse.Na
     for s in clicked:  # the latency as the page saw it (polling 20 busy pages from here lags by seconds)
         assert s.app is not None
         with contextlib.suppress(Exception):
-            seen = s.app.page.evaluate(MOMENTS)
+            seen = peek(s.app.page, MOMENTS)
             if seen["click"] is not None and seen["over"] is not None:
                 s.run_s = (seen["over"] - seen["click"]) / 1000
+    for s in clicked:
+        assert s.app is not None
+        s.status = s.app.status()
     guard.phase = "the node clicks"
     for s in [s for s in clicked if s.run_s is not None]:
         guard.check()
         assert s.app is not None
         try:
-            s.status = s.app.status()
-            target = node_on_screen(s.app, args.timeout)
+            s.app.page.bring_to_front()  # as the student's own window is
+            target = node_on_screen(s.app, min(args.timeout, NODE_TIMEOUT_S))
             before = s.app.page.locator(".explorer-selection").inner_text()
             s.app.page.mouse.move(target["x"], target["y"])
             s.app.page.wait_for_timeout(200)
@@ -257,24 +302,43 @@ def run_and_click(students: list[Student], guard: MemoryGuard, args: argparse.Na
             s.app.page.mouse.click(target["x"], target["y"])
             s.app.page.wait_for_function(SELECTED, arg=[before], timeout=args.timeout * 1000, polling=50)
             s.click_s = time.perf_counter() - start
-            content = s.app.page.evaluate(PAGE_CONTENT)
+            content = peek(s.app.page, PAGE_CONTENT)
             s.panels, s.rows = list(content["panels"]), list(content["rows"])
         except Exception as exc:
-            s.errors.append(f"node click: {str(exc).splitlines()[0]}")
+            seen = s.app.seen
+            s.errors.append(f"node click: {str(exc).splitlines()[0]} (figure edits received {seen.plotly_edits[-8:]}, "
+                            f"console errors {seen.console_errors[-3:]}, page errors {seen.page_errors[-3:]})")
+            print(f"{s.name}: {s.errors[-1]}", flush=True)
 
 
 def node_on_screen(app: AppPage, timeout: float) -> dict[str, Any]:
     """Where the first hypothesis node of the first panel's tree is drawn, once it is (the status says ``done``
     a moment before the tree is drawn)."""
     deadline = time.perf_counter() + timeout
+    titles: list[str] = []
     while time.perf_counter() < deadline:
         app.page.locator(".explorer-tree").scroll_into_view_if_needed()
-        titles = app.tree_summary()["titles"]
-        target = app.page.evaluate(NODE_POSITION, [".explorer-tree", titles[0]]) if titles else None
+        titles = (peek(app.page, TREE_SUMMARY, ".explorer-tree") or {}).get("titles") or []
+        target = peek(app.page, NODE_POSITION, [".explorer-tree", titles[0]]) if titles else None
         if target is not None:
             return dict(target)
         app.page.wait_for_timeout(200)
-    raise TimeoutError(f"no tree node drawn after {timeout:.0f} s")
+    trees = peek(app.page, TREES_SEEN)
+    raise TimeoutError(f"no tree node drawn after {timeout:.0f} s (status {app.status()!r}, subplot titles {titles}, "
+                       f"trees on the page {trees})")
+
+
+#: JS: every tree figure on the page, as the harness sees it: drawn or not, its subplot titles and panel keys.
+TREES_SEEN = """() => [...document.querySelectorAll('.explorer-tree')].map(el => {
+  const gd = el.classList.contains('js-plotly-plot') ? el : el.querySelector('.js-plotly-plot');
+  const keys = new Set();
+  for (const t of (gd && gd.data) || []) for (const cd of t.customdata || []) if (cd) keys.add(String(cd[0]));
+  const box = el.getBoundingClientRect();
+  return {plot: !!gd, traces: gd && gd.data ? gd.data.length : null, keys: [...keys].slice(0, 4),
+          titles: gd ? [...gd.querySelectorAll('.infolayer .annotation-text, .infolayer .annotation text')]
+                         .map(e => e.textContent).slice(0, 4) : [],
+          box: [Math.round(box.top), Math.round(box.height)], hidden: el.offsetParent === null};
+})"""
 
 
 def check_isolation(students: list[Student], args: argparse.Namespace) -> None:
@@ -306,7 +370,9 @@ def summary(students: list[Student], totals: dict[str, Any], guard: MemoryGuard,
              f"run latency:            {stats([s.run_s for s in students])}",
              f"node click:             {stats([s.click_s for s in students])}",
              f"'server starting' page reloaded after {PENDING_RELOAD_S:.0f} s: "
-             f"{sum(s.reloads for s in students)} times ({sum(s.reloads > 0 for s in students)} students)"]
+             f"{sum(s.reloads for s in students)} times ({sum(s.reloads > 0 for s in students)} students)",
+             f"app page not usable after {APP_RELOAD_S:.0f} s, reloaded: "
+             f"{sum(s.app_reloads for s in students)} times ({sum(s.app_reloads > 0 for s in students)} students)"]
     for moment, t in totals.items():
         pss = [v for v in t["per_student_pss_mb"] if v]
         if pss:
@@ -327,7 +393,19 @@ def summary(students: list[Student], totals: dict[str, Any], guard: MemoryGuard,
     return "\n".join(lines)
 
 
+def dump_stacks(_signum: int, _frame: Any) -> None:
+    """On SIGUSR1: where the test is, including inside Playwright's greenlets (py-spy shows only the event loop)."""
+    import gc
+    import traceback
+
+    import greenlet
+
+    for g in [o for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and o.gr_frame is not None]:
+        print("greenlet:\n" + "".join(traceback.format_stack(g.gr_frame)), file=sys.stderr, flush=True)
+
+
 def main() -> None:
+    signal.signal(signal.SIGUSR1, dump_stacks)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=30)

@@ -46,6 +46,7 @@ from browser_harness import (  # noqa: E402
     VoilaServer,
     chromium,
     new_context,
+    peek,
     watch,
 )
 
@@ -132,8 +133,8 @@ def poll(sessions: list[Session], predicate: str, pending: set[int], mark: str, 
         for s in [sessions[i] for i in sorted(pending)]:
             assert s.app is not None
             try:
-                ready = bool(s.app.page.evaluate(predicate))
-            except Exception:  # the page is navigating: its context was replaced
+                ready = bool(peek(s.app.page, predicate))
+            except Exception:  # the page is navigating (its context was replaced) or did not answer in time
                 ready = False
             now = time.perf_counter()
             if ready:

@@ -6,7 +6,8 @@ a new blob. Served by Voila, that costs every page twice:
 
 * Voila's widget manager asks the kernel for every widget's state at once and gives up after 4 s, then falls back
   to a path that can wait forever ("Loading widget..."): with 5 MB in the answer, a busy machine misses the 4 s;
-* anywidget gives up on a widget whose module takes more than 2 s to initialise.
+* anywidget gives up on a widget whose module takes more than 2 s to initialise, and then drops every update the
+  kernel sends it, for good: the figure keeps what it showed first.
 
 ``make install`` writes the module into the app's Voila template (``static/plotly-widget-<hash>.js``, next to
 ``index.html.j2``: ``python -m explorer.serve.assets``), which Voila serves at ``voila/templates/explorer/static/``;
@@ -15,6 +16,12 @@ in JupyterLab (``make lab``, the hub's servers) this module, as a Jupyter server
 plotly's own module). A versioned URL is cached for a year. In a kernel whose page can fetch the file,
 ``figure_widget`` makes figure widgets whose module is a few lines that import that URL; anywhere else (a plain
 ``pip install``) they are plotly's own, unchanged.
+
+Served by Voila, the page starts that import itself, as its head is read (``plotly-preload.js``, also written by
+``make install``, which the app's template includes): Voila runs the app's notebook before it sends the rest of the
+page, and a figure widget's module then takes what the page has already imported. On a busy machine (20 students on
+one hub) importing 5 MB of JavaScript when the trees' widget is made took over 2 s: anywidget gave up on it and
+every student's trees stayed "press Run" after the runs.
 """
 
 from __future__ import annotations
@@ -32,8 +39,8 @@ import plotly
 import plotly.graph_objects as go
 from jupyter_core.paths import jupyter_path
 
-__all__ = ["PLOTLY_BUNDLE", "QUIET_LAYOUT_UPDATES", "TEMPLATE_STATIC", "asset_name", "figure_widget", "loader_esm",
-           "served", "write_asset"]
+__all__ = ["PLOTLY_BUNDLE", "PRELOAD", "QUIET_LAYOUT_UPDATES", "TEMPLATE_STATIC", "asset_name", "figure_widget",
+           "loader_esm", "preload_js", "served", "write_asset"]
 
 #: plotly's widget module (what ``FigureWidget._esm`` holds).
 PLOTLY_BUNDLE = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
@@ -45,6 +52,11 @@ ROUTE = "voila/templates/explorer/static/"
 SERVER_ROUTE = "decoding-explorer/static/"
 ROUTE_ENV = "DECODING_EXPLORER_ASSETS"
 _PREFIX = "plotly-widget-"
+#: The module the app's template imports as the page's head is read (``preload_js``): a fixed name, so that the
+#: template can name it; what it imports carries the version.
+PRELOAD = "plotly-preload.js"
+#: The page's imports of plotly's widget module, by file name (``preload_js`` starts them, ``loader_esm`` takes them).
+_PAGE_IMPORTS = "__explorerPlotlyWidgets"
 
 
 @functools.cache
@@ -57,15 +69,37 @@ def asset_name() -> str:
     return f"{_PREFIX}{_digest()}.js"
 
 
+def preload_js() -> str:
+    """The template's module: start importing plotly's widget module (from the same folder, versioned so that the
+    browser caches it) and keep the import where ``loader_esm`` finds it. A failed import is left to the figure
+    widgets' own (``loader_esm`` imports again)."""
+    name = asset_name()
+    return (f"// Written by `python -m explorer.serve.assets` (make install): plotly's widget module, imported as the\n"
+            f"// app's page is read, before Voila sends its widgets (explorer/serve/assets.py).\n"
+            f"const imports = (globalThis.{_PAGE_IMPORTS} ??= {{}});\n"
+            f'imports["{name}"] ??= import("./{name}?v={_digest()}");\n'
+            f'imports["{name}"].catch(() => {{}});\n')
+
+
+def _write(target: Path, data: bytes) -> None:
+    """``target`` holds ``data`` (written atomically; nothing if it already does)."""
+    if target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data:
+        return
+    partial = target.with_suffix(f".{os.getpid()}.part")
+    partial.write_bytes(data)
+    partial.replace(target)
+
+
 def write_asset(folder: Path = TEMPLATE_STATIC, *, prune: bool = True) -> Path:
-    """Write the module into ``folder`` (atomically; nothing if it is there) and, with ``prune``, remove other
-    versions of it (another virtualenv's plotly, e.g. ``make test-latest``'s, keeps its own with ``prune=False``)."""
+    """Write the module into ``folder`` (atomically; nothing if it is there) and the template's ``PRELOAD`` of it,
+    and, with ``prune``, remove other versions of it (another virtualenv's plotly, e.g. ``make test-latest``'s,
+    keeps its own with ``prune=False`` and leaves the preload to the lock's, unless there is none)."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / asset_name()
     if not target.is_file() or target.stat().st_size != PLOTLY_BUNDLE.stat().st_size:
-        partial = target.with_suffix(f".{os.getpid()}.part")
-        partial.write_bytes(PLOTLY_BUNDLE.read_bytes())
-        partial.replace(target)
+        _write(target, PLOTLY_BUNDLE.read_bytes())
+    if prune or not (folder / PRELOAD).is_file():
+        _write(folder / PRELOAD, preload_js().encode())
     for old in folder.glob(f"{_PREFIX}*") if prune else ():
         if old != target:
             old.unlink(missing_ok=True)
@@ -111,13 +145,15 @@ if (plotly && !plotly.__explorerLayoutOnly) {
 
 
 def loader_esm(route: str) -> str:
-    """A module that re-exports plotly's from the file served at ``route`` (the page's base URL is in its Jupyter
-    config, in Voila and in JupyterLab), layout-only updates made cheap (``QUIET_LAYOUT_UPDATES``)."""
+    """A module that re-exports plotly's: the one the page has imported already (``preload_js``) or is importing,
+    else the file served at ``route`` (the page's base URL is in its Jupyter config, in Voila and in JupyterLab),
+    layout-only updates made cheap (``QUIET_LAYOUT_UPDATES``)."""
     return f"""
 const config = JSON.parse(document.getElementById("jupyter-config-data")?.textContent || "{{}}");
 const base = (config.baseUrl || "/").replace(/\\/?$/, "/");
 const url = new URL(`${{base}}{route}{asset_name()}?v={_digest()}`, document.baseURI).href;
-const plotlyWidget = await import(url);
+const imported = globalThis.{_PAGE_IMPORTS}?.["{asset_name()}"];
+const plotlyWidget = await (imported ? imported.catch(() => import(url)) : import(url));
 {QUIET_LAYOUT_UPDATES}
 export default plotlyWidget.default;
 """

@@ -15,11 +15,13 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import secrets
 import shutil
+import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.spawner import SimpleLocalProcessSpawner
@@ -27,7 +29,10 @@ from traitlets import Unicode
 
 from explorer.serve.memlimit import MemoryCgroup
 
-__all__ = ["ClassAuthenticator", "ClassSpawner", "check_password", "configure", "hash_password", "make_users"]
+__all__ = [
+    "ClassAuthenticator", "ClassSpawner", "check_password", "choose_port", "configure", "hash_password", "make_users",
+    "port_range",
+]  # fmt: skip
 
 _ITERATIONS = 200_000
 
@@ -93,11 +98,54 @@ class ClassAuthenticator(Authenticator):  # type: ignore[misc]
         return username in self._users()
 
 
+def _ephemeral_ports() -> range:
+    """The ports Linux hands out to sockets bound to port 0 (every kernel's five, every outgoing connection)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+def port_range(text: str) -> range:
+    """``"20000-29999"`` as a range of ports; a clear error for anything else."""
+    low, sep, high = text.partition("-")
+    if not (sep and low.strip().isdigit() and high.strip().isdigit() and 1024 <= int(low) <= int(high) <= 65535):
+        raise ValueError(f"a range of ports is low-high, from 1024 to 65535 (e.g. 20000-29999), not {text!r}")
+    return range(int(low), int(high) + 1)
+
+
+def choose_port(ip: str, ports: range, taken: set[int]) -> int:
+    """A port of ``ports`` for a student's server: not in ``taken`` (the ports of the servers this hub started and
+    has not stopped, some of which may not listen yet), free now, and, where ``ports`` allows, outside Linux's
+    ephemeral range, so that no kernel's socket is given it between now and the server's start.
+
+    JupyterHub's own choice (bind to port 0, close, hand the number over) gave two of 20 students who logged in at
+    once the same port: the second student's server could not start, and the hub sent that student to the first
+    one's server (a 404)."""
+    ephemeral = _ephemeral_ports()
+    outside = [p for p in ports if p not in ephemeral]
+    for port in random.sample(outside, len(outside)) + random.sample(list(ports), len(ports)):
+        if port in taken:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind((ip, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port for a student's server in {ports.start}-{ports.stop - 1}")
+
+
 class ClassSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
     """A student's server: its own process, working folder (``home_dir_template``, the course notebooks copied in
-    on first start and never overwritten) and memory cgroup (``mem_limit``, enforced where cgroups can be made)."""
+    on first start and never overwritten), memory cgroup (``mem_limit``, enforced where cgroups can be made) and a
+    port no other student's server has (``port_range``, ``choose_port``)."""
 
     course_dir = Unicode(config=True, help="Folder whose notebooks every student gets a copy of")
+    port_range = Unicode("20000-29999", config=True, help="Ports for the students' servers (when Spawner.port is 0)")
+    _ports: ClassVar[set[int]] = set()  # ports of the servers started and not yet stopped, in this hub
+    port: int  # Spawner.port, a traitlet: 0 until start() chooses one
 
     def _copy_course(self) -> None:
         home = Path(self.home_dir)
@@ -121,7 +169,24 @@ class ClassSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
         self._cgroup = MemoryCgroup.create(self.user.name, int(self.mem_limit)) if self.mem_limit else None
         if self.mem_limit and self._cgroup is None:
             self.log.warning("mem_limit of %s is not enforced: no memory cgroup can be made here", self.user.name)
-        return await super().start()
+        self._chosen_port: int | None = None
+        if self.port == 0:  # else the port was configured: keep it
+            chosen = choose_port(self.ip or "127.0.0.1", port_range(self.port_range), self._ports)
+            self._ports.add(chosen)
+            self._chosen_port = chosen
+            self.port = chosen
+        try:
+            return await super().start()
+        except BaseException:
+            self._release_port()
+            raise
+
+    def _release_port(self) -> None:
+        chosen = getattr(self, "_chosen_port", None)
+        if chosen is not None:
+            self._ports.discard(chosen)
+            self.port = 0  # the next start chooses again
+            self._chosen_port = None
 
     def make_preexec_fn(self, name: str) -> Any:
         parent = super().make_preexec_fn(name)
@@ -136,6 +201,7 @@ class ClassSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
 
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)
+        self._release_port()
         group = getattr(self, "_cgroup", None)
         if group is not None:
             group.remove()  # whatever the server left (a kernel orphaned by an out-of-memory kill)
@@ -164,6 +230,8 @@ def configure(c: Any, *, root: Path, state: Path, venv: Path) -> None:
     c.Spawner.cmd = [str(venv / "bin" / "jupyterhub-singleuser")]
     c.Spawner.default_url = "/lab"
     c.Spawner.mem_limit = env.get("HUB_MEM_LIMIT", "2G")
+    c.ClassSpawner.port_range = env.get("HUB_SERVER_PORTS", "20000-29999")
+    port_range(c.ClassSpawner.port_range)  # a wrong HUB_SERVER_PORTS stops the hub at its start, not a student's spawn
     c.Spawner.start_timeout = 180
     c.Spawner.http_timeout = 180
     cache = Path(env.get("XDG_CACHE_HOME", root / ".state" / "cache")) / "decoding-explorer"

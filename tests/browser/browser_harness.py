@@ -287,6 +287,8 @@ class Watch:
     ws_frames_received: int = 0
     echoes: list[dict[str, Any]] = field(default_factory=list)
     widget_models: int = 0
+    #: The plotly figure edits the kernel sent, in order (``_py2js_addTraces``, ``_py2js_relayout``, ...)
+    plotly_edits: list[str] = field(default_factory=list)
     #: ``(url, status)`` of every request for plotly's widget module as a file (explorer.serve.assets)
     plotly_modules: list[tuple[str, int]] = field(default_factory=list)
 
@@ -366,6 +368,8 @@ def watch(page: Any) -> Watch:
             seen.widget_models += len(data.get("states") or {})  # the models that exist when the page connects
         elif msg_type == "comm_open" and content.get("target_name") == "jupyter.widget":
             seen.widget_models += 1  # a model created later
+        if msg_type == "comm_msg" and data.get("method") == "update":
+            seen.plotly_edits += [k for k, v in (data.get("state") or {}).items() if k.startswith("_py2js_") and v]
 
     def on_sent(payload: str | bytes) -> None:
         seen.ws_bytes_sent += len(payload) if isinstance(payload, bytes) else len(payload.encode())
@@ -382,6 +386,21 @@ def watch(page: Any) -> Watch:
     page.on("websocket", on_websocket)
     page.on("response", lambda r: seen.plotly_modules.append((r.url, r.status)) if "/plotly-widget-" in r.url else None)
     return seen
+
+
+#: Seconds ``peek`` waits for a page to answer.
+PEEK_TIMEOUT_S = 15.0
+
+
+def peek(page: Any, js: str, arg: Any = None, timeout: float = PEEK_TIMEOUT_S) -> Any:
+    """``page.evaluate(js, arg)`` for a JS function ``js``, but one that gives up: Playwright's ``evaluate`` has no
+    timeout, so a page that never answers (one of 20 in one browser, loading the app) would block the caller for
+    good; here it raises Playwright's ``TimeoutError`` after ``timeout`` seconds instead."""
+    handle = page.wait_for_function(f"(arg) => [({js})(arg)]", arg=arg, timeout=timeout * 1000, polling=100)
+    try:
+        return handle.json_value()[0]
+    finally:
+        handle.dispose()
 
 
 def wait_until(

@@ -33,6 +33,8 @@ from browser_harness import (
 )
 from theme_checks import check_theme
 
+from explorer.serve.assets import asset_name
+
 pytestmark = pytest.mark.browser
 
 PROMPT = "The secret of good bread is"
@@ -80,9 +82,12 @@ def test_two_panels_run_and_draw_their_trees(app_page: AppPage) -> None:
     assert node in app.page.locator(".explorer-selection").inner_text(), app.explain()
     check_clean(app)
 
-    # Two plotly widgets (trees, details) on the page: plotly's module came once, as a file.
+    # Two plotly widgets (trees, details) on the page: plotly's module came once, as a file, imported by the page's
+    # head (the template's preload) before Voila sent the widgets, which took that import (explorer.serve.assets).
     modules = app.seen.plotly_modules
     assert [status for _url, status in modules] == [200], f"plotly's module requests: {modules}. {app.explain()}"
+    assert f"/voila/templates/explorer/static/{asset_name()}?v=" in modules[0][0], modules
+    assert app.page.evaluate("(name) => name in (globalThis.__explorerPlotlyWidgets || {})", asset_name())
 
 
 def test_bad_parameter_is_an_inline_message_not_a_traceback(app_page: AppPage) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -16,6 +17,7 @@ from hub_harness import Hub, log_in
 
 import explorer
 from explorer.figures._style import esc
+from explorer.serve.assets import asset_name
 
 pytestmark = pytest.mark.browser
 
@@ -80,6 +82,11 @@ def test_two_students_each_run_the_app_in_their_own_server(hub: Hub, pages: dict
     for name, prompt in STUDENTS.items():
         assert _run(pages[name], prompt) == _expected(prompt)
         check_clean(pages[name])
+        # The trees are drawn: their widget took plotly's module, which the page's head had imported (once).
+        assert pages[name].tree_summary()["traces"] > 0, pages[name].explain()
+        modules = pages[name].seen.plotly_modules
+        assert [status for _url, status in modules] == [200], modules
+        assert f"/user/{name}/voila/templates/explorer/static/{asset_name()}?v=" in modules[0][0], modules
     assert _expected(STUDENTS["alice"]) != _expected(STUDENTS["bob"])
     servers = {}
     for name in STUDENTS:
@@ -98,6 +105,16 @@ def test_two_students_each_run_the_app_in_their_own_server(hub: Hub, pages: dict
             servers[name] = members
     if servers:
         assert not {p.pid for p in servers["alice"]} & {p.pid for p in servers["bob"]}
+    ports = {name: _server_ports(hub.state / "users" / name) for name in STUDENTS}
+    assert all(len(found) == 1 and found <= set(range(20000, 30000)) for found in ports.values()), ports
+    assert ports["alice"] != ports["bob"]  # each its own (ClassSpawner.port_range), not JupyterHub's random_port
+
+
+def _server_ports(home: Path) -> set[int]:
+    """The ports the student's Jupyter server (the one process started in their folder) listens on."""
+    servers = [p for p in psutil.process_iter(["cmdline", "cwd"]) if p.info["cwd"] == str(home)
+               and "jupyterhub-singleuser" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+    return {c.laddr.port for p in servers for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
 
 
 def test_a_student_cannot_reach_another_students_server(hub: Hub, pages: dict[str, AppPage]) -> None:

@@ -28,10 +28,37 @@ def test_written_once_byte_for_byte_and_old_versions_removed(tmp_path: Path) -> 
     mtime = path.stat().st_mtime_ns
     assert assets.write_asset(tmp_path) == path
     assert path.stat().st_mtime_ns == mtime, "an unchanged module was written again"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, mine.name]), "a partial file stayed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, mine.name, assets.PRELOAD]), \
+        "a partial file stayed"
     stale.write_text("another virtualenv's plotly")
     assert assets.write_asset(tmp_path, prune=False) == path
     assert stale.exists(), "make test-latest's module removed the lock's"
+
+
+def test_the_templates_preload_imports_this_module_once_per_page(tmp_path: Path) -> None:
+    """The page imports the module from its head; the figure widgets' loader takes that import (same key)."""
+    assets.write_asset(tmp_path)
+    preload = (tmp_path / assets.PRELOAD).read_text()
+    name = assets.asset_name()
+    assert f'import("./{name}?v=' in preload, "the preload must import the file next to it, versioned"
+    assert f'imports["{name}"] ??=' in preload, "a second preload in the page must not import again"
+    assert f'__explorerPlotlyWidgets?.["{name}"]' in assets.loader_esm(assets.ROUTE)
+    assert "catch(() => import(url))" in assets.loader_esm(assets.ROUTE), "a failed preload must not break figures"
+    # make test-latest's plotly (--keep) leaves the lock's preload alone, and writes one where there is none.
+    (tmp_path / assets.PRELOAD).write_text("the lock's preload")
+    assets.write_asset(tmp_path, prune=False)
+    assert (tmp_path / assets.PRELOAD).read_text() == "the lock's preload"
+    (tmp_path / assets.PRELOAD).unlink()
+    assets.write_asset(tmp_path, prune=False)
+    assert (tmp_path / assets.PRELOAD).read_text() == preload
+
+
+def test_the_template_starts_the_import_in_the_head_without_waiting_for_the_page() -> None:
+    """Voila sends the page's body after it ran the app: a module script without ``async`` would wait for it."""
+    template = (assets.TEMPLATE_STATIC.parent / "index.html.j2").read_text()
+    tag = f"<script type=\"module\" async src=\"{{{{ resources.include_url('static/{assets.PRELOAD}') }}}}\"></script>"
+    assert tag in template
+    assert template.index(tag) > template.index("{%- block html_head_js -%}")
 
 
 def test_the_name_follows_plotlys_module() -> None:
