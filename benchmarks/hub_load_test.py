@@ -315,30 +315,16 @@ def node_on_screen(app: AppPage, timeout: float) -> dict[str, Any]:
     """Where the first hypothesis node of the first panel's tree is drawn, once it is (the status says ``done``
     a moment before the tree is drawn)."""
     deadline = time.perf_counter() + timeout
-    titles: list[str] = []
+    tree: dict[str, Any] = {}
     while time.perf_counter() < deadline:
         app.page.locator(".explorer-tree").scroll_into_view_if_needed()
-        titles = (peek(app.page, TREE_SUMMARY, ".explorer-tree") or {}).get("titles") or []
+        tree = peek(app.page, TREE_SUMMARY, ".explorer-tree") or {}
+        titles = tree.get("titles") or []
         target = peek(app.page, NODE_POSITION, [".explorer-tree", titles[0]]) if titles else None
         if target is not None:
             return dict(target)
         app.page.wait_for_timeout(200)
-    trees = peek(app.page, TREES_SEEN)
-    raise TimeoutError(f"no tree node drawn after {timeout:.0f} s (status {app.status()!r}, subplot titles {titles}, "
-                       f"trees on the page {trees})")
-
-
-#: JS: every tree figure on the page, as the harness sees it: drawn or not, its subplot titles and panel keys.
-TREES_SEEN = """() => [...document.querySelectorAll('.explorer-tree')].map(el => {
-  const gd = el.classList.contains('js-plotly-plot') ? el : el.querySelector('.js-plotly-plot');
-  const keys = new Set();
-  for (const t of (gd && gd.data) || []) for (const cd of t.customdata || []) if (cd) keys.add(String(cd[0]));
-  const box = el.getBoundingClientRect();
-  return {plot: !!gd, traces: gd && gd.data ? gd.data.length : null, keys: [...keys].slice(0, 4),
-          titles: gd ? [...gd.querySelectorAll('.infolayer .annotation-text, .infolayer .annotation text')]
-                         .map(e => e.textContent).slice(0, 4) : [],
-          box: [Math.round(box.top), Math.round(box.height)], hidden: el.offsetParent === null};
-})"""
+    raise TimeoutError(f"no tree node drawn after {timeout:.0f} s (status {app.status()!r}, the tree figure {tree})")
 
 
 def check_isolation(students: list[Student], args: argparse.Namespace) -> None:

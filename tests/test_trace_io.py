@@ -478,11 +478,12 @@ def test_a_committed_version_1_0_trace_still_loads(tiny: CausalLM) -> None:
     for new_step, old_step in zip(again.steps, old.steps, strict=True):
         for new, was in zip(new_step.hypotheses, old_step.hypotheses, strict=True):
             plain = [dataclasses.replace(c, raw_rank=None) for c in new.candidates]
-            olds = [c for c in plain if any(_close(c, w) for w in was.candidates)]
+            known = [any(_close(p, w) for w in was.candidates) for p in plain]
+            olds = [p for p, k in zip(plain, known, strict=True) if k]
             assert len(olds) == len(was.candidates), (olds, was.candidates)
             assert all(_close(a, b) for a, b in zip(olds, was.candidates, strict=True))
-            assert all(c.raw_rank is not None and c.raw_rank < 3 for c, p in zip(new.candidates, plain, strict=True)
-                       if not any(_close(p, w) for w in was.candidates))
+            assert all(c.raw_rank is not None and c.raw_rank < 3 for c, k in zip(new.candidates, known, strict=True)
+                       if not k)
             rest = dataclasses.replace(new, candidates=(), entropy=None)
             assert _close(rest, dataclasses.replace(was, candidates=()))
 

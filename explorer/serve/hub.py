@@ -125,7 +125,8 @@ def choose_port(ip: str, ports: range, taken: set[int]) -> int:
     one's server (a 404)."""
     ephemeral = _ephemeral_ports()
     outside = [p for p in ports if p not in ephemeral]
-    for port in random.sample(outside, len(outside)) + random.sample(list(ports), len(ports)):
+    inside = [p for p in ports if p in ephemeral]
+    for port in random.sample(outside, len(outside)) + random.sample(inside, len(inside)):
         if port in taken:
             continue
         with socket.socket() as probe:
